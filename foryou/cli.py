@@ -11,8 +11,11 @@ from rich.table import Table
 
 from foryou.settings import Settings
 
-app = typer.Typer(help="foryou: an open For You feed ranking service.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="foryou: an open For You feed ranking service.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 infra_app = typer.Typer(help="Embedded Kafka broker + Redis on free local ports.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 console = Console()
@@ -21,13 +24,16 @@ console = Console()
 @app.callback()
 def main(
     ctx: typer.Context,
-    kafka_bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap (env FORYOU_KAFKA_BOOTSTRAP)")] = None,
+    kafka_bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap (env FORYOU_KAFKA_BOOTSTRAP)")
+    ] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (env FORYOU_REDIS_URL)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="State/data directory (env FORYOU_DATA_DIR)")] = None,
     log_level: Annotated[str | None, typer.Option(help="Log level (env FORYOU_LOG_LEVEL)")] = None,
 ) -> None:
-    ctx.obj = Settings.from_env(kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, data_dir=data_dir,
-                                log_level=log_level)
+    ctx.obj = Settings.from_env(
+        kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, data_dir=data_dir, log_level=log_level
+    )
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -73,6 +79,32 @@ def infra_status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
             console.print("topics: " + ", ".join(t for t in st["topics"] if not t.startswith("__")))
         console.print("[green]healthy[/green]" if st["healthy"] else "[red]unhealthy[/red]")
     raise typer.Exit(0 if st["healthy"] else 1)
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Argument(help="engagements | served | posts | user-events")],
+    out: Annotated[str, typer.Option(help="Output Parquet file")],
+    since: Annotated[int, typer.Option(help="Keep messages with timestamp >= since (ms)")] = 0,
+    until: Annotated[int | None, typer.Option(help="Keep messages with timestamp < until (ms)")] = None,
+) -> None:
+    """Replay a Kafka topic into Parquet (e.g. the engagement log that trains the models)."""
+    from pathlib import Path
+
+    from foryou.replay import replay_topic
+
+    settings = _settings(ctx).resolved()
+    with console.status(f"replaying {topic}…") as status:
+        res = replay_topic(
+            settings,
+            topic,
+            Path(out),
+            since,
+            until,
+            progress=lambda n: status.update(f"replaying {topic}: {n:,} rows"),
+        )
+    console.print(f"wrote {res.rows:,} rows to {res.out} ({res.malformed} malformed skipped)")
 
 
 @app.command()

@@ -56,11 +56,15 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
-def make_sync_server(address: str, max_workers: int = 8, max_concurrent_rpcs: int = 64
-                     ) -> tuple[grpc.Server, health.HealthServicer, int]:
+def make_sync_server(
+    address: str, max_workers: int = 8, max_concurrent_rpcs: int = 64
+) -> tuple[grpc.Server, health.HealthServicer, int]:
     """Thread-pool variant for CPU-bound handlers. Add services, then call `finish_sync_server`."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         maximum_concurrent_rpcs=max_concurrent_rpcs, options=_OPTIONS)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+        options=_OPTIONS,
+    )
     hs = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     port = server.add_insecure_port(address)
@@ -69,9 +73,12 @@ def make_sync_server(address: str, max_workers: int = 8, max_concurrent_rpcs: in
     return server, hs, port
 
 
-def finish_sync_server(server: grpc.Server, hs: health.HealthServicer, service_names: Sequence[str],
-                       serving: bool = True) -> None:
-    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+def finish_sync_server(
+    server: grpc.Server, hs: health.HealthServicer, service_names: Sequence[str], serving: bool = True
+) -> None:
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
     server.start()
     status = ServingStatus.SERVING if serving else ServingStatus.NOT_SERVING
     for name in [*service_names, ""]:

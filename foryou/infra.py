@@ -71,8 +71,16 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: f
 def start_broker(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-           "--storage-engine", "memory://tansu/"]
+    cmd = [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
     log = open(log_dir / "broker.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _wait_port(port, proc, "broker")
@@ -83,8 +91,21 @@ def start_broker(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def start_redis(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    cmd = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-           "--dir", str(log_dir), "--daemonize", "no"]
+    cmd = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(log_dir),
+        "--daemonize",
+        "no",
+    ]
     log = open(log_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _wait_port(port, proc, "redis-server")
@@ -187,8 +208,13 @@ def status(settings: Settings) -> dict[str, Any]:
     state = read_state(settings) or {}
     bootstrap = settings.kafka_bootstrap or state.get("kafka_bootstrap", "")
     url = settings.redis_url or state.get("redis_url", "")
-    out: dict[str, Any] = {"kafka_bootstrap": bootstrap, "redis_url": url, "kafka": "unconfigured",
-                           "redis": "unconfigured", "topics": []}
+    out: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "redis_url": url,
+        "kafka": "unconfigured",
+        "redis": "unconfigured",
+        "topics": [],
+    }
     if bootstrap:
         try:
             from confluent_kafka.admin import AdminClient
@@ -217,7 +243,9 @@ class EmbeddedInfra:
 
     def __enter__(self) -> Settings:
         self.state = up(self.settings)
-        return self.settings.replace(kafka_bootstrap=self.state.kafka_bootstrap, redis_url=self.state.redis_url)
+        return self.settings.replace(
+            kafka_bootstrap=self.state.kafka_bootstrap, redis_url=self.state.redis_url
+        )
 
     def __exit__(self, *exc: object) -> None:
         down(self.settings)

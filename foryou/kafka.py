@@ -10,7 +10,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -21,7 +29,9 @@ T = TypeVar("T")
 
 CONSUMED = Counter("foryou_kafka_consumed_total", "Messages consumed", ["consumer", "topic"])
 APPLIED = Counter("foryou_kafka_applied_total", "Decoded messages applied", ["consumer", "topic"])
-MALFORMED = Counter("foryou_kafka_malformed_total", "Messages sent to the dead-letter topic", ["consumer", "topic"])
+MALFORMED = Counter(
+    "foryou_kafka_malformed_total", "Messages sent to the dead-letter topic", ["consumer", "topic"]
+)
 LAG = Gauge("foryou_kafka_consumer_lag", "High watermark minus position", ["consumer", "topic", "partition"])
 BATCH_SECONDS = Histogram(
     "foryou_kafka_batch_apply_seconds",
@@ -67,7 +77,9 @@ def ensure_topics(settings: Settings, topics: dict[str, int], timeout_s: float =
     """Create missing topics with the given partition counts; existing ones are left alone."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     existing = admin.list_topics(timeout=timeout_s).topics
-    missing = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items() if t not in existing]
+    missing = [
+        NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items() if t not in existing
+    ]
     if not missing:
         return
     for topic, fut in admin.create_topics(missing, operation_timeout=timeout_s).items():
@@ -107,7 +119,9 @@ class DeadLetterQueue:
             ("dlq.partition", str(msg.partition()).encode()),
             ("dlq.offset", str(msg.offset()).encode()),
         ]
-        self._producer.produce(self._settings.dlq_topic(topic), key=msg.key(), value=msg.value(), headers=headers)
+        self._producer.produce(
+            self._settings.dlq_topic(topic), key=msg.key(), value=msg.value(), headers=headers
+        )
         self._producer.poll(0)
 
     def flush(self, timeout_s: float = 10.0) -> None:

@@ -29,8 +29,8 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
-        base = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} {record.name}: "
-        base += record.getMessage()
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        base = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
         if extras:
             base += " " + " ".join(f"{k}={v}" for k, v in extras.items())
         if record.exc_info:

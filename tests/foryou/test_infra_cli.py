@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 def _foryou(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FORYOU_KAFKA_BOOTSTRAP", "FORYOU_REDIS_URL")}
     env["FORYOU_DATA_DIR"] = str(data_dir)
-    return subprocess.run([sys.executable, "-m", "foryou.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "foryou.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_infra_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -20,17 +20,52 @@ pytestmark = pytest.mark.integration
 
 def _events() -> list[tuple[str, object]]:
     pid = make_id(1_700_000_000_000, 7)
-    post = ev.Post(post_id=pid, author_id=42, created_at=1_700_000_000, text="hello world", has_video=True,
-                   video_duration_ms=12_000, labels=["nsfw"], conversation_id=pid)
+    post = ev.Post(
+        post_id=pid,
+        author_id=42,
+        created_at=1_700_000_000,
+        text="hello world",
+        has_video=True,
+        video_duration_ms=12_000,
+        labels=["nsfw"],
+        conversation_id=pid,
+    )
     return [
         ("posts", ev.PostEvent(create=post)),
-        ("posts", ev.PostEvent(delete=ev.PostDelete(post_id=pid, author_id=42, deleted_at_ms=1_700_000_100_000))),
-        ("engagements", ev.EngagementEvent(user_id=7, post_id=pid, author_id=42, action=ev.SERVER_TWEET_FAV,
-                                           timestamp_ms=1_700_000_050_000,
-                                           product_surface=ev.PRODUCT_SURFACE_HOME_TIMELINE, dwell_ms=0)),
-        ("user-events", ev.UserEvent(user_id=7, type=ev.USER_EVENT_FOLLOW, target_user_id=42, timestamp_ms=1)),
-        ("served", ev.ServedEvent(viewer_id=7, post_id=pid, author_id=42, position=0, score=0.5, request_id="r1",
-                                  model_version="m1", served_at_ms=2, in_network=True)),
+        (
+            "posts",
+            ev.PostEvent(delete=ev.PostDelete(post_id=pid, author_id=42, deleted_at_ms=1_700_000_100_000)),
+        ),
+        (
+            "engagements",
+            ev.EngagementEvent(
+                user_id=7,
+                post_id=pid,
+                author_id=42,
+                action=ev.SERVER_TWEET_FAV,
+                timestamp_ms=1_700_000_050_000,
+                product_surface=ev.PRODUCT_SURFACE_HOME_TIMELINE,
+                dwell_ms=0,
+            ),
+        ),
+        (
+            "user-events",
+            ev.UserEvent(user_id=7, type=ev.USER_EVENT_FOLLOW, target_user_id=42, timestamp_ms=1),
+        ),
+        (
+            "served",
+            ev.ServedEvent(
+                viewer_id=7,
+                post_id=pid,
+                author_id=42,
+                position=0,
+                score=0.5,
+                request_id="r1",
+                model_version="m1",
+                served_at_ms=2,
+                in_network=True,
+            ),
+        ),
     ]
 
 
@@ -51,8 +86,9 @@ def test_each_event_type_round_trips_through_the_broker(settings: Settings) -> N
             assert m.error() is None
             got.setdefault(m.topic(), []).append(m.value())
     consumer.commit(asynchronous=False)
-    committed = consumer.committed([TopicPartition(t, p) for t in topics for p in range(settings.partitions)],
-                                   timeout=10)
+    committed = consumer.committed(
+        [TopicPartition(t, p) for t in topics for p in range(settings.partitions)], timeout=10
+    )
     consumer.close()
 
     for name, msg in events:
@@ -78,9 +114,14 @@ def test_batch_consumer_dead_letters_malformed_and_keeps_going(settings: Setting
     producer.flush(10)
 
     applied: list[int] = []
-    consumer = BatchConsumer(settings, "roundtrip", [topic], ev.PostEvent.FromString,
-                             lambda batch: applied.extend(d.offset for d in batch),
-                             group_id=f"{settings.topic_prefix}bc")
+    consumer = BatchConsumer(
+        settings,
+        "roundtrip",
+        [topic],
+        ev.PostEvent.FromString,
+        lambda batch: applied.extend(d.offset for d in batch),
+        group_id=f"{settings.topic_prefix}bc",
+    )
     stop = threading.Event()
     t = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     t.start()

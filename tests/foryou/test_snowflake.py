@@ -14,7 +14,9 @@ def test_known_id_decodes_to_its_creation_time() -> None:
     assert sf.make_id(1288834974657, 0) == 0
 
 
-@given(ts=st.integers(sf.TWITTER_EPOCH_MS, sf.TWITTER_EPOCH_MS + (1 << 40)), seq=st.integers(0, sf.SEQUENCE_MASK))
+@given(
+    ts=st.integers(sf.TWITTER_EPOCH_MS, sf.TWITTER_EPOCH_MS + (1 << 40)), seq=st.integers(0, sf.SEQUENCE_MASK)
+)
 def test_make_id_round_trips(ts: int, seq: int) -> None:
     i = sf.make_id(ts, seq)
     assert sf.timestamp_ms(i) == ts
