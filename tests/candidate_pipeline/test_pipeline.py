@@ -1,0 +1,405 @@
+"""Execution semantics of the pipeline framework (reference candidate-pipeline, AUG)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from candidate_pipeline import (
+    CandidatePipeline,
+    Filter,
+    Hydrator,
+    PipelineConfig,
+    QueryHydrator,
+    Scorer,
+    Selector,
+    SideEffect,
+    Source,
+)
+
+
+@dataclass
+class Q:
+    user: int = 1
+    follows: list[int] = field(default_factory=list)
+    lang: str = ""
+
+
+@dataclass(slots=True)
+class C:
+    id: int
+    tag: str = ""
+    score: float | None = None
+    extra: int = 0
+
+
+class ListSource(Source):
+    def __init__(self, ids: Sequence[int], delay: float = 0.0, fail: bool = False) -> None:
+        self.ids, self.delay, self.fail = list(ids), delay, fail
+
+    async def get_candidates(self, query: Q) -> list[C]:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("source down")
+        return [C(i) for i in self.ids]
+
+
+class SlowSourceA(ListSource):
+    pass
+
+
+class SlowSourceB(ListSource):
+    pass
+
+
+class TagHydrator(Hydrator):
+    def __init__(
+        self, tag: str, delay: float = 0.0, fail_ids: Sequence[int] = (), short: bool = False
+    ) -> None:
+        self.tag, self.delay, self.fail_ids, self.short = tag, delay, set(fail_ids), short
+
+    async def hydrate(self, query: Q, candidates: Sequence[C]) -> list[object]:
+        await asyncio.sleep(self.delay)
+        out: list[object] = [
+            ValueError("x") if c.id in self.fail_ids else c.tag + self.tag for c in candidates
+        ]
+        return out[:-1] if self.short else out
+
+    def update(self, candidate: C, hydrated: object) -> None:
+        candidate.tag = str(hydrated)
+
+
+class OtherTagHydrator(TagHydrator):
+    pass
+
+
+class IdScorer(Scorer):
+    """score = id (or a fixed mapping), plus whatever an earlier scorer left."""
+
+    def __init__(self, values: dict[int, float] | None = None, fail: bool = False) -> None:
+        self.values, self.fail = values, fail
+
+    async def score(self, query: Q, candidates: Sequence[C]) -> list[float]:
+        if self.fail:
+            raise RuntimeError("model down")
+        return [self.values.get(c.id, float(c.id)) if self.values else float(c.id) for c in candidates]
+
+    def update(self, candidate: C, hydrated: float) -> None:
+        candidate.score = hydrated
+
+
+class DoubleScorer(Scorer):
+    async def score(self, query: Q, candidates: Sequence[C]) -> list[float]:
+        return [(c.score or 0.0) * 2 for c in candidates]
+
+    def update(self, candidate: C, hydrated: float) -> None:
+        candidate.score = hydrated
+
+
+class OddFilter(Filter):
+    def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+        return [c for c in candidates if c.id % 2 == 0], [c for c in candidates if c.id % 2]
+
+
+class BrokenFilter(Filter):
+    def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+        raise RuntimeError("bug")
+
+
+class DropIdsFilter(Filter):
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids = set(ids)
+
+    async def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+        return [c for c in candidates if c.id not in self.ids], [c for c in candidates if c.id in self.ids]
+
+
+class TopK(Selector):
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+
+    def score(self, candidate: C) -> float:
+        return candidate.score if candidate.score is not None else -math.inf
+
+
+class LangQueryHydrator(QueryHydrator):
+    def __init__(self, value: str = "en", fail: bool = False, delay: float = 0.0) -> None:
+        self.value, self.fail, self.delay = value, fail, delay
+
+    async def hydrate(self, query: Q) -> str:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("redis down")
+        return self.value
+
+    def update(self, query: Q, hydrated: str) -> None:
+        query.lang = hydrated
+
+
+class FollowsQueryHydrator(QueryHydrator):
+    async def hydrate(self, query: Q) -> list[int]:
+        return [7, 8]
+
+    def update(self, query: Q, hydrated: list[int]) -> None:
+        query.follows = hydrated
+
+
+class Disabled(Source):
+    def enable(self, query: Q) -> bool:
+        return False
+
+    async def get_candidates(self, query: Q) -> list[C]:
+        raise AssertionError("disabled component ran")
+
+
+def run(p: CandidatePipeline, q: Q | None = None):  # type: ignore[no-untyped-def]
+    return asyncio.run(p.execute(q or Q()))
+
+
+def ids(cs: Sequence[C]) -> list[int]:
+    return [c.id for c in cs]
+
+
+def test_sources_run_in_parallel_and_concatenate_in_declaration_order() -> None:
+    p = CandidatePipeline(
+        sources=[SlowSourceA([3, 4], delay=0.1), SlowSourceB([1, 2], delay=0.1)], result_size=10
+    )
+    t0 = time.perf_counter()
+    res = run(p)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.19  # sequential would take >= 0.2
+    assert ids(res.selected) == [3, 4, 1, 2]
+
+
+def test_query_hydrators_parallel_and_merged_in_order_fail_open() -> None:
+    p = CandidatePipeline(
+        query_hydrators=[
+            LangQueryHydrator("de", delay=0.1),
+            FollowsQueryHydrator(),
+            LangQueryHydrator(fail=True),
+        ],
+        result_size=1,
+    )
+    t0 = time.perf_counter()
+    res = run(p)
+    assert time.perf_counter() - t0 < 0.5
+    assert res.query.lang == "de" and res.query.follows == [7, 8]
+    assert res.failed_components == ["LangQueryHydrator"]
+
+
+def test_dependent_query_hydrators_see_hydrated_query() -> None:
+    class NeedsFollows(QueryHydrator):
+        async def hydrate(self, query: Q) -> str:
+            return f"n{len(query.follows)}"
+
+        def update(self, query: Q, hydrated: str) -> None:
+            query.lang = hydrated
+
+    p = CandidatePipeline(
+        query_hydrators=[FollowsQueryHydrator()], dependent_query_hydrators=[NeedsFollows()], result_size=1
+    )
+    assert run(p).query.lang == "n2"
+
+
+def test_failing_source_contributes_nothing() -> None:
+    p = CandidatePipeline(sources=[ListSource([1], fail=True), ListSource([2, 3])], result_size=10)
+    res = run(p)
+    assert ids(res.selected) == [2, 3]
+    assert res.failed_components == ["ListSource"]
+
+
+def test_hydrators_see_same_input_merge_in_order_and_per_candidate_errors() -> None:
+    p = CandidatePipeline(
+        sources=[ListSource([1, 2, 3])],
+        hydrators=[TagHydrator("a", fail_ids=[2]), OtherTagHydrator("b")],
+        result_size=10,
+    )
+    res = run(p)
+    # both saw the untouched tag "", the later one wins where both wrote
+    assert [c.tag for c in res.selected] == ["b", "b", "b"]
+    p2 = CandidatePipeline(
+        sources=[ListSource([1, 2, 3])], hydrators=[TagHydrator("a", fail_ids=[2])], result_size=10
+    )
+    assert [c.tag for c in run(p2).selected] == ["a", "", "a"]
+
+
+def test_length_mismatch_invalidates_whole_hydrator_output() -> None:
+    p = CandidatePipeline(
+        sources=[ListSource([1, 2, 3])], hydrators=[TagHydrator("a", short=True)], result_size=10
+    )
+    res = run(p)
+    assert [c.tag for c in res.selected] == ["", "", ""]
+    assert "length_mismatch expected=3 got=2" in res.stage("hydrator").components[0].error
+
+
+def test_hydrator_timeout_fails_open() -> None:
+    slow = TagHydrator("slow", delay=0.5)
+    slow.timeout_s = 0.05
+    p = CandidatePipeline(sources=[ListSource([1])], hydrators=[slow, OtherTagHydrator("ok")], result_size=10)
+    t0 = time.perf_counter()
+    res = run(p)
+    assert time.perf_counter() - t0 < 0.4
+    assert res.selected[0].tag == "ok"
+    assert res.stage("hydrator").components[0].error == "timeout"
+
+
+def test_request_deadline_bounds_the_whole_request() -> None:
+    cfg = PipelineConfig(component_timeout_s=10, request_deadline_s=0.1)
+    p = CandidatePipeline(sources=[ListSource([1], delay=1.0), ListSource([2])], result_size=10, config=cfg)
+    t0 = time.perf_counter()
+    res = run(p)
+    assert time.perf_counter() - t0 < 0.5
+    assert ids(res.selected) == [2]
+
+
+def test_filters_sequential_record_filter_name_and_failing_filter_is_skipped() -> None:
+    p = CandidatePipeline(
+        sources=[ListSource(range(6))],
+        filters=[BrokenFilter(), OddFilter(), DropIdsFilter([4])],
+        result_size=10,
+    )
+    res = run(p)
+    assert ids(res.selected) == [0, 2]
+    assert sorted((r.candidate.id, r.filter) for r in res.filtered) == [
+        (1, "OddFilter"),
+        (3, "OddFilter"),
+        (4, "DropIdsFilter"),
+        (5, "OddFilter"),
+    ]
+    assert res.filtered_by() == {"OddFilter": 3, "DropIdsFilter": 1}
+    assert "BrokenFilter" in res.failed_components
+
+
+def test_scorers_sequential_and_failing_scorer_leaves_scores() -> None:
+    p = CandidatePipeline(
+        sources=[ListSource([1, 2])],
+        scorers=[IdScorer(), IdScorer(fail=True), DoubleScorer()],
+        selector=TopK(None),
+        result_size=10,
+    )
+    res = run(p)
+    assert [(c.id, c.score) for c in res.selected] == [(2, 4.0), (1, 2.0)]
+
+
+def test_selector_sinks_nan_and_inf_below_finite() -> None:
+    vals = {1: float("nan"), 2: 0.5, 3: float("inf"), 4: -1.0, 5: float("-inf"), 6: 2.0}
+    p = CandidatePipeline(
+        sources=[ListSource(vals)], scorers=[IdScorer(vals)], selector=TopK(3), result_size=10
+    )
+    res = run(p)
+    assert ids(res.selected) == [6, 2, 4]
+    assert set(ids(res.non_selected)) == {1, 3, 5}
+
+
+def test_disabled_components_skipped() -> None:
+    p = CandidatePipeline(sources=[Disabled(), ListSource([1])], result_size=10)
+    res = run(p)
+    assert ids(res.selected) == [1]
+    assert res.stage("source").enabled == 1 and res.stage("source").total == 2
+
+
+def test_backfill_reference_case_50_selected_20_reserve_20_dropped() -> None:
+    # scores descending by id order: candidate i has score 100 - i, so selection = ids 0..49, reserve 50..69
+    vals = {i: 100.0 - i for i in range(70)}
+    p = CandidatePipeline(
+        sources=[ListSource(range(70))],
+        scorers=[IdScorer(vals)],
+        selector=TopK(50),
+        post_selection_filters=[DropIdsFilter(range(20))],
+        result_size=35,
+        config=PipelineConfig(enable_post_selection_backfill=True),
+    )
+    res = run(p)
+    assert ids(res.selected) == list(range(20, 55))
+    assert len(res.filtered) == 20
+    assert ids(res.non_selected) == list(range(55, 70))
+
+
+def test_without_backfill_overflow_goes_to_non_selected() -> None:
+    vals = {i: 100.0 - i for i in range(70)}
+    p = CandidatePipeline(
+        sources=[ListSource(range(70))],
+        scorers=[IdScorer(vals)],
+        selector=TopK(50),
+        post_selection_filters=[DropIdsFilter(range(20))],
+        result_size=25,
+    )
+    res = run(p)
+    assert ids(res.selected) == list(range(20, 45))
+    assert ids(res.non_selected) == list(range(50, 70)) + list(range(45, 50))
+
+
+class Recorder(SideEffect):
+    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+        self.delay, self.fail, self.seen = delay, fail, []  # type: ignore[var-annotated]
+
+    async def run(self, query: Q, selected: Sequence[C], non_selected: Sequence[C]) -> None:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("kafka down")
+        self.seen.append(ids(selected))
+
+
+def test_side_effects_do_not_delay_response_and_errors_are_ignored() -> None:
+    slow, broken = Recorder(delay=0.3), Recorder(fail=True)
+    p = CandidatePipeline(sources=[ListSource([1, 2])], side_effects=[slow, broken], result_size=10)
+
+    async def go() -> float:
+        t0 = time.perf_counter()
+        res = await p.execute(Q())
+        took = time.perf_counter() - t0
+        assert ids(res.selected) == [1, 2]
+        assert slow.seen == []
+        await p.drain_side_effects()
+        return took
+
+    assert asyncio.run(go()) < 0.25
+    assert slow.seen == [[1, 2]]
+
+
+def test_components_lists_every_stage() -> None:
+    p = CandidatePipeline(
+        query_hydrators=[FollowsQueryHydrator()],
+        sources=[ListSource([])],
+        filters=[OddFilter()],
+        selector=TopK(1),
+        side_effects=[Recorder()],
+        result_size=1,
+    )
+    comps = p.components()
+    assert comps["query_hydrator"] == ["FollowsQueryHydrator"]
+    assert comps["filter"] == ["OddFilter"] and comps["selector"] == ["TopK"]
+    assert comps["side_effect"] == ["Recorder"] and comps["scorer"] == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 80),
+    drop=st.sets(st.integers(0, 80)),
+    post_drop=st.sets(st.integers(0, 80)),
+    top=st.integers(0, 60),
+    size=st.integers(0, 50),
+    backfill=st.booleans(),
+)
+def test_every_candidate_ends_in_exactly_one_bucket(
+    n: int, drop: set[int], post_drop: set[int], top: int, size: int, backfill: bool
+) -> None:
+    p = CandidatePipeline(
+        sources=[ListSource(range(n))],
+        filters=[DropIdsFilter(drop)],
+        scorers=[IdScorer()],
+        selector=TopK(top),
+        post_selection_filters=[DropIdsFilter(post_drop)],
+        result_size=size,
+        config=PipelineConfig(enable_post_selection_backfill=backfill),
+    )
+    res = run(p)
+    all_ids = ids(res.selected) + [r.candidate.id for r in res.filtered] + ids(res.non_selected)
+    assert sorted(all_ids) == list(range(n))
+    assert len(res.selected) <= size
