@@ -1,0 +1,40 @@
+"""Thunder limits and service settings; defaults are the reference's `config.rs` / `args.rs`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_POSTS_TO_RETURN = 1200
+MAX_VIDEOS_TO_RETURN = 600
+MAX_INPUT_LIST_SIZE = 10_000
+MAX_ORIGINAL_POSTS_PER_AUTHOR = 50
+MAX_REPLY_POSTS_PER_AUTHOR = 30
+MAX_VIDEO_POSTS_PER_AUTHOR = 100
+MAX_TINY_POSTS_PER_USER_SCAN = 500
+MAX_POSTING_LIST_SIZE = 5000
+RETENTION_SECONDS = 172_800
+
+
+@dataclass(slots=True)
+class StoreConfig:
+    retention_s: int = RETENTION_SECONDS
+    max_originals_per_author: int = MAX_ORIGINAL_POSTS_PER_AUTHOR
+    max_replies_per_author: int = MAX_REPLY_POSTS_PER_AUTHOR
+    max_videos_per_author: int = MAX_VIDEO_POSTS_PER_AUTHOR
+    max_scan_per_author: int = MAX_TINY_POSTS_PER_USER_SCAN
+    max_posting_list_size: int = MAX_POSTING_LIST_SIZE
+
+
+@dataclass(slots=True)
+class ThunderConfig:
+    store: StoreConfig
+    grpc_address: str = "127.0.0.1:0"
+    max_concurrent_rpcs: int = 64  # excess answered RESOURCE_EXHAUSTED
+    max_input_list_size: int = MAX_INPUT_LIST_SIZE
+    catchup_max_lag: int = 1000  # serve once total lag is below this
+    trim_interval_s: float = 120.0
+    group_id: str = "thunder"
+
+    @classmethod
+    def default(cls, **kw: object) -> ThunderConfig:
+        return cls(store=StoreConfig(), **kw)  # type: ignore[arg-type]

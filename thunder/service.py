@@ -1,0 +1,107 @@
+"""Thunder as a running service: the `posts` consumer thread, the periodic trim thread and the gRPC
+server. Health stays NOT_SERVING until the consumer has caught up with the topic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+
+from foryou.grpc_server import GrpcServer
+from foryou.kafka import BatchConsumer
+from foryou.settings import Settings
+from protos import thunder_pb2_grpc
+from thunder import metrics
+from thunder.config import ThunderConfig
+from thunder.handler import InNetworkPostsHandler
+from thunder.ingest import PostEventApplier, decode_post_event
+from thunder.servicer import SERVICE_NAME, InNetworkPostsServicer
+from thunder.store import PostStore
+
+log = logging.getLogger(__name__)
+
+
+class ThunderService:
+    def __init__(self, settings: Settings, config: ThunderConfig | None = None) -> None:
+        self.settings = settings
+        self.config = config or ThunderConfig.default()
+        self.store = PostStore(self.config.store)
+        self.handler = InNetworkPostsHandler(self.store, self.config)
+        self.caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.server: GrpcServer | None = None
+        # a fresh group per start: the store is rebuilt by replaying the retained topic (reference)
+        self.consumer = BatchConsumer(
+            settings,
+            "thunder",
+            [settings.topic(settings.posts_topic)],
+            decode_post_event,
+            PostEventApplier(self.store),
+            group_id=f"{self.config.group_id}-{uuid.uuid4().hex[:8]}",
+        )
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None, "not started"
+        return self.server.address
+
+    def _ingest_loop(self) -> None:
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.consumer.poll_once()
+                if not self.caught_up.is_set() and self.consumer.caught_up(self.config.catchup_max_lag):
+                    self.caught_up.set()
+                    log.info(
+                        "thunder caught up",
+                        extra={"seconds": round(time.monotonic() - t0, 2), "posts": self.store.num_posts},
+                    )
+                metrics.update_store_gauges(self.store)
+            except Exception:
+                log.exception("thunder ingest batch failed; retrying")
+                time.sleep(0.5)
+
+    def _trim_loop(self) -> None:
+        while not self._stop.wait(self.config.trim_interval_s):
+            t0 = time.perf_counter()
+            n = self.store.trim()
+            metrics.TRIM_SECONDS.observe(time.perf_counter() - t0)
+            log.info("thunder trim", extra={"recycled": n, "seconds": round(time.perf_counter() - t0, 3)})
+
+    async def start(self) -> None:
+        for target in (self._ingest_loop, self._trim_loop):
+            t = threading.Thread(target=target, name=f"thunder-{target.__name__}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.server = GrpcServer(self.config.grpc_address, self.config.max_concurrent_rpcs)
+        self.server.add(
+            thunder_pb2_grpc.add_InNetworkPostsServiceServicer_to_server,
+            InNetworkPostsServicer(self.handler),
+            SERVICE_NAME,
+        )
+        await self.server.start(serving=False)
+        asyncio.get_running_loop().create_task(self._serve_when_caught_up())
+
+    async def _serve_when_caught_up(self) -> None:
+        while not self.caught_up.is_set() and not self._stop.is_set():
+            await asyncio.sleep(0.05)
+        if self.server is not None and not self._stop.is_set():
+            await self.server.set_serving(True)
+
+    async def wait_caught_up(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up.is_set():
+            if time.monotonic() > deadline:
+                raise TimeoutError("thunder did not catch up")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self.server is not None:
+            await self.server.stop(grace_s=2.0)
+        for t in self._threads:
+            t.join(5)
+        self.consumer.close()
