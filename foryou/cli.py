@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 infra_app = typer.Typer(help="Embedded Kafka broker + Redis on free local ports.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
+serve_app = typer.Typer(help="Run services (gRPC + /metrics) until Ctrl-C.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
 console = Console()
 
 
@@ -79,6 +81,35 @@ def infra_status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
             console.print("topics: " + ", ".join(t for t in st["topics"] if not t.startswith("__")))
         console.print("[green]healthy[/green]" if st["healthy"] else "[red]unhealthy[/red]")
     raise typer.Exit(0 if st["healthy"] else 1)
+
+
+@serve_app.command("thunder")
+def serve_thunder(
+    ctx: typer.Context,
+    grpc_address: Annotated[str, typer.Option(envvar="FORYOU_THUNDER_ADDRESS")] = "127.0.0.1:50051",
+    metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
+    retention_s: Annotated[int, typer.Option(envvar="FORYOU_THUNDER_RETENTION_S")] = 172_800,
+    max_concurrent_rpcs: Annotated[int, typer.Option()] = 64,
+) -> None:
+    """Thunder: the in-network post store fed from the `posts` topic."""
+    import asyncio
+
+    from foryou.serve import prepare, run_until_signal
+    from thunder.config import StoreConfig, ThunderConfig
+    from thunder.service import ThunderService
+
+    settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
+    cfg = ThunderConfig(
+        store=StoreConfig(retention_s=retention_s),
+        grpc_address=grpc_address,
+        max_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    svc = ThunderService(settings, cfg)
+
+    async def started() -> None:
+        console.print(f"thunder listening on {svc.address} (SERVING once caught up with the posts topic)")
+
+    asyncio.run(run_until_signal([svc], started))
 
 
 @app.command()

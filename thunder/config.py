@@ -30,6 +30,7 @@ class ThunderConfig:
     store: StoreConfig
     grpc_address: str = "127.0.0.1:0"
     max_concurrent_rpcs: int = 64  # excess answered RESOURCE_EXHAUSTED
+    qps_limit: float = 8000.0  # token bucket (reference `qps_limit`); <= 0 disables
     max_input_list_size: int = MAX_INPUT_LIST_SIZE
     catchup_max_lag: int = 1000  # serve once total lag is below this
     trim_interval_s: float = 120.0

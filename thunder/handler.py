@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from protos import thunder_pb2 as pb
 from thunder import metrics
 from thunder.config import MAX_POSTS_TO_RETURN, MAX_VIDEOS_TO_RETURN, ThunderConfig
 from thunder.store import HAS_VIDEO, IS_REPLY, IS_RETWEET, PostStore, QueryResult
 
+log = logging.getLogger(__name__)
 ALGORITHMS = {"", "recent", "default", "latest"}
 
 
@@ -17,10 +20,42 @@ class InvalidRequest(ValueError):
     """Answered as INVALID_ARGUMENT."""
 
 
+class RateLimited(RuntimeError):
+    """Answered as RESOURCE_EXHAUSTED."""
+
+
+class TokenBucket:
+    """Admission at `rate` requests/s with bursts up to `burst` (the reference's per-instance QPS
+    limit). Non-blocking: a request that finds no token is refused, never queued."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else rate)
+        self._tokens = self.burst
+        self._t = time.monotonic()
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        if self.rate <= 0:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._t) * self.rate)
+            self._t = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
+
 @dataclass(slots=True)
 class InNetworkPostsHandler:
     store: PostStore
     config: ThunderConfig
+    limiter: TokenBucket = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = TokenBucket(self.config.qps_limit)
 
     def validate(self, req: pb.GetInNetworkPostsRequest) -> None:
         if req.user_id <= 0:
@@ -31,9 +66,22 @@ class InNetworkPostsHandler:
         if len(req.exclude_post_ids) > limit:
             raise InvalidRequest(f"exclude_post_ids has {len(req.exclude_post_ids)} ids; at most {limit}")
 
+    def get_in_network_posts(self, req: pb.GetInNetworkPostsRequest) -> pb.GetInNetworkPostsResponse:
+        """Admission (QPS limit), then `handle`; what in-process callers (home_mixer) use."""
+        if not self.limiter.try_acquire():
+            metrics.REJECTED.labels("qps").inc()
+            raise RateLimited(f"over the {self.config.qps_limit:g} requests/s limit")
+        metrics.IN_FLIGHT.inc()
+        try:
+            return self.handle(req)
+        finally:
+            metrics.IN_FLIGHT.dec()
+
     def handle(self, req: pb.GetInNetworkPostsRequest) -> pb.GetInNetworkPostsResponse:
         t0 = time.perf_counter()
         self.validate(req)
+        if req.algorithm not in ALGORITHMS:  # reference: log and fall back to recency
+            log.warning("unknown algorithm %r; using recency", req.algorithm)
         default_max = MAX_VIDEOS_TO_RETURN if req.is_video_request else MAX_POSTS_TO_RETURN
         max_results = req.max_results or default_max
         limits = req.per_author_limits if req.HasField("per_author_limits") else None

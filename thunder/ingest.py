@@ -45,7 +45,7 @@ class PostEventApplier:
         self.store = store
 
     def __call__(self, batch: list[Decoded[ev.PostEvent]]) -> None:
-        creates = [to_record(d.value.create) for d in batch if d.value.HasField("create")]
+        creates = [d.value.create for d in batch if d.value.HasField("create")]
         deletes = [
             (d.value.delete.post_id, d.value.delete.deleted_at_ms // 1000)
             for d in batch

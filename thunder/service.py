@@ -64,15 +64,23 @@ class ThunderService:
                 log.exception("thunder ingest batch failed; retrying")
                 time.sleep(0.5)
 
-    def _trim_loop(self) -> None:
-        while not self._stop.wait(self.config.trim_interval_s):
-            t0 = time.perf_counter()
-            n = self.store.trim()
-            metrics.TRIM_SECONDS.observe(time.perf_counter() - t0)
-            log.info("thunder trim", extra={"recycled": n, "seconds": round(time.perf_counter() - t0, 3)})
+    def _maintenance_loop(self) -> None:
+        """Fold recent inserts into the read snapshot (often) and trim expired posts (every 2 min)."""
+        last_trim = last_snap = time.monotonic()
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            if now - last_trim >= self.config.trim_interval_s:
+                t0 = time.perf_counter()
+                n = self.store.trim()
+                metrics.TRIM_SECONDS.observe(time.perf_counter() - t0)
+                log.info("thunder trim", extra={"recycled": n, "seconds": round(time.perf_counter() - t0, 3)})
+                last_trim = last_snap = now
+            elif self.store.delta_size > 50_000 or (self.store.delta_size and now - last_snap >= 2.0):
+                self.store.rebuild_snapshot()
+                last_snap = now
 
     async def start(self) -> None:
-        for target in (self._ingest_loop, self._trim_loop):
+        for target in (self._ingest_loop, self._maintenance_loop):
             t = threading.Thread(target=target, name=f"thunder-{target.__name__}", daemon=True)
             t.start()
             self._threads.append(t)

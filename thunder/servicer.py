@@ -7,7 +7,7 @@ import grpc
 from protos import thunder_pb2 as pb
 from protos import thunder_pb2_grpc
 from thunder import metrics
-from thunder.handler import InNetworkPostsHandler, InvalidRequest
+from thunder.handler import InNetworkPostsHandler, InvalidRequest, RateLimited
 
 SERVICE_NAME = "foryou.thunder.InNetworkPostsService"
 
@@ -24,8 +24,11 @@ class InNetworkPostsServicer(thunder_pb2_grpc.InNetworkPostsServiceServicer):
             metrics.REJECTED.labels("deadline").inc()
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed")
         try:
-            return self.handler.handle(request)
+            return self.handler.get_in_network_posts(request)
         except InvalidRequest as e:
             metrics.REJECTED.labels("invalid").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise  # unreachable: abort raises
+        except RateLimited as e:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            raise

@@ -17,7 +17,12 @@ def post(pid: int, author: int, age_s: int = 60, **kw: object) -> PostRecord:
 
 
 def ids(store: PostStore, following: list[int], **kw: object) -> list[int]:
-    return store.get_posts(VIEWER, following, now_s=NOW, **kw).post_ids  # type: ignore[arg-type]
+    """Query through the recent-entries path, then through a rebuilt snapshot: both must agree."""
+    before = store.get_posts(VIEWER, following, now_s=NOW, **kw).post_ids  # type: ignore[arg-type]
+    store.rebuild_snapshot()
+    after = store.get_posts(VIEWER, following, now_s=NOW, **kw).post_ids  # type: ignore[arg-type]
+    assert before == after
+    return after
 
 
 def test_insert_and_query_newest_first_across_authors() -> None:
