@@ -20,6 +20,67 @@ infra_app = typer.Typer(help="Embedded Kafka broker + Redis on free local ports.
 app.add_typer(infra_app, name="infra")
 serve_app = typer.Typer(help="Run services (gRPC + /metrics) until Ctrl-C.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
+world_app = typer.Typer(help="Synthetic world: generate to Parquet, publish to Kafka.", no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+
+@world_app.command("generate")
+def world_generate(
+    out: Annotated[str, typer.Option(help="Output directory")],
+    preset: Annotated[str, typer.Option(help="tiny | demo")] = "demo",
+    seed: Annotated[int, typer.Option()] = 0,
+    now_ms: Annotated[int | None, typer.Option(help="World clock (default: now)")] = None,
+) -> None:
+    """Generate a deterministic synthetic world (posts, engagement log, graph, oracle) as Parquet."""
+    import time
+
+    from phoenix.world import WorldConfig, generate_world
+
+    if preset not in ("tiny", "demo"):
+        raise typer.BadParameter("preset must be tiny or demo")
+    cfg = getattr(WorldConfig, preset)(seed=seed, now_ms=now_ms or int(time.time() * 1000))
+    with console.status(f"generating the {preset} world…"):
+        world = generate_world(cfg)
+        path = world.save(out)
+    console.print(
+        f"wrote {world.posts.height:,} posts, {world.engagements.height:,} engagement rows to {path}"
+    )
+
+
+@world_app.command("publish")
+def world_publish(
+    ctx: typer.Context,
+    world_dir: Annotated[str, typer.Option("--world", help="Directory written by `world generate`")],
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second (default: as fast as possible)")
+    ] = None,
+) -> None:
+    """Publish a world to the `posts`, `engagements` and `user-events` topics in time order."""
+    import time
+
+    from foryou.publish import publish_world
+    from phoenix.world import World
+
+    world = World.load(world_dir).rebased(int(time.time() * 1000))
+    stats = publish_world(world, _settings(ctx).resolved(), rate=rate, progress=True)
+    console.print(f"published: {stats}")
+
+
+@serve_app.command("ingest")
+def serve_ingest(
+    ctx: typer.Context,
+    metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
+) -> None:
+    """Kafka -> Redis user-state ingesters (social graph, action sequences, post and author data)."""
+    import asyncio
+
+    from foryou.ingest.runner import AsyncIngestService
+    from foryou.serve import prepare, run_until_signal
+
+    settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
+    asyncio.run(run_until_signal([AsyncIngestService(settings)]))
+
+
 console = Console()
 
 

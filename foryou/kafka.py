@@ -279,9 +279,17 @@ class BatchConsumer(Generic[T]):
         if not assignment:
             return out
         positions = self._consumer.position(assignment)
+        # no position yet (nothing fetched since assignment): a resumed group starts at its commit
+        unknown = [tp for tp in positions if tp.offset < 0]
+        committed = {}
+        if unknown and self._commit:
+            committed = {
+                (t.topic, t.partition): t.offset for t in self._consumer.committed(unknown, timeout=5)
+            }
         for tp in positions:
-            _, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-            pos = tp.offset if tp.offset >= 0 else 0
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+            pos = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
+            pos = pos if pos >= 0 else low
             out[(tp.topic, tp.partition)] = max(0, high - pos)
             LAG.labels(self.name, tp.topic, str(tp.partition)).set(out[(tp.topic, tp.partition)])
         with self._lock:

@@ -1,0 +1,46 @@
+"""posts -> Redis post core data: one protobuf Post per key with a TTL past retention (hydrating
+2,000 candidates is one MGET). Posts are immutable, so creates are SET NX: a replayed create never
+overwrites, and never resurrects a deleted post (deletes leave an empty tombstone)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from foryou.ingest.redis_ingester import RedisIngester
+from foryou.kafka import Decoded
+from foryou.snowflake import timestamp_ms
+from foryou.user_state import TOMBSTONE, encode_post, post_key, post_ttl_ms
+from protos import events_pb2 as ev
+
+
+class PostContentIngester(RedisIngester[ev.PostEvent]):
+    name = "post-content"
+    logical_topic = "posts_topic"
+
+    def decode(self, raw: bytes) -> ev.PostEvent:
+        e = ev.PostEvent.FromString(raw)
+        which = e.WhichOneof("event")
+        if which == "create":
+            if e.create.post_id <= 0 or e.create.author_id <= 0:
+                raise ValueError("post create needs positive post_id and author_id")
+        elif which == "delete":
+            if e.delete.post_id <= 0:
+                raise ValueError("post delete needs a positive post_id")
+        else:
+            raise ValueError("PostEvent with neither create nor delete")
+        return e
+
+    def apply(self, batch: Sequence[Decoded[ev.PostEvent]]) -> None:
+        now = int(time.time() * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for d in batch:
+            e = d.value
+            if e.WhichOneof("event") == "create":
+                post = e.create
+                ttl = post_ttl_ms(timestamp_ms(post.post_id), now)
+                pipe.set(post_key(post.post_id, self.prefix), encode_post(post), px=ttl, nx=True)
+            else:
+                ttl = post_ttl_ms(timestamp_ms(e.delete.post_id), now)
+                pipe.set(post_key(e.delete.post_id, self.prefix), TOMBSTONE, px=ttl)
+        pipe.execute()

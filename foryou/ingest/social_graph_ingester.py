@@ -1,0 +1,83 @@
+"""user-events -> Redis social graph: following / blocked / muted / subscriptions / muted keywords
+per user, followers per target (follower_count = SCARD, recomputed server-side) and profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from foryou.ingest.redis_ingester import IngestConfig, RedisIngester
+from foryou.kafka import Decoded
+from foryou.settings import Settings
+from foryou.user_state import author_key, social_key
+from protos import events_pb2 as ev
+
+UE = ev.UserEventType
+# event type -> (social-graph set, add?)
+EDGE_OPS: dict[int, tuple[str, bool]] = {
+    UE.USER_EVENT_FOLLOW: ("following", True),
+    UE.USER_EVENT_UNFOLLOW: ("following", False),
+    UE.USER_EVENT_BLOCK: ("blocked", True),
+    UE.USER_EVENT_UNBLOCK: ("blocked", False),
+    UE.USER_EVENT_MUTE: ("muted", True),
+    UE.USER_EVENT_UNMUTE: ("muted", False),
+    UE.USER_EVENT_SUBSCRIBE: ("subs", True),
+    UE.USER_EVENT_UNSUBSCRIBE: ("subs", False),
+}
+KEYWORD_OPS = {UE.USER_EVENT_MUTED_KEYWORD_ADD: True, UE.USER_EVENT_MUTED_KEYWORD_REMOVE: False}
+# follower_count from the followers set, in the same pipeline (idempotent, unlike HINCRBY)
+FOLLOWER_COUNT_LUA = "return redis.call('HSET', KEYS[1], 'follower_count', redis.call('SCARD', KEYS[2]))"
+
+
+def normalize_keyword(keyword: str) -> str:
+    return keyword.strip().lower()
+
+
+class SocialGraphIngester(RedisIngester[ev.UserEvent]):
+    name = "social-graph"
+    logical_topic = "user_events_topic"
+
+    def __init__(self, settings: Settings, client: redis.Redis, config: IngestConfig | None = None) -> None:
+        super().__init__(settings, client, config)
+        self._follower_count = self.redis.register_script(FOLLOWER_COUNT_LUA)
+
+    def decode(self, raw: bytes) -> ev.UserEvent:
+        e = ev.UserEvent.FromString(raw)
+        if e.user_id <= 0:
+            raise ValueError(f"user_id must be positive, got {e.user_id}")
+        if e.type in EDGE_OPS:
+            if e.target_user_id <= 0:
+                raise ValueError(f"{UE.Name(e.type)} without target_user_id")
+        elif e.type in KEYWORD_OPS:
+            if not normalize_keyword(e.keyword):
+                raise ValueError(f"{UE.Name(e.type)} without keyword")
+        elif e.type == UE.USER_EVENT_PROFILE:
+            if not e.screen_name:
+                raise ValueError("USER_EVENT_PROFILE without screen_name")
+        else:
+            raise ValueError(f"unknown user event type {e.type}")
+        return e
+
+    def apply(self, batch: Sequence[Decoded[ev.UserEvent]]) -> None:
+        p = self.prefix
+        pipe = self.redis.pipeline(transaction=False)
+        targets: set[int] = set()
+        for d in batch:
+            e = d.value
+            if e.type in EDGE_OPS:
+                kind, add = EDGE_OPS[e.type]
+                key = social_key(kind, e.user_id, p)
+                (pipe.sadd if add else pipe.srem)(key, e.target_user_id)
+                if kind == "following":
+                    followers = social_key("followers", e.target_user_id, p)
+                    (pipe.sadd if add else pipe.srem)(followers, e.user_id)
+                    targets.add(e.target_user_id)
+            elif e.type in KEYWORD_OPS:
+                key = social_key("mutedkw", e.user_id, p)
+                (pipe.sadd if KEYWORD_OPS[e.type] else pipe.srem)(key, normalize_keyword(e.keyword))
+            else:
+                pipe.hset(author_key(e.user_id, p), "screen_name", e.screen_name)
+        for t in sorted(targets):
+            self._follower_count(keys=[author_key(t, p), social_key("followers", t, p)], client=pipe)
+        pipe.execute()
