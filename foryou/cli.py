@@ -22,6 +22,57 @@ serve_app = typer.Typer(help="Run services (gRPC + /metrics) until Ctrl-C.", no_
 app.add_typer(serve_app, name="serve")
 world_app = typer.Typer(help="Synthetic world: generate to Parquet, publish to Kafka.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
+train_app = typer.Typer(help="Train models from an engagement log.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+eval_app = typer.Typer(help="Evaluate trained models on the held-out split.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+
+    def walk(prefix: str, d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}.", v)
+            elif isinstance(v, int | float):
+                table.add_row(f"{prefix}{k}", f"{v:.4f}" if isinstance(v, float) else str(v))
+
+    walk("", metrics)
+    console.print(table)
+
+
+@train_app.command("ranker")
+def train_ranker_cmd(
+    logs: Annotated[str, typer.Option(help="Engagement log Parquet, or a world directory")],
+    out: Annotated[str, typer.Option(help="Checkpoint directory (resumes if it holds one)")],
+    tiny: Annotated[bool, typer.Option(help="Tiny model (tests, smoke runs)")] = False,
+    epochs: Annotated[float, typer.Option()] = 2.0,
+    max_steps: Annotated[int, typer.Option(help="0 = from epochs")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the Phoenix ranker (multi-action, candidate-isolated transformer)."""
+    from phoenix.ranker.config import RankerConfig, TrainConfig
+    from phoenix.ranker.train import train_ranker
+
+    model = RankerConfig.tiny() if tiny else RankerConfig()
+    cfg = TrainConfig(model=model, epochs=epochs, max_steps=max_steps, seed=seed)
+    metrics = train_ranker(logs, out, cfg)
+    console.print(f"checkpoint, metrics.json and training curves in {out}")
+    _print_metrics("ranker", {k: v for k, v in metrics.items() if k != "history"})
+
+
+@eval_app.command("ranker")
+def eval_ranker_cmd(
+    logs: Annotated[str, typer.Option(help="Engagement log Parquet, or a world directory")],
+    model: Annotated[str, typer.Option(help="Checkpoint directory")],
+) -> None:
+    """ROC-AUC, PR-AUC, RCE, calibration, NDCG vs oracle and baselines on the held-out split."""
+    from phoenix.ranker.evaluate import evaluate_ranker
+
+    _print_metrics("ranker evaluation", evaluate_ranker(logs, model))
 
 
 @world_app.command("generate")
@@ -200,11 +251,70 @@ def replay(
 
 
 @app.command()
-def demo(ctx: typer.Context) -> None:
-    """The main job on embedded defaults (see `foryou.demo`)."""
-    from foryou.demo import run_demo
+def demo(
+    ctx: typer.Context,
+    preset: Annotated[str, typer.Option(help="World size: demo | tiny")] = "demo",
+    tiny_model: Annotated[bool, typer.Option(help="Tiny ranker (smoke runs)")] = False,
+    ranker_max_steps: Annotated[int, typer.Option(help="0 = one epoch")] = 0,
+) -> None:
+    """The main job: embedded Kafka + Redis, synthetic world, ingestion, training, serving, three feeds."""
+    from foryou.demo import DemoConfig, run_demo
+    from foryou.logs import setup_logging
 
-    run_demo(_settings(ctx), console)
+    settings = _settings(ctx)
+    setup_logging("WARNING", json_lines=False)
+    result = run_demo(
+        settings, console, DemoConfig(preset=preset, tiny_model=tiny_model, ranker_max_steps=ranker_max_steps)
+    )
+    if not all(result["feeds"].values()) or not result["feeds"]:  # type: ignore[union-attr]
+        raise typer.Exit(1)
+
+
+@app.command()
+def feed(
+    ctx: typer.Context,
+    user_id: Annotated[int, typer.Argument(help="Viewer id")],
+    address: Annotated[str, typer.Option(envvar="FORYOU_HOME_MIXER_ADDRESS")] = "127.0.0.1:50050",
+    explain: Annotated[
+        bool, typer.Option(help="Every candidate with its scores and the filter that removed it")
+    ] = False,
+) -> None:
+    """Request a For You feed from a running home_mixer."""
+    import grpc
+
+    from home_mixer.explain import render_feed_table
+    from protos import home_mixer_pb2 as hm
+    from protos import home_mixer_pb2_grpc
+
+    query = hm.GetScoredPostsRequest(viewer_id=user_id)
+    with grpc.insecure_channel(address) as ch:
+        stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+        try:
+            if explain:
+                console.print(
+                    render_feed_table(
+                        stub.GetDebugScoredPosts(hm.GetDebugScoredPostsRequest(query=query), timeout=10)
+                    )
+                )
+                return
+            resp = stub.GetScoredPosts(query, timeout=10)
+        except grpc.RpcError as e:
+            console.print(f"[red]{e.code().name}[/red]: {e.details()}")
+            raise typer.Exit(1) from None
+    table = Table(
+        "rank", "post", "author", "network", "score", title=f"feed of {user_id} ({resp.request_id})"
+    )
+    for i, p in enumerate(resp.scored_posts, 1):
+        table.add_row(
+            str(i),
+            str(p.post_id),
+            p.screen_name or str(p.author_id),
+            "in" if p.in_network else "out",
+            f"{p.score:.4f}",
+        )
+    console.print(table)
+    if resp.degraded:
+        console.print(f"[yellow]degraded: {', '.join(resp.degraded)}[/yellow]")
 
 
 if __name__ == "__main__":

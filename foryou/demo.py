@@ -1,24 +1,205 @@
-"""`foryou demo`: bring up the embedded infrastructure, show it healthy, bring it down."""
+"""`foryou demo`: the whole system on embedded infrastructure, end to end.
+
+1. start the embedded Kafka broker and Redis (unless external ones are configured);
+2. generate the demo world; start the ingesters and Thunder; publish the world to Kafka and wait
+   until everything has caught up;
+3. train the ranker (and retrieval model) on the world's engagement log, or reuse a cached
+   checkpoint from the data directory when world and config match;
+4. start Phoenix and home_mixer, request feeds for three users over gRPC and print them;
+5. shut everything down."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import grpc
+import polars as pl
 from rich.console import Console
+from rich.table import Table
 
 from foryou import infra
 from foryou.settings import Settings
+from protos import home_mixer_pb2 as hm
+from protos import home_mixer_pb2_grpc
+
+SHOWN_ACTIONS = {
+    "favorite",
+    "reply",
+    "retweet",
+    "quote",
+    "click",
+    "profile_click",
+    "share",
+    "dwell",
+    "photo_expand",
+    "vqv",
+    "follow_author",
+}
 
 
-def run_demo(settings: Settings, console: Console) -> None:
+@dataclass(slots=True)
+class DemoConfig:
+    preset: str = "demo"  # "tiny" for tests
+    seed: int = 0
+    num_users: int = 3
+    ranker_epochs: float = 1.0
+    ranker_max_steps: int = 0
+    tiny_model: bool = False
+
+
+def run_demo(settings: Settings, console: Console, config: DemoConfig | None = None) -> dict[str, object]:
+    cfg = config or DemoConfig()
     t0 = time.monotonic()
+    external = bool(settings.kafka_bootstrap and settings.redis_url)
     with console.status("starting embedded Kafka broker and Redis…"):
-        infra.up(settings)
+        state = infra.up(settings)
+    settings = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
+    console.print(f"[bold]infra[/bold] kafka {state.kafka_bootstrap}  redis {state.redis_url}")
     try:
-        st = infra.status(settings)
-        console.print(f"kafka {st['kafka_bootstrap']}: {st['kafka']}; redis {st['redis_url']}: {st['redis']}")
-        if not st["healthy"]:
-            raise SystemExit("infrastructure unhealthy")
+        result = asyncio.run(_demo(settings, console, cfg))
     finally:
-        infra.down(settings)
-    console.print(f"demo finished in {time.monotonic() - t0:.1f}s")
+        if not external:
+            infra.down(settings)
+    took = time.monotonic() - t0
+    console.print(f"[bold green]demo finished in {took:.0f} s[/bold green]")
+    result["seconds"] = took
+    return result
+
+
+def _world(settings: Settings, console: Console, cfg: DemoConfig):  # type: ignore[no-untyped-def]
+    from phoenix.world import WorldConfig, generate_world
+
+    wcfg = getattr(WorldConfig, cfg.preset)(seed=cfg.seed, now_ms=int(time.time() * 1000))
+    with console.status(f"generating the {cfg.preset} world…"):
+        world = generate_world(wcfg)
+        path = world.save(Path(settings.data_dir) / "world")
+    console.print(
+        f"[bold]world[/bold] {world.posts.height:,} posts, {world.engagements.height:,} engagement rows, "
+        f"{world.follows.height:,} graph edges → {path}"
+    )
+    return world, path
+
+
+def _train_ranker(settings: Settings, console: Console, cfg: DemoConfig, world_dir: Path) -> Path:
+    from phoenix.ranker.config import RankerConfig, TrainConfig
+    from phoenix.ranker.train import train_ranker
+
+    model = RankerConfig.tiny() if cfg.tiny_model else RankerConfig()
+    tcfg = TrainConfig(
+        model=model, epochs=cfg.ranker_epochs, max_steps=cfg.ranker_max_steps, seed=cfg.seed, eval_every=0
+    )
+    world_json = json.loads((world_dir / "world.json").read_text())
+    world_json.pop("now_ms", None)  # the clock moves; the world's content does not
+    key = hashlib.sha256(
+        json.dumps([world_json, asdict(cfg), tcfg.to_dict()], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    out = Path(settings.data_dir) / "models" / f"ranker-{key}"
+    if (out / "model.safetensors").exists() and (out / "metrics.json").exists():
+        console.print(f"[bold]ranker[/bold] reusing cached checkpoint {out}")
+        return out
+    t0 = time.monotonic()
+    metrics = train_ranker(world_dir, out, tcfg)
+    console.print(
+        f"[bold]ranker[/bold] trained in {time.monotonic() - t0:.0f} s → {out} ({len(metrics)} metrics)"
+    )
+    return out
+
+
+def _pick_users(world, n: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """The most active users who follow someone (so both sources contribute)."""
+    follows = world.follows.filter(pl.col("kind") == "follow").group_by("user_id").len()
+    active = (
+        world.engagements.group_by("user_id")
+        .len()
+        .rename({"len": "events"})
+        .join(follows, on="user_id")
+        .sort(["events", "user_id"], descending=[True, False])
+    )
+    return active["user_id"].head(n).to_list()
+
+
+async def _demo(settings: Settings, console: Console, cfg: DemoConfig) -> dict[str, object]:
+    from foryou.publish import publish_world
+    from foryou.stack import Stack, StackConfig
+
+    world, world_dir = _world(settings, console, cfg)
+    stack = Stack(settings, StackConfig())
+    feeds: dict[int, list[int]] = {}
+    try:
+        await stack.start_ingestion()
+        stats = await asyncio.to_thread(publish_world, world, settings, None, True)
+        console.print(f"[bold]kafka[/bold] published {stats}")
+        with console.status("waiting for Thunder and the ingesters to catch up…"):
+            await stack.wait_caught_up()
+        console.print(
+            f"[bold]thunder[/bold] {stack.thunder.store.num_posts:,} posts in memory; Redis user state "
+            "written"
+        )
+        stack.config.ranker_dir = str(
+            await asyncio.to_thread(_train_ranker, settings, console, cfg, world_dir)
+        )
+        await stack.start_serving()
+        console.print("[bold]serving[/bold] " + "  ".join(f"{k}={v}" for k, v in stack.addresses.items()))
+        async with grpc.aio.insecure_channel(stack.addresses["home_mixer"]) as ch:
+            stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+            for user in _pick_users(world, cfg.num_users):
+                req = hm.GetDebugScoredPostsRequest(query=hm.GetScoredPostsRequest(viewer_id=user))
+                resp = await stub.GetDebugScoredPosts(req, timeout=30)
+                feeds[user] = _print_feed(console, user, resp)
+        _print_next_steps(console, stack.addresses)
+    finally:
+        with console.status("shutting down…"):
+            await stack.stop()
+    return {"feeds": feeds}
+
+
+def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsResponse) -> list[int]:
+    selected = sorted((c for c in resp.candidates if c.outcome == "selected"), key=lambda c: c.position)
+    table = Table(
+        title=f"For You feed of user {user} ({len(selected)} posts, model {resp.model_version or '-'})"
+    )
+    for col in ("rank", "post", "author", "net", "top action probabilities", "weighted", "final"):
+        table.add_column(
+            col,
+            justify="left" if col in ("net", "top action probabilities", "author") else "right",
+            no_wrap=col != "top action probabilities",
+        )
+    for c in selected:
+        top = sorted(c.action_probs.items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(
+            str(c.position + 1),
+            str(c.post_id),
+            c.fields.get("author_screen_name") or str(c.author_id),
+            "in-network" if c.in_network else "out-of-network",
+            ", ".join(f"{k} {v:.2f}" for k, v in top),
+            f"{c.weighted_score:.3f}",
+            f"{c.final_score:.3f}",
+        )
+    console.print(table)
+    removed: dict[str, int] = {}
+    for c in resp.candidates:
+        if c.outcome == "filtered":
+            removed[c.filtered_by] = removed.get(c.filtered_by, 0) + 1
+    for stage in resp.stages:
+        if stage.stage in ("filter", "post_selection_filter") and stage.component not in removed:
+            removed[stage.component] = 0
+    for name, n in removed.items():
+        console.print(f"  {name}: removed {n}")
+    if resp.degraded:
+        console.print(f"  [yellow]degraded: {', '.join(resp.degraded)}[/yellow]")
+    return [c.post_id for c in selected]
+
+
+def _print_next_steps(console: Console, addresses: dict[str, str]) -> None:
+    console.print(
+        "\n[bold]Keep it running[/bold]: `foryou up` (all services in the foreground until Ctrl-C), then\n"
+        "  `foryou feed USER_ID --explain`\n"
+        "  `grpcurl -plaintext -d '{\"viewer_id\": 42}' HOST:PORT \\\n"
+        "      foryou.home_mixer.ScoredPostsService/GetScoredPosts`\n"
+        "  (server reflection is on, so `grpcurl -plaintext HOST:PORT list` shows every service)"
+    )

@@ -1,0 +1,126 @@
+"""Every service in one process (`foryou serve all`, `foryou up`, the demo): the ingesters, Thunder,
+the Phoenix ranking (and retrieval) servers and home_mixer, each on its own gRPC port, talking to
+each other over gRPC exactly as separate processes would."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foryou.ingest.runner import AsyncIngestService
+from foryou.settings import Settings
+from thunder.config import ThunderConfig
+from thunder.service import ThunderService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StackConfig:
+    ranker_dir: str = ""
+    retrieval_dir: str = ""
+    thunder_address: str = "127.0.0.1:0"
+    ranker_address: str = "127.0.0.1:0"
+    retrieval_address: str = "127.0.0.1:0"
+    home_mixer_address: str = "127.0.0.1:0"
+    addresses: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """start_ingestion() first (so Kafka can be replayed while models train), then start_serving()."""
+
+    def __init__(self, settings: Settings, config: StackConfig | None = None) -> None:
+        self.settings = settings
+        self.config = config or StackConfig()
+        self.ingest = AsyncIngestService(settings)
+        self.thunder = ThunderService(
+            settings, ThunderConfig.default(grpc_address=self.config.thunder_address)
+        )
+        self.retrieval: Any = None
+        self._ranker_server: Any = None
+        self.home_mixer: Any = None
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return self.config.addresses
+
+    async def start_ingestion(self) -> None:
+        await self.ingest.start()
+        await self.thunder.start()
+        self.addresses["thunder"] = self.thunder.address
+        self.retrieval = await _start_retrieval(self.settings, self.config)
+        if self.retrieval is not None:
+            self.addresses["retrieval"] = self.retrieval.address
+
+    async def wait_caught_up(self, timeout_s: float = 120.0) -> None:
+        await self.thunder.wait_caught_up(timeout_s)
+        ok = await asyncio.to_thread(self.ingest.service.wait_caught_up, timeout_s)
+        if not ok:
+            raise TimeoutError("ingesters did not catch up")
+        if self.retrieval is not None:
+            await self.retrieval.wait_caught_up(timeout_s)
+
+    async def start_serving(self) -> None:
+        from phoenix.ranker.handler import RankingHandler
+        from phoenix.ranker.servicer import serve_ranking
+
+        handler = await asyncio.to_thread(RankingHandler.from_dir, self.config.ranker_dir)
+        self._ranker_server, port = serve_ranking(
+            handler, self.config.ranker_address, admin_token=self.settings.admin_token
+        )
+        host = self.config.ranker_address.rsplit(":", 1)[0]
+        self.addresses["ranker"] = f"{host}:{port}"
+
+        from home_mixer.clients import build_clients_from_addresses
+        from home_mixer.service import HomeMixerConfig, HomeMixerService
+
+        clients = build_clients_from_addresses(
+            self.addresses["thunder"],
+            self.addresses.get("retrieval", "127.0.0.1:1"),
+            self.addresses["ranker"],
+            self.settings.redis_url,
+            self.settings.redis_prefix,
+        )
+        self.home_mixer = HomeMixerService(
+            self.settings, clients, HomeMixerConfig(grpc_address=self.config.home_mixer_address)
+        )
+        await self.home_mixer.start()
+        self.addresses["home_mixer"] = self.home_mixer.address
+
+    async def start(self) -> None:
+        await self.start_ingestion()
+        await self.start_serving()
+
+    async def stop(self) -> None:
+        for name, stop in (
+            ("home_mixer", self.home_mixer.stop if self.home_mixer else None),
+            (
+                "ranker",
+                (lambda: asyncio.to_thread(self._ranker_server.stop(2).wait))
+                if self._ranker_server
+                else None,
+            ),
+            ("retrieval", self.retrieval.stop if self.retrieval else None),
+            ("thunder", self.thunder.stop),
+            ("ingest", self.ingest.stop),
+        ):
+            if stop is None:
+                continue
+            try:
+                await stop()
+            except Exception:
+                log.exception("stopping %s failed", name)
+
+
+async def _start_retrieval(settings: Settings, config: StackConfig) -> Any:
+    """Phoenix retrieval with its live index, when a retrieval model is configured."""
+    if not config.retrieval_dir or not Path(config.retrieval_dir).exists():
+        return None
+    from phoenix.retrieval.service import RetrievalService  # type: ignore[import-not-found]
+
+    svc = RetrievalService(settings, config.retrieval_dir, grpc_address=config.retrieval_address)
+    await svc.start()
+    return svc
