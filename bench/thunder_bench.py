@@ -1,16 +1,27 @@
-"""Thunder figures: in-process lookup latency over 1M posts from 200k authors, gRPC round trip,
-ingest rate from the real broker, and memory per post. Usage: python bench/thunder_bench.py"""
+"""Thunder figures: in-process lookup latency over 1M posts from 200k authors (200 / 1,000 / 5,000
+followees), the same with recent inserts not yet folded into the snapshot, gRPC round trip for
+1,000 followees over that store, resident bytes per post, and ingest rate from the real broker.
+
+Usage: python bench/thunder_bench.py [--posts 1000000] [--events 300000]
+Uses FORYOU_KAFKA_BOOTSTRAP when set, else starts an embedded broker."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import gc
 import logging
-import resource
+import os
+import tempfile
 import time
+from collections.abc import Iterator
 
+import grpc
 import numpy as np
 
 from foryou import infra
+from foryou.grpc_server import GrpcServer
 from foryou.kafka import ensure_topics, make_producer
 from foryou.settings import Settings
 from foryou.snowflake import make_id
@@ -18,50 +29,68 @@ from protos import events_pb2 as ev
 from protos import thunder_pb2_grpc
 from thunder.client import make_request
 from thunder.config import ThunderConfig
+from thunder.handler import InNetworkPostsHandler
 from thunder.service import ThunderService
+from thunder.servicer import SERVICE_NAME, InNetworkPostsServicer
 from thunder.store import PostRecord, PostStore
 
-N_POSTS, N_AUTHORS, VIEWER = 1_000_000, 200_000, 7
+N_AUTHORS, VIEWER = 200_000, 7
 
 
-def build_store(now_s: int, rng: np.random.Generator) -> PostStore:
-    authors = rng.integers(1, N_AUTHORS + 1, N_POSTS)
-    ages = np.sort(rng.integers(0, 170_000, N_POSTS))[::-1]  # ids increase with time
-    kind = rng.random(N_POSTS)
-    # replies and reposts point at an earlier post, as they do in a real stream
-    parents = (rng.random(N_POSTS) * np.arange(N_POSTS)).astype(np.int64) + 1
-    recs = []
-    for i in range(N_POSTS):
-        k, a, t = kind[i], int(authors[i]), now_s - int(ages[i])
-        if k < 0.7:
-            recs.append(PostRecord(i + 1, a, t, has_video=k < 0.1))
-        elif k < 0.85:
-            recs.append(
-                PostRecord(i + 1, a, t, is_retweet=True, source_post_id=int(parents[i]), source_user_id=3)
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def records(lo: int, hi: int, now_s: int, n_posts: int, rng: np.random.Generator) -> list[PostRecord]:
+    """Posts lo..hi-1 of the synthetic stream: 60% originals (1 in 7 with video), 15% reposts,
+    25% replies; replies and reposts point at an earlier post, ids increase with time."""
+    n = hi - lo
+    authors = rng.integers(1, N_AUTHORS + 1, n)
+    ages = (170_000 * (1 - np.arange(lo, hi) / n_posts)).astype(np.int64)
+    kind = rng.random(n)
+    parents = (rng.random(n) * np.arange(lo, hi)).astype(np.int64) + 1
+    parent_authors = rng.integers(1, N_AUTHORS + 1, n)
+    out = []
+    for i in range(n):
+        k, a, t, pid = kind[i], int(authors[i]), now_s - int(ages[i]), lo + i + 1
+        if k < 0.6:
+            out.append(PostRecord(pid, a, t, has_video=k < 0.085))
+        elif k < 0.75:
+            out.append(
+                PostRecord(pid, a, t, is_retweet=True, source_post_id=int(parents[i]), source_user_id=3)
             )
         else:
-            recs.append(
+            p = int(parents[i])
+            out.append(
                 PostRecord(
-                    i + 1,
+                    pid,
                     a,
                     t,
                     is_reply=True,
-                    in_reply_to_post_id=int(parents[i]),
-                    in_reply_to_user_id=int(authors[parents[i]]),
-                    conversation_id=int(parents[i]),
+                    in_reply_to_post_id=p,
+                    in_reply_to_user_id=int(parent_authors[i]),
+                    conversation_id=p,
                 )
             )
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    store = PostStore(capacity=N_POSTS)
-    for j in range(0, N_POSTS, 20_000):
-        store.insert(recs[j : j + 20_000], now_s=now_s)
-    del recs
-    store.rebuild_snapshot()  # the service does this in the background every few seconds
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return out
+
+
+def build_store(n_posts: int, now_s: int, rng: np.random.Generator) -> PostStore:
+    gc.collect()
+    rss0 = rss_bytes()
+    store = PostStore(capacity=1024)
+    t0 = time.perf_counter()
+    for lo in range(0, n_posts, 50_000):
+        store.insert(records(lo, min(n_posts, lo + 50_000), now_s, n_posts, rng), now_s=now_s)
+    store.rebuild_snapshot()
+    took = time.perf_counter() - t0
+    gc.collect()
+    per_post = (rss_bytes() - rss0) / store.num_posts
     print(
-        f"store: {store.num_posts:,} posts, {store.num_authors:,} authors; estimate "
-        f"{store.bytes_estimate() / store.num_posts:.0f} B/post; max-RSS growth while inserting "
-        f"{(rss1 - rss0) * 1024 / store.num_posts:.0f} B/post (includes the input records)"
+        f"store: {store.num_posts:,} posts from {store.num_authors:,} authors built in {took:.1f} s; "
+        f"resident growth {per_post:.0f} B/post (store's own estimate "
+        f"{store.bytes_estimate() / store.num_posts:.0f} B/post)"
     )
     return store
 
@@ -71,90 +100,119 @@ def pct(lat: list[float]) -> str:
     return f"p50 {np.percentile(a, 50):.3f} ms  p99 {np.percentile(a, 99):.3f} ms"
 
 
-def lookup_bench(store: PostStore, now_s: int, rng: np.random.Generator) -> None:
+def lookup_bench(store: PostStore, now_s: int, rng: np.random.Generator, label: str = "") -> None:
     for n in (200, 1_000, 5_000):
         lat, got = [], 0
-        for q in range(320):
+        for q in range(520):
             fol = rng.integers(1, N_AUTHORS + 1, n).tolist()
             t0 = time.perf_counter()
             got = len(store.get_posts(VIEWER, fol, now_s=now_s))
             if q >= 20:
                 lat.append(time.perf_counter() - t0)
+        print(f"in-process lookup{label}, {n:>5} followees ({got} posts): {pct(lat)}")
+
+
+async def grpc_bench(store: PostStore, rng: np.random.Generator) -> None:
+    server = GrpcServer("127.0.0.1:0")
+    handler = InNetworkPostsHandler(store, ThunderConfig.default(qps_limit=0))
+    server.add(
+        thunder_pb2_grpc.add_InNetworkPostsServiceServicer_to_server,
+        InNetworkPostsServicer(handler),
+        SERVICE_NAME,
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as ch:
+            stub = thunder_pb2_grpc.InNetworkPostsServiceStub(ch)
+            lat, n = [], 0
+            for q in range(320):
+                fol = rng.integers(1, N_AUTHORS + 1, 1_000).tolist()
+                t0 = time.perf_counter()
+                resp = await stub.GetInNetworkPosts(make_request(VIEWER, fol), timeout=5)
+                if q >= 20:
+                    lat.append(time.perf_counter() - t0)
+                n = len(resp.posts)
         print(
-            f"in-process lookup, {n:>5} followees ({got} posts): {pct(lat)}   (budget at 1,000: p99 <= 1 ms)"
+            f"gRPC round trip (same process, 1,200 posts returned), 1,000 followees ({n} posts): {pct(lat)}"
         )
+    finally:
+        await server.stop(0.5)
 
 
-async def grpc_bench(svc: ThunderService, rng: np.random.Generator, n_authors: int) -> None:
-    import grpc
-
-    async with grpc.aio.insecure_channel(svc.address) as ch:
-        stub = thunder_pb2_grpc.InNetworkPostsServiceStub(ch)
-        lat = []
-        for q in range(220):
-            fol = rng.integers(1, n_authors + 1, 1_000).tolist()
-            t0 = time.perf_counter()
-            await stub.GetInNetworkPosts(make_request(VIEWER, fol), timeout=5)
-            if q >= 20:
-                lat.append(time.perf_counter() - t0)
-    print(f"gRPC round trip, 1,000 followees: {pct(lat)}")
-
-
-def ingest_bench(n_events: int = 300_000) -> None:
-    settings = Settings(
-        data_dir="/tmp/thunder-bench",
+@contextlib.contextmanager
+def broker(tmp: str) -> Iterator[Settings]:
+    base = Settings.from_env(
+        data_dir=tmp,
         topic_prefix=f"bench{int(time.time())}.",
         partitions=4,
         kafka_session_timeout_ms=2000,
-        consumer_batch_size=20_000,
+        consumer_batch_size=10_000,
     )
-    state = infra.up(settings)
-    settings = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
-    ensure_topics(settings, settings.topics())
-    try:
-        producer = make_producer(settings)
+    if base.kafka_bootstrap:
+        ensure_topics(base, base.topics())
+        yield base
+        return
+    with infra.EmbeddedInfra(base) as s:
+        ensure_topics(s, s.topics())
+        yield s
+
+
+def ingest_bench(n_events: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, broker(tmp) as settings:
+        producer = make_producer(settings, **{"linger.ms": 20})
         now_ms = int(time.time() * 1000)
         topic = settings.topic("posts")
+        t0 = time.perf_counter()
         for i in range(n_events):
-            a = i % 20_000 + 1
+            a = i % 50_000 + 1
             ts = now_ms - (n_events - i)
-            post = ev.Post(post_id=make_id(ts, i & 0xFFFF), author_id=a, created_at=ts // 1000)
+            post = ev.Post(post_id=make_id(ts, i & 0xFFF), author_id=a, created_at=ts // 1000, text="x" * 40)
             producer.produce(topic, key=str(a).encode(), value=ev.PostEvent(create=post).SerializeToString())
-            if i % 50_000 == 0:
+            if i % 20_000 == 0:
                 producer.poll(0)
         producer.flush(60)
+        print(f"publish: {n_events:,} PostEvents in {time.perf_counter() - t0:.1f} s")
 
         async def run() -> None:
             svc = ThunderService(settings, ThunderConfig.default(catchup_max_lag=0))
-            t0 = time.perf_counter()
             await svc.start()
-            while svc.consumer.stats.consumed == 0:
-                await asyncio.sleep(0.001)
-            t_first = time.perf_counter()  # the consumer-group join is over
-            while svc.consumer.stats.consumed < n_events:
-                await asyncio.sleep(0.005)
-            took = time.perf_counter() - t_first
-            print(
-                f"ingest from the real broker (decode + insert): {n_events:,} events in {took:.2f} s = "
-                f"{n_events / took:,.0f} events/s (budget >= 100k/s); group join {t_first - t0:.2f} s; "
-                f"store holds {svc.store.num_posts:,}"
-            )
-            await grpc_bench(svc, np.random.default_rng(1), 20_000)
-            await svc.stop()
+            try:
+                while svc.consumer.stats.consumed == 0:
+                    await asyncio.sleep(0.001)
+                t_first = time.perf_counter()
+                while svc.consumer.stats.consumed < n_events:
+                    await asyncio.sleep(0.005)
+                took = time.perf_counter() - t_first
+                await svc.wait_caught_up(60)
+                print(
+                    f"ingest from the real broker (consume + decode + insert, after the first batch): "
+                    f"{n_events:,} events in {took:.2f} s = {n_events / took:,.0f} events/s; "
+                    f"caught up -> SERVING; store holds {svc.store.num_posts:,}"
+                )
+            finally:
+                await svc.stop()
 
         asyncio.run(run())
-    finally:
-        infra.down(settings)
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--posts", type=int, default=1_000_000)
+    ap.add_argument("--events", type=int, default=300_000)
+    args = ap.parse_args()
     logging.disable(logging.WARNING)
     rng = np.random.default_rng(0)
     now_s = int(time.time())
-    store = build_store(now_s, rng)
+    store = build_store(args.posts, now_s, rng)
     lookup_bench(store, now_s, rng)
+    # serving state between snapshot folds: the newest 20k posts only in the per-author delta
+    store.insert(records(args.posts, args.posts + 20_000, now_s, args.posts, rng), now_s=now_s)
+    lookup_bench(store, now_s, rng, label=" (+20k unfolded inserts)")
+    store.rebuild_snapshot()
+    asyncio.run(grpc_bench(store, rng))
     del store
-    ingest_bench()
+    gc.collect()
+    ingest_bench(args.events)
 
 
 if __name__ == "__main__":

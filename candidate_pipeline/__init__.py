@@ -9,11 +9,14 @@ from candidate_pipeline.components import (
     Selector,
     SideEffect,
     Source,
+    sort_key,
 )
-from candidate_pipeline.pipeline import CandidatePipeline, PipelineConfig
+from candidate_pipeline.context import RequestContext, current_context
+from candidate_pipeline.pipeline import STAGES, CandidatePipeline, PipelineConfig
 from candidate_pipeline.result import ComponentTrace, PipelineResult, Removed, StageTrace
 
 __all__ = [
+    "STAGES",
     "CandidatePipeline",
     "Component",
     "ComponentTrace",
@@ -23,9 +26,12 @@ __all__ = [
     "PipelineResult",
     "QueryHydrator",
     "Removed",
+    "RequestContext",
     "Scorer",
     "Selector",
     "SideEffect",
     "Source",
     "StageTrace",
+    "current_context",
+    "sort_key",
 ]

@@ -1,5 +1,5 @@
-"""The pipeline runner: the reference's execution order and concurrency, fail-open everywhere,
-plus per-component timeouts and a per-request deadline."""
+"""The pipeline runner: the reference's execution order and concurrency (candidate-pipeline, AUG),
+fail-open everywhere, plus per-component timeouts and a per-request deadline."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from candidate_pipeline import metrics as m
@@ -23,27 +23,41 @@ from candidate_pipeline.components import (
     SideEffect,
     Source,
 )
-from candidate_pipeline.result import ComponentTrace, PipelineResult, Removed, StageTrace
+from candidate_pipeline.context import _CURRENT, RequestContext
+from candidate_pipeline.result import ComponentTrace, PipelineResult, StageTrace
 
 log = logging.getLogger(__name__)
 Q = TypeVar("Q")
 C = TypeVar("C")
 
-
-class LengthMismatch(Exception):
-    pass
+STAGES = (
+    "query_hydrator",
+    "dependent_query_hydrator",
+    "source",
+    "hydrator",
+    "filter",
+    "scorer",
+    "selector",
+    "post_selection_hydrator",
+    "post_selection_filter",
+    "side_effect",
+)
 
 
 @dataclass(slots=True)
 class PipelineConfig:
-    component_timeout_s: float | None = 1.0  # default for components without their own timeout_s
+    # default for components that declare no timeout_s; None = no per-component timeout
+    component_timeout_s: float | None = 1.0
+    # every component's timeout is capped by the time left; None = no request deadline
     request_deadline_s: float | None = 2.0
     enable_post_selection_backfill: bool = False
+    # per component class name; wins over the component's own timeout_s
+    component_timeouts: dict[str, float] = field(default_factory=dict)
 
 
 class CandidatePipeline(Generic[Q, C]):
-    """Declare the stages as lists; `execute(query)` runs them. Subclasses usually set the lists in
-    `__init__` (one component per file, names ending in their role)."""
+    """Declare the stages as ordered lists plus `result_size`; `execute(query)` runs them.
+    Subclasses usually call `super().__init__(...)` with their components (one per file)."""
 
     def __init__(
         self,
@@ -73,13 +87,14 @@ class CandidatePipeline(Generic[Q, C]):
         self.side_effects = list(side_effects)
         self.result_size = result_size
         self.config = config or PipelineConfig()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # keeps side-effect tasks from being collected
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
     def components(self) -> dict[str, list[str]]:
+        """Every stage's component names, in execution order (introspection / debug)."""
         stages: dict[str, Sequence[Component]] = {
             "query_hydrator": self.query_hydrators,
             "dependent_query_hydrator": self.dependent_query_hydrators,
@@ -94,168 +109,263 @@ class CandidatePipeline(Generic[Q, C]):
         }
         return {k: [c.name for c in v] for k, v in stages.items()}
 
+    def result_size_for(self, query: Q) -> int:
+        """Result size of this request (override for a per-query size)."""
+        return self.result_size
+
+    def finalize(self, query: Q, selected: list[C]) -> None:
+        """Last in-place touch on the final slate before side effects (default: nothing)."""
+
     # ---- execution -------------------------------------------------------------------------
 
     async def execute(self, query: Q, request_id: str | None = None) -> PipelineResult[Q, C]:
+        loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
-        deadline = None if self.config.request_deadline_s is None else t0 + self.config.request_deadline_s
-        run = _Run(self, deadline)
-        res: PipelineResult[Q, C] = PipelineResult(
-            query=query, request_id=request_id or uuid.uuid4().hex[:16]
+        now = loop.time()
+        deadline_s = self.config.request_deadline_s
+        ctx = RequestContext(
+            request_id=request_id or uuid.uuid4().hex[:16],
+            pipeline=self.name,
+            started_at=now,
+            deadline=None if deadline_s is None else now + deadline_s,
         )
-
-        await run.hydrate_query("query_hydrator", self.query_hydrators, query, res)
-        if self.dependent_query_hydrators:
-            await run.hydrate_query("dependent_query_hydrator", self.dependent_query_hydrators, query, res)
-        candidates = await run.fetch(query, res)
-        await run.hydrate("hydrator", self.hydrators, query, candidates, res)
-        res.retrieved_count = len(candidates)
-        candidates = await run.filter("filter", self.filters, query, candidates, res)
-        for scorer in self.scorers:  # sequential: each sees earlier scorers' fields
-            await run.hydrate("scorer", [scorer], query, candidates, res)
-        selected, reserve = run.select(query, candidates, res)
-
-        await run.hydrate("post_selection_hydrator", self.post_selection_hydrators, query, selected, res)
-        selected = await run.filter(
-            "post_selection_filter", self.post_selection_filters, query, selected, res
-        )
-        if self.config.enable_post_selection_backfill:
-            while len(selected) < self.result_size and reserve:
-                batch, reserve = (
-                    reserve[: self.result_size - len(selected)],
-                    reserve[self.result_size - len(selected) :],
+        token = _CURRENT.set(ctx)
+        try:
+            res = await self._execute(query, _Run(self, ctx, loop))
+            res.latency_ms = (time.perf_counter() - t0) * 1000
+            m.child(m.REQUEST_SECONDS, self.name).observe(res.latency_ms / 1000)
+            m.child(m.RESULT_SIZE, self.name).observe(len(res.selected))
+            if not res.selected:
+                m.child(m.RESULT_EMPTY, self.name).inc()
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s Summary: %s",
+                    self.name,
+                    res.summary(),
+                    extra={"request_id": ctx.request_id, "latency_ms": round(res.latency_ms, 2)},
                 )
-                await run.hydrate("post_selection_hydrator", self.post_selection_hydrators, query, batch, res)
-                # slate-wide filters (conversation dedup) must see the whole slate again
-                selected = await run.filter(
-                    "post_selection_filter", self.post_selection_filters, query, selected + batch, res
-                )
-        res.selected = selected[: self.result_size]
-        res.non_selected = reserve + selected[self.result_size :]
-        res.latency_ms = (time.perf_counter() - t0) * 1000
-        m.REQUEST_SECONDS.labels(self.name).observe(res.latency_ms / 1000)
-        m.RESULT_SIZE.labels(self.name).observe(len(res.selected))
-        log.info(
-            "%s Summary: %s",
-            self.name,
-            res.summary(),
-            extra={"request_id": res.request_id, "latency_ms": round(res.latency_ms, 2)},
-        )
-        self._launch_side_effects(query, res)
+            self._launch_side_effects(query, res)  # inside the context: the tasks inherit it
+        finally:
+            _CURRENT.reset(token)
         return res
 
+    async def _execute(self, query: Q, run: _Run[Q, C]) -> PipelineResult[Q, C]:
+        res: PipelineResult[Q, C] = PipelineResult(query=query, request_id=run.ctx.request_id)
+        run.res = res
+        await run.hydrate_query("query_hydrator", self.query_hydrators, query)
+        if self.dependent_query_hydrators:
+            await run.hydrate_query("dependent_query_hydrator", self.dependent_query_hydrators, query)
+        candidates = await run.fetch(query)
+        await run.hydrate("hydrator", self.hydrators, query, candidates)
+        res.retrieved = list(candidates)
+        res.retrieved_count = len(candidates)
+        candidates = await run.filter("filter", self.filters, query, candidates)
+        await run.hydrate("scorer", self.scorers, query, candidates, sequential=True)
+        selected, reserve = run.select(query, candidates)
+
+        size = max(0, self.result_size_for(query))
+        await run.hydrate("post_selection_hydrator", self.post_selection_hydrators, query, selected)
+        selected = await run.filter("post_selection_filter", self.post_selection_filters, query, selected)
+        if self.config.enable_post_selection_backfill:
+            while len(selected) < size and reserve:
+                k = size - len(selected)
+                batch, reserve = reserve[:k], reserve[k:]
+                await run.hydrate("post_selection_hydrator", self.post_selection_hydrators, query, batch)
+                # slate-wide filters (conversation dedup) must see the whole slate again
+                selected = await run.filter(
+                    "post_selection_filter", self.post_selection_filters, query, selected + batch
+                )
+        res.non_selected = reserve + selected[size:]
+        res.selected = selected[:size]
+        try:
+            self.finalize(query, res.selected)
+        except Exception:  # noqa: BLE001 - a broken finalize must not fail the request
+            log.exception("%s finalize failed", self.name)
+        return res
+
+    # ---- side effects ----------------------------------------------------------------------
+
     def _launch_side_effects(self, query: Q, res: PipelineResult[Q, C]) -> None:
-        for se in self.side_effects:
-            if not _enabled(se, query):
-                continue
-            task = asyncio.get_running_loop().create_task(self._side_effect(se, query, res))
+        enabled = [se for se in self.side_effects if _enabled(se, query)]
+        if not enabled:
+            return
+        # snapshot the lists: the caller may reshape the result after execute returns
+        selected, non_selected = tuple(res.selected), tuple(res.non_selected)
+        loop = asyncio.get_running_loop()
+        for se in enabled:
+            task = loop.create_task(self._side_effect(se, query, selected, non_selected, res.request_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _side_effect(self, se: SideEffect[Q, C], query: Q, res: PipelineResult[Q, C]) -> None:
-        timeout = se.timeout_s if se.timeout_s is not None else self.config.component_timeout_s
+    async def _side_effect(
+        self,
+        se: SideEffect[Q, C],
+        query: Q,
+        selected: Sequence[C],
+        non_selected: Sequence[C],
+        request_id: str,
+    ) -> None:
+        t0 = time.perf_counter()
+        timeout = _component_timeout(se, self.config)  # not bound by the request deadline
         try:
-            await asyncio.wait_for(se.run(query, list(res.selected), list(res.non_selected)), timeout)
+            async with asyncio.timeout(timeout):
+                await se.run(query, selected, non_selected)
         except Exception as e:  # noqa: BLE001 - side effect errors are ignored by design
             kind = "timeout" if isinstance(e, TimeoutError) else "error"
-            m.COMPONENT_ERRORS.labels(self.name, "side_effect", se.name, kind).inc()
-            log.warning("side effect %s failed: %r", se.name, e, extra={"request_id": res.request_id})
+            m.child(m.COMPONENT_ERRORS, self.name, "side_effect", se.name, kind).inc()
+            log.warning("side_effect %s failed: %s %r", se.name, kind, e, extra={"request_id": request_id})
+        m.child(m.COMPONENT_SECONDS, self.name, "side_effect", se.name).observe(time.perf_counter() - t0)
 
-    async def drain_side_effects(self, timeout_s: float = 5.0) -> None:
-        """Wait for launched side effects (graceful shutdown, tests)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+    @property
+    def pending_side_effects(self) -> int:
+        return len(self._tasks)
+
+    async def drain_side_effects(self, timeout_s: float = 5.0) -> bool:
+        """Wait for in-flight side effects (graceful shutdown, tests). True if none is left."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while self._tasks:
+            remaining = end - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        return not self._tasks
 
 
 def _enabled(component: Component, query: Any) -> bool:
     try:
         return bool(component.enable(query))
     except Exception:  # noqa: BLE001 - a broken enable() disables the component
-        log.exception("enable() of %s failed", component.name)
+        log.exception("enable() of %s failed; component skipped", component.name)
         return False
 
 
+def _component_timeout(component: Component, config: PipelineConfig) -> float | None:
+    t = config.component_timeouts.get(component.name)
+    if t is None:
+        t = component.timeout_s if component.timeout_s is not None else config.component_timeout_s
+    return t
+
+
+def _discard(awaitable: Any) -> None:
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
+    elif isinstance(awaitable, asyncio.Future):
+        awaitable.cancel()
+
+
 class _Run(Generic[Q, C]):
-    """State of one execution: deadline, traces and the fail-open wrappers."""
+    """State of one execution: context, traces and the fail-open wrappers."""
 
-    def __init__(self, pipeline: CandidatePipeline[Q, C], deadline: float | None) -> None:
+    def __init__(self, pipeline: CandidatePipeline[Q, C], ctx: RequestContext, loop: Any) -> None:
         self.p = pipeline
-        self.deadline = deadline
+        self.name = pipeline.name
+        self.ctx = ctx
+        self.loop = loop
+        self.res: PipelineResult[Q, C]
 
-    def _timeout(self, component: Component) -> float | None:
-        t = component.timeout_s if component.timeout_s is not None else self.p.config.component_timeout_s
-        if self.deadline is not None:
-            remaining = max(0.0, self.deadline - time.perf_counter())
-            t = remaining if t is None else min(t, remaining)
-        return t
+    # -- helpers
+
+    def _when(self, comp: Component) -> float | None:
+        """Absolute loop time by which `comp` must finish (its timeout capped by the deadline)."""
+        t = _component_timeout(comp, self.p.config)
+        when = None if t is None else self.loop.time() + t
+        d = self.ctx.deadline
+        if d is not None and (when is None or d < when):
+            when = d
+        return when
+
+    def _fail(self, stage: str, comp: Component, tr: ComponentTrace, kind: str, detail: str) -> None:
+        tr.error_kind = kind
+        tr.error = kind if kind == "timeout" else f"{kind}: {detail}"
+        m.child(m.COMPONENT_ERRORS, self.name, stage, comp.name, kind).inc()
+        log.warning(
+            "%s %s %s failed open: %s",
+            self.name,
+            stage,
+            comp.name,
+            tr.error,
+            extra={"request_id": self.ctx.request_id},
+        )
 
     async def _call(
-        self, stage: str, comp: Component, trace: ComponentTrace, fn: Callable[[], Awaitable[Any]]
+        self, stage: str, comp: Component, tr: ComponentTrace, fn: Callable[..., Any], *args: Any
     ) -> tuple[bool, Any]:
+        """Run one hook (sync or async) under its timeout; (ok, output). Never raises Exception."""
         t0 = time.perf_counter()
         try:
-            out = await asyncio.wait_for(fn(), self._timeout(comp))
+            out = fn(*args)
+            if inspect.isawaitable(out):
+                when = self._when(comp)
+                if when is None:
+                    out = await out
+                elif when <= self.loop.time():  # deadline already passed: don't start the call
+                    _discard(out)
+                    raise TimeoutError("request deadline passed")
+                else:
+                    async with asyncio.timeout_at(when):
+                        out = await out
             ok = True
         except Exception as e:  # noqa: BLE001 - fail open
-            kind = "timeout" if isinstance(e, TimeoutError) else "error"
-            trace.error = f"{kind}: {e!r}" if kind == "error" else "timeout"
-            m.COMPONENT_ERRORS.labels(self.p.name, stage, comp.name, kind).inc()
-            log.warning("%s %s failed open: %s", stage, comp.name, trace.error)
+            self._fail(stage, comp, tr, "timeout" if isinstance(e, TimeoutError) else "error", repr(e))
             out, ok = None, False
-        trace.latency_ms = (time.perf_counter() - t0) * 1000
-        m.COMPONENT_SECONDS.labels(self.p.name, stage, comp.name).observe(trace.latency_ms / 1000)
+        tr.latency_ms = (time.perf_counter() - t0) * 1000
+        m.child(m.COMPONENT_SECONDS, self.name, stage, comp.name).observe(tr.latency_ms / 1000)
         return ok, out
 
-    def _stage(
-        self, res: PipelineResult[Q, C], stage: str, comps: Sequence[Component], query: Q
-    ) -> tuple[StageTrace, list[Component], float]:
+    async def _all(self, calls: list[Any]) -> list[tuple[bool, Any]]:
+        if len(calls) == 1:  # no task needed for a single component
+            return [await calls[0]]
+        return list(await asyncio.gather(*calls))
+
+    def _stage(self, stage: str, comps: Sequence[Component], query: Q) -> tuple[StageTrace, list[Any]]:
         enabled = [c for c in comps if _enabled(c, query)]
         st = StageTrace(stage=stage, total=len(comps), enabled=len(enabled))
-        res.stages.append(st)
-        return st, enabled, time.perf_counter()
+        self.res.stages.append(st)
+        return st, enabled
 
     def _end(self, st: StageTrace, t0: float, size: int) -> None:
         st.latency_ms = (time.perf_counter() - t0) * 1000
         st.size = size
-        m.STAGE_SECONDS.labels(self.p.name, st.stage).observe(st.latency_ms / 1000)
+        m.child(m.STAGE_SECONDS, self.name, st.stage).observe(st.latency_ms / 1000)
+        m.child(m.STAGE_SIZE, self.name, st.stage).observe(size)
 
-    async def hydrate_query(
-        self, stage: str, comps: Sequence[QueryHydrator[Q]], query: Q, res: PipelineResult[Q, C]
-    ) -> None:
-        st, enabled, t0 = self._stage(res, stage, comps, query)
-        traces = [ComponentTrace(stage, c.name) for c in enabled]
-        outs = await asyncio.gather(
-            *[
-                self._call(stage, c, tr, lambda c=c: c.hydrate(query))
-                for c, tr in zip(enabled, traces, strict=True)
-            ]
+    # -- stages
+
+    async def hydrate_query(self, stage: str, comps: Sequence[QueryHydrator[Q]], query: Q) -> None:
+        t0 = time.perf_counter()
+        st, enabled = self._stage(stage, comps, query)
+        st.components = [ComponentTrace(stage, c.name) for c in enabled]
+        # all run on the query as it was at stage start; updates are applied afterwards, in order
+        outs = await self._all(
+            [self._call(stage, c, tr, c.hydrate, query) for c, tr in zip(enabled, st.components, strict=True)]
         )
-        for c, tr, (ok, partial) in zip(enabled, traces, outs, strict=True):  # merge in list order
-            if ok:
-                try:
-                    c.update(query, partial)
-                    tr.output_count = 1
-                except Exception as e:  # noqa: BLE001
-                    tr.error = f"update: {e!r}"
-                    m.COMPONENT_ERRORS.labels(self.p.name, stage, c.name, "error").inc()
-        st.components = traces
+        for c, tr, (ok, partial) in zip(enabled, st.components, outs, strict=True):
+            if not ok:
+                continue
+            try:
+                c.update(query, partial)
+                tr.output_count = 1
+            except Exception as e:  # noqa: BLE001
+                self._fail(stage, c, tr, "error", f"update: {e!r}")
         self._end(st, t0, 0)
 
-    async def fetch(self, query: Q, res: PipelineResult[Q, C]) -> list[C]:
-        st, enabled, t0 = self._stage(res, "source", self.p.sources, query)
-        traces = [ComponentTrace("source", c.name) for c in enabled]
-        outs = await asyncio.gather(
-            *[
-                self._call("source", c, tr, lambda c=c: c.get_candidates(query))
-                for c, tr in zip(enabled, traces, strict=True)
+    async def fetch(self, query: Q) -> list[C]:
+        t0 = time.perf_counter()
+        st, enabled = self._stage("source", self.p.sources, query)
+        st.components = [ComponentTrace("source", c.name) for c in enabled]
+        outs = await self._all(
+            [
+                self._call("source", c, tr, c.get_candidates, query)
+                for c, tr in zip(enabled, st.components, strict=True)
             ]
         )
         candidates: list[C] = []
-        for tr, (ok, got) in zip(traces, outs, strict=True):
+        for c, tr, (ok, got) in zip(enabled, st.components, outs, strict=True):
             if ok and got:
                 tr.output_count = len(got)
-                candidates.extend(got)
-        st.components = traces
+                candidates.extend(got)  # declaration order; no dedup here
+            m.child(m.COMPONENT_CANDIDATES, self.name, "source", c.name, "fetched").inc(tr.output_count)
         self._end(st, t0, len(candidates))
         return candidates
 
@@ -265,87 +375,100 @@ class _Run(Generic[Q, C]):
         comps: Sequence[Hydrator[Q, C]],
         query: Q,
         candidates: list[C],
-        res: PipelineResult[Q, C],
+        sequential: bool = False,
     ) -> None:
-        st, enabled, t0 = self._stage(res, stage, comps, query)
-        if not candidates:
-            enabled = []
-        traces = [ComponentTrace(stage, c.name, input_count=len(candidates)) for c in enabled]
-        view = tuple(candidates)  # every hydrator of the stage sees the same input
-        outs = await asyncio.gather(
-            *[
-                self._call(stage, c, tr, lambda c=c: c.hydrate(query, view))
-                for c, tr in zip(enabled, traces, strict=True)
-            ]
-        )
-        for c, tr, (ok, results) in zip(enabled, traces, outs, strict=True):
-            if not ok:
-                continue
-            if results is None or len(results) != len(view):
-                got = None if results is None else len(results)
-                tr.error = f"length_mismatch expected={len(view)} got={got}"
-                m.COMPONENT_ERRORS.labels(self.p.name, stage, c.name, "length_mismatch").inc()
-                log.warning("%s %s %s", stage, c.name, tr.error)
-                continue
-            try:
-                c.update_all(view, results)
-            except Exception as e:  # noqa: BLE001
-                tr.error = f"update: {e!r}"
-                m.COMPONENT_ERRORS.labels(self.p.name, stage, c.name, "error").inc()
-                continue
-            failed = sum(1 for r in results if isinstance(r, BaseException))
-            tr.output_count = len(view) - failed
-        st.components += traces
+        """Hydrators (parallel on one snapshot, applied in order) or scorers (`sequential`)."""
+        t0 = time.perf_counter()
+        st, enabled = self._stage(stage, comps, query)
+        if candidates and enabled:
+            view = tuple(candidates)  # what every component of the stage sees
+            n = len(view)
+            st.components = [ComponentTrace(stage, c.name, input_count=n) for c in enabled]
+            if sequential:
+                for c, tr in zip(enabled, st.components, strict=True):
+                    ok, results = await self._call(stage, c, tr, c.hydrate, query, view)
+                    self._apply(stage, c, tr, view, ok, results)
+            else:
+                outs = await self._all(
+                    [
+                        self._call(stage, c, tr, c.hydrate, query, view)
+                        for c, tr in zip(enabled, st.components, strict=True)
+                    ]
+                )
+                for c, tr, (ok, results) in zip(enabled, st.components, outs, strict=True):
+                    self._apply(stage, c, tr, view, ok, results)
         self._end(st, t0, len(candidates))
 
+    def _apply(
+        self, stage: str, c: Hydrator[Q, C], tr: ComponentTrace, view: tuple[C, ...], ok: bool, results: Any
+    ) -> None:
+        if not ok:
+            return
+        n = len(view)
+        try:
+            got = len(results)
+        except TypeError:
+            got = None
+        if got != n:
+            self._fail(stage, c, tr, "length_mismatch", f"length_mismatch expected={n} got={got}")
+            return
+        try:
+            failed = c.update_all(view, results)
+        except Exception as e:  # noqa: BLE001
+            self._fail(stage, c, tr, "error", f"update: {e!r}")
+            return
+        tr.failed = failed or 0
+        tr.output_count = n - tr.failed
+
     async def filter(
-        self,
-        stage: str,
-        comps: Sequence[Filter[Q, C]],
-        query: Q,
-        candidates: list[C],
-        res: PipelineResult[Q, C],
+        self, stage: str, comps: Sequence[Filter[Q, C]], query: Q, candidates: list[C]
     ) -> list[C]:
-        st, enabled, t0 = self._stage(res, stage, comps, query)
+        t0 = time.perf_counter()
+        st, enabled = self._stage(stage, comps, query)
+        removals = self.res.removals
         for f in enabled:
             tr = ComponentTrace(stage, f.name, input_count=len(candidates))
-            ft0 = time.perf_counter()
-            try:
-                out = f.filter(query, candidates)
-                if inspect.isawaitable(out):
-                    out = await asyncio.wait_for(out, self._timeout(f))
-                kept, removed = out
-                if len(kept) + len(removed) != len(candidates):
-                    raise LengthMismatch(f"kept+removed={len(kept) + len(removed)} input={len(candidates)}")
-            except Exception as e:  # noqa: BLE001 - a failing filter is skipped; input restored
-                kind = "timeout" if isinstance(e, TimeoutError) else "error"
-                tr.error = f"{kind}: {e!r}"
-                m.COMPONENT_ERRORS.labels(self.p.name, stage, f.name, kind).inc()
-                log.warning("%s %s failed open: %s", stage, f.name, tr.error)
-                kept, removed = candidates, []
-            tr.latency_ms = (time.perf_counter() - ft0) * 1000
-            tr.output_count, tr.removed = len(kept), len(removed)
-            m.COMPONENT_SECONDS.labels(self.p.name, stage, f.name).observe(tr.latency_ms / 1000)
-            res.filtered.extend(Removed(c, f.name) for c in removed)
-            candidates = list(kept)
             st.components.append(tr)
+            ok, out = await self._call(stage, f, tr, f.filter, query, candidates)
+            if ok:
+                try:
+                    kept, removed = out
+                    if len(kept) + len(removed) != len(candidates):
+                        raise ValueError(
+                            f"kept+removed={len(kept) + len(removed)} != input={len(candidates)}"
+                        )
+                except Exception as e:  # noqa: BLE001 - a broken output is discarded; input kept
+                    self._fail(stage, f, tr, "error", f"bad output: {e!r}")
+                    ok = False
+            if not ok:
+                kept, removed = candidates, ()
+            tr.output_count, tr.removed = len(kept), len(removed)
+            if removed:
+                removals.append((f.name, removed))
+            m.child(m.COMPONENT_CANDIDATES, self.name, stage, f.name, "kept").inc(tr.output_count)
+            m.child(m.COMPONENT_CANDIDATES, self.name, stage, f.name, "removed").inc(tr.removed)
+            candidates = kept if type(kept) is list else list(kept)
         self._end(st, t0, len(candidates))
         return candidates
 
-    def select(self, query: Q, candidates: list[C], res: PipelineResult[Q, C]) -> tuple[list[C], list[C]]:
+    def select(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+        t0 = time.perf_counter()
         sel = self.p.selector
-        st, enabled, t0 = self._stage(res, "selector", [sel] if sel else [], query)
-        if not enabled or sel is None:
+        st, enabled = self._stage("selector", [sel] if sel else [], query)
+        if not enabled or sel is None:  # no selector: everything is selected
             self._end(st, t0, len(candidates))
             return candidates, []
         tr = ComponentTrace("selector", sel.name, input_count=len(candidates))
+        st.components.append(tr)
         try:
             selected, rest = sel.select(query, candidates)
-        except Exception as e:  # noqa: BLE001
-            tr.error = f"error: {e!r}"
-            m.COMPONENT_ERRORS.labels(self.p.name, "selector", sel.name, "error").inc()
+            if len(selected) + len(rest) != len(candidates):
+                raise ValueError(f"selected+rest={len(selected) + len(rest)} != input={len(candidates)}")
+        except Exception as e:  # noqa: BLE001 - fail open: keep the input order, select everything
+            self._fail("selector", sel, tr, "error", repr(e))
             selected, rest = candidates, []
         tr.output_count, tr.removed = len(selected), len(rest)
-        st.components.append(tr)
+        tr.latency_ms = (time.perf_counter() - t0) * 1000
+        m.child(m.COMPONENT_SECONDS, self.name, "selector", sel.name).observe(tr.latency_ms / 1000)
         self._end(st, t0, len(selected))
         return list(selected), list(rest)

@@ -13,6 +13,7 @@ MAX_VIDEO_POSTS_PER_AUTHOR = 100
 MAX_TINY_POSTS_PER_USER_SCAN = 500
 MAX_POSTING_LIST_SIZE = 5000
 RETENTION_SECONDS = 172_800
+MIN_VIDEO_DURATION_MS = 5000  # feeder-side video eligibility (reference, later versions)
 
 
 @dataclass(slots=True)

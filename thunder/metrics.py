@@ -16,6 +16,7 @@ REQUEST_SECONDS = Histogram(
 )
 RETURNED = Histogram("thunder_posts_returned", "Posts per response", buckets=(0, 10, 50, 100, 300, 600, 1200))
 REJECTED = Counter("thunder_rejected_requests_total", "Requests refused", ["reason"])
+INIT_SECONDS = Gauge("thunder_init_duration_seconds", "Startup replay until caught up (then SERVING)")
 IN_FLIGHT = Gauge("thunder_in_flight_requests", "GetInNetworkPosts calls being handled")
 TRIM_SECONDS = Histogram(
     "thunder_trim_seconds", "Retention trim duration", buckets=(0.01, 0.05, 0.1, 0.5, 1, 5)

@@ -10,13 +10,13 @@ import time
 import uuid
 
 from foryou.grpc_server import GrpcServer
-from foryou.kafka import BatchConsumer
 from foryou.settings import Settings
 from protos import thunder_pb2_grpc
 from thunder import metrics
 from thunder.config import ThunderConfig
 from thunder.handler import InNetworkPostsHandler
 from thunder.ingest import PostEventApplier, decode_post_event
+from thunder.posts_consumer import PostsConsumer
 from thunder.servicer import SERVICE_NAME, InNetworkPostsServicer
 from thunder.store import PostStore
 
@@ -34,12 +34,11 @@ class ThunderService:
         self._threads: list[threading.Thread] = []
         self.server: GrpcServer | None = None
         # a fresh group per start: the store is rebuilt by replaying the retained topic (reference)
-        self.consumer = BatchConsumer(
+        self.consumer = PostsConsumer(
             settings,
-            "thunder",
-            [settings.topic(settings.posts_topic)],
             decode_post_event,
             PostEventApplier(self.store),
+            retention_s=self.config.store.retention_s,
             group_id=f"{self.config.group_id}-{uuid.uuid4().hex[:8]}",
         )
 
@@ -50,23 +49,37 @@ class ThunderService:
 
     def _ingest_loop(self) -> None:
         t0 = time.monotonic()
+        next_lag_check = 0.0
         while not self._stop.is_set():
             try:
-                self.consumer.poll_once()
-                if not self.caught_up.is_set() and self.consumer.caught_up(self.config.catchup_max_lag):
-                    self.caught_up.set()
-                    log.info(
-                        "thunder caught up",
-                        extra={"seconds": round(time.monotonic() - t0, 2), "posts": self.store.num_posts},
-                    )
-                metrics.update_store_gauges(self.store)
+                n = self.consumer.poll_once()
+                now = time.monotonic()
+                # lag costs a broker round trip per partition: ask when a poll came back short (the
+                # topic is drained) or every 0.5 s during replay, every 30 s once serving (gauge)
+                if now >= next_lag_check or (not self.caught_up.is_set() and n < self.consumer.batch_size):
+                    caught_up = self.consumer.caught_up(self.config.catchup_max_lag)
+                    next_lag_check = now + (30.0 if self.caught_up.is_set() else 0.5)
+                    if caught_up and not self.caught_up.is_set():
+                        self._finish_catch_up(t0)
+                        next_lag_check = now + 30.0
             except Exception:
                 log.exception("thunder ingest batch failed; retrying")
                 time.sleep(0.5)
 
+    def _finish_catch_up(self, t0: float) -> None:
+        """Reference `finalize_init`: fold everything replayed into the read snapshot before the
+        first query is admitted, then report SERVING."""
+        self.store.rebuild_snapshot()
+        metrics.update_store_gauges(self.store)
+        took = time.monotonic() - t0
+        metrics.INIT_SECONDS.set(took)
+        self.caught_up.set()
+        log.info("thunder caught up", extra={"seconds": round(took, 2), "posts": self.store.num_posts})
+
     def _maintenance_loop(self) -> None:
-        """Fold recent inserts into the read snapshot (often) and trim expired posts (every 2 min)."""
-        last_trim = last_snap = time.monotonic()
+        """Fold recent inserts into the read snapshot (often), trim expired posts (every 2 min) and
+        refresh the store gauges (every 5 s; they walk every author)."""
+        last_trim = last_snap = last_gauges = time.monotonic()
         while not self._stop.wait(0.5):
             now = time.monotonic()
             if now - last_trim >= self.config.trim_interval_s:
@@ -78,6 +91,9 @@ class ThunderService:
             elif self.store.delta_size > 50_000 or (self.store.delta_size and now - last_snap >= 2.0):
                 self.store.rebuild_snapshot()
                 last_snap = now
+            if now - last_gauges >= 5.0:
+                metrics.update_store_gauges(self.store)
+                last_gauges = now
 
     async def start(self) -> None:
         for target in (self._ingest_loop, self._maintenance_loop):

@@ -11,8 +11,8 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 from itertools import chain
+from typing import Protocol
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from thunder.config import StoreConfig
 
 # flag bits
 IS_RETWEET, IS_REPLY, HAS_VIDEO, ALIVE = 1, 2, 4, 8
+VIDEO_EVICTED = 16  # pushed out of its author's full video list (the post itself stays)
 # One record per post (row-major): a query touching a row's fields costs one cache miss, not one per
 # column. `parent_row` is the row of in_reply_to_post_id resolved at insert (-1 = unknown).
 _RECORD = np.dtype(
@@ -38,6 +39,32 @@ _RECORD = np.dtype(
         )
     ]
     + [("flags", np.uint8)]
+)
+
+
+# the tuple layout `insert_tuples` takes: _INT_FIELDS, then is_retweet, is_reply, has_video
+POST_TUPLE_FIELDS = (
+    "post_id",
+    "author_id",
+    "created_at",
+    "in_reply_to_post_id",
+    "in_reply_to_user_id",
+    "source_post_id",
+    "source_user_id",
+    "conversation_id",
+    "is_retweet",
+    "is_reply",
+    "has_video",
+)
+_INT_FIELDS = (
+    "post_id",
+    "author_id",
+    "created_at",
+    "in_reply_to_post_id",
+    "in_reply_to_user_id",
+    "source_post_id",
+    "source_user_id",
+    "conversation_id",
 )
 
 
@@ -130,9 +157,12 @@ class PostStore:
         self.videos: dict[int, list[int]] = {}
         self.deleted: dict[int, int] = {}  # tombstones: post_id -> deleted_at (s)
         self._evicted: list[int] = []
+        # rows released by a trim are reused only after the next trim (minutes later): a query still
+        # reading an older snapshot can never see a row change owner under it
+        self._quarantine: list[int] = []
         self._maps = {"o": self.originals, "s": self.secondary, "v": self.videos}
         # read path: an immutable CSR snapshot of every list + the entries appended since it was built
-        self._snap: dict[str, _Csr] = {k: _Csr.empty() for k in self._maps}
+        self._snap = _Snapshot.build(self._maps)
         self._delta: dict[str, dict[int, list[int]]] = {k: {} for k in self._maps}
         self.delta_size = 0
         self._lock = threading.Lock()
@@ -157,70 +187,127 @@ class PostStore:
         return cols + 100 * len(self._row_of) + 40 * listed + 100 * len(self.deleted)
 
     # ---- writes ------------------------------------------------------------------------------
-    def _alloc(self) -> int:
-        if self._free:
-            return self._free.pop()
-        if self._n == len(self._cols["flags"]):
-            grown = _new_records(2 * self._n)
+    def _alloc(self, n: int) -> np.ndarray:
+        """`n` free rows: recycled ones first, then fresh ones (the record array grows by doubling)."""
+        k = min(n, len(self._free))
+        reused = self._free[len(self._free) - k :]
+        del self._free[len(self._free) - k :]
+        need = self._n + n - k
+        if need > len(self._rec):
+            grown = _new_records(max(need, 2 * len(self._rec)))
             grown[: self._n] = self._rec[: self._n]
             self._rec, self._cols = grown, _columns(grown)
-        self._n += 1
-        return self._n - 1
+        fresh = np.arange(self._n, need, dtype=np.int64)
+        self._n = need
+        return np.concatenate([np.asarray(reused, np.int64), fresh]) if k else fresh
 
     def insert(self, posts: Iterable[PostLike], now_s: int | None = None) -> int:
         """Insert creates (reference `insert_posts`). Returns how many were added. Takes PostRecords
-        or protobuf `Post`s directly (same field names; unset optional ids read as 0)."""
+        or protobuf `Post`s directly (same field names; unset optional ids read as 0).
+
+        One Python pass reads the fields; everything else is per batch and vectorised, with the
+        reference's sequential semantics: the batch is ordered by created_at (stable), the first
+        copy of an id wins, tombstoned or present ids are skipped."""
+        vals = [
+            (
+                p.post_id,
+                p.author_id,
+                p.created_at,
+                p.in_reply_to_post_id,
+                p.in_reply_to_user_id,
+                p.source_post_id,
+                p.source_user_id,
+                p.conversation_id,
+                p.is_retweet,
+                p.is_reply,
+                p.has_video,
+            )
+            for p in posts
+        ]
+        return self.insert_tuples(vals, now_s)
+
+    def insert_tuples(self, vals: Sequence[tuple[int, ...]], now_s: int | None = None) -> int:
+        """`insert` for posts already read into tuples in POST_TUPLE_FIELDS order (the ingest path
+        builds them while decoding, so each protobuf field is read once)."""
         now_s = int(time.time()) if now_s is None else now_s
         oldest = now_s - self.config.retention_s
-        batch = sorted((p for p in posts if oldest <= p.created_at <= now_s), key=lambda p: p.created_at)
-        added = 0
-        row_of, deleted = self._row_of, self.deleted
+        if not len(vals):
+            return 0
+        a = np.array(vals, np.int64)
+        a = a[(a[:, 2] >= oldest) & (a[:, 2] <= now_s)]  # drop expired and future posts
+        a = a[np.argsort(a[:, 2], kind="stable")]
+        _, first = np.unique(a[:, 0], return_index=True)
+        if len(first) < len(a):
+            a = a[np.sort(first)]
         with self._lock:
-            for p in batch:
-                pid = p.post_id
-                if pid in deleted or pid in row_of:
-                    continue  # tombstoned ids never come back; first writer wins
-                row = self._alloc()
-                is_reply = p.is_reply or p.in_reply_to_post_id != 0 or p.in_reply_to_user_id != 0
-                flags = ALIVE | (IS_RETWEET if p.is_retweet else 0) | (IS_REPLY if is_reply else 0)
-                flags |= HAS_VIDEO if p.has_video else 0
-                parent = row_of.get(p.in_reply_to_post_id, -1) if is_reply else -1
-                self._rec[row] = (pid, p.author_id, p.created_at, p.in_reply_to_post_id, p.in_reply_to_user_id,
-                                  p.source_post_id, p.source_user_id, p.conversation_id, parent, flags)
-                row_of[pid] = row
-                self._append("s" if (is_reply or p.is_retweet) else "o", p.author_id, row)
-                if self._video_eligible(p, is_reply):
-                    self._append("v", p.author_id, row)
-                added += 1
-        return added
+            row_of, deleted = self._row_of, self.deleted
+            fresh = [pid not in row_of and pid not in deleted for pid in a[:, 0].tolist()]
+            a = a[np.fromiter(fresh, bool, count=len(fresh))]
+            n = len(a)
+            if not n:
+                return 0
+            rows = self._alloc(n)
+            c = self._cols
+            is_rt = a[:, 8] != 0
+            is_reply = (a[:, 9] != 0) | (a[:, 3] != 0) | (a[:, 4] != 0)  # reply ids force is_reply
+            has_video = a[:, 10] != 0
+            for k, name in enumerate(_INT_FIELDS):
+                c[name][rows] = a[:, k]
+            c["flags"][rows] = (
+                ALIVE | np.where(is_rt, IS_RETWEET, 0) | np.where(is_reply, IS_REPLY, 0)
+            ) | np.where(has_video, HAS_VIDEO, 0)
+            rows_l = rows.tolist()
+            row_of.update(zip(a[:, 0].tolist(), rows_l, strict=True))
+            prow = np.full(n, -1, np.int64)
+            rep = np.flatnonzero(is_reply)
+            if len(rep):
+                prow[rep] = [row_of.get(x, -1) for x in a[rep, 3].tolist()]
+            c["parent_row"][rows] = prow
+            # video: own video, or a repost of a stored non-reply video post; replies never
+            video = has_video & ~is_reply
+            rt = np.flatnonzero(is_rt & ~is_reply & ~has_video & (a[:, 5] != 0))
+            if len(rt):
+                src = np.array([row_of.get(x, -1) for x in a[rt, 5].tolist()], np.int64)
+                f = c["flags"][np.maximum(src, 0)]
+                video[rt] = (src >= 0) & ((f & (ALIVE | IS_REPLY | HAS_VIDEO)) == (ALIVE | HAS_VIDEO))
+            self._append_many(a[:, 1].tolist(), rows_l, (is_reply | is_rt).tolist(), video.tolist())
+        return n
 
-    def _video_eligible(self, p: PostLike, is_reply: bool) -> bool:
-        if is_reply:
-            return False
-        if p.has_video:
-            return True
-        if p.is_retweet and p.source_post_id:
-            src = self._row_of.get(p.source_post_id)
-            if src is not None:
-                f = self._cols["flags"][src]
-                return bool(f & ALIVE) and not (f & IS_REPLY) and bool(f & HAS_VIDEO)
-        return False
+    def _append_many(
+        self, authors: list[int], rows: list[int], secondary: list[bool], video: list[bool]
+    ) -> None:
+        m_o, m_s, m_v = self._maps["o"], self._maps["s"], self._maps["v"]
+        d_o, d_s, d_v = self._delta["o"], self._delta["s"], self._delta["v"]
+        cap = self.config.max_posting_list_size
+        for author, row, sec, vid in zip(authors, rows, secondary, video, strict=True):
+            m, d, name = (m_s, d_s, "s") if sec else (m_o, d_o, "o")
+            lst = m.setdefault(author, [])
+            lst.append(row)
+            d.setdefault(author, []).append(row)
+            if len(lst) > cap:
+                self._evict(name, lst)
+            if vid:
+                lst = m_v.setdefault(author, [])
+                lst.append(row)
+                d_v.setdefault(author, []).append(row)
+                if len(lst) > cap:
+                    self._evict("v", lst)
+        self.delta_size += len(rows) + sum(video)
 
-    def _append(self, name: str, author: int, row: int) -> None:
-        lst = self._maps[name].setdefault(author, [])
-        while len(lst) >= self.config.max_posting_list_size:
-            old = lst.pop(0)  # over the cap: the oldest leaves the store (reference Aug+ behaviour)
-            if name != "v":
+    def _evict(self, name: str, lst: list[int]) -> None:
+        """Over the posting-list cap: the oldest entries leave the list (reference Aug+)."""
+        while len(lst) > self.config.max_posting_list_size:
+            old = lst.pop(0)
+            if name != "v":  # the post leaves the store
                 self._kill(old)
                 self._evicted.append(old)  # recycled by the next trim, once no list holds it
-        lst.append(row)
-        self._delta[name].setdefault(author, []).append(row)
-        self.delta_size += 1
+            else:  # only the video list: snapshots and the delta may still list it
+                self._cols["flags"][old] |= np.uint8(VIDEO_EVICTED)
 
     def rebuild_snapshot(self) -> None:
         """Fold the lists into fresh CSR snapshots (called periodically and by trim)."""
         with self._lock:
-            self._snap = {k: _Csr.build(m) for k, m in self._maps.items()}
+            self._snap = _Snapshot.build(self._maps)
             self._delta = {k: {} for k in self._maps}
             self.delta_size = 0
 
@@ -278,8 +365,8 @@ class PostStore:
         with self._lock:
             for row in released:
                 self._kill(row)
-            self._free.extend(released)
-            self._free.extend(evicted)
+            self._free.extend(self._quarantine)
+            self._quarantine = released + evicted
             self.deleted = {pid: t for pid, t in self.deleted.items() if t >= cutoff}
         return len(released) + len(evicted)
 
@@ -295,13 +382,13 @@ class PostStore:
         return QueryResult(rows, {k: v[rows] for k, v in self._cols.items()})
 
     def _collect(
-        self, name: str, authors: Sequence[int], author_arr: np.ndarray, tail: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of each followed author's newest `tail` entries (oldest first within an author) and
-        the author's position in the request as segment id. Snapshot part fully vectorised; only
-        entries newer than the snapshot need a dict lookup."""
-        snap, delta = self._snap[name], self._delta[name]
-        rows, seg = snap.tails(author_arr, tail)
+        self, name: str, snap: _Snapshot, slots: np.ndarray, authors: Sequence[int], tail: int
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Rows of each followed author's newest `tail` entries (oldest first within an author), the
+        author's position in the request as segment id, and whether every author got at most `tail`
+        rows. Snapshot part fully vectorised; only entries newer than the snapshot need a dict lookup."""
+        delta = self._delta[name]
+        rows, seg = snap.tails(name, slots, tail)
         if delta:
             get = delta.get
             hits = [(i, d) for i, d in enumerate(map(get, authors)) if d]
@@ -312,40 +399,58 @@ class PostStore:
                 rows, seg = np.concatenate([rows, drows]), np.concatenate([seg, dseg])
                 order = np.argsort(seg, kind="stable")  # per author: snapshot part, then newer entries
                 rows, seg = rows[order], seg[order]
-        return rows, seg
+                return rows, seg, False
+        return rows, seg, True
 
-    def query_map(
+    def query_maps(
         self,
-        name: str,
+        lists: Sequence[tuple[str, int]],
+        snap: _Snapshot,
+        slots: np.ndarray,
         authors: Sequence[int],
         author_arr: np.ndarray,
-        max_per_author: int,
         exclude: np.ndarray,
         viewer_id: int,
-        following: np.ndarray | None,
         now_s: int,
     ) -> np.ndarray:
-        """Reference `get_posts_from_map`: rows that pass every rule, newest `max_per_author` per author."""
-        if max_per_author <= 0:
-            return np.empty(0, np.int64)
+        """Reference `get_posts_from_map` for one or more (list kind, per-author cap) in one
+        vectorised pass: rows that pass every rule, the newest `cap` per author and list. List k's
+        entries get segment ids k*n + author position, so the per-author rules run on all at once."""
         scan = self.config.max_scan_per_author
-        rows, seg = self._collect(name, authors, author_arr, scan + len(exclude))
+        n = len(author_arr)
+        parts, caps, exact = [], [], True
+        for k, (name, cap) in enumerate(lists):
+            if cap <= 0:
+                continue
+            r, sg, ex = self._collect(name, snap, slots, authors, scan + len(exclude))
+            parts.append((r, sg + k * n))
+            caps.append((k, cap))
+            exact &= ex
+        if not parts:
+            return np.empty(0, np.int64)
+        rows = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
+        seg = np.concatenate([sg for _, sg in parts]) if len(parts) > 1 else parts[0][1]
         if not len(rows):
             return rows
-        c = self._cols  # snapshot after collecting: columns only grow
+        c = self._cols  # read after collecting: columns only grow
         if len(exclude):
             keep = ~np.isin(c["post_id"][rows], exclude)
             rows, seg = rows[keep], seg[keep]
-        in_scan = _rank_from_newest(seg) < scan  # the scan limit counts entries after exclusion
-        rows, seg = rows[in_scan], seg[in_scan]
+        if len(exclude) or not exact:
+            in_scan = _rank_from_newest(seg) < scan  # the scan limit counts entries after exclusion
+            rows, seg = rows[in_scan], seg[in_scan]
         flags = c["flags"][rows]
         ok = (flags & ALIVE).astype(bool) & (c["created_at"][rows] >= now_s - self.config.retention_s)
-        ok &= c["author_id"][rows] == author_arr[seg]  # guards against a row recycled under a reader
         ok &= ~((flags & IS_RETWEET).astype(bool) & (c["source_user_id"][rows] == viewer_id))
-        if following is not None:
-            ok &= self._reply_ok(rows, flags, following)
+        if any(name == "v" for name, _ in lists):
+            ok &= (flags & VIDEO_EVICTED) == 0
+        # only the replies + reposts list holds replies, so the reply rule can run on every row
+        ok &= self._reply_ok(rows, flags, author_arr)
         rows, seg = rows[ok], seg[ok]
-        return rows[_rank_from_newest(seg) < max_per_author]
+        cap_of = np.zeros(len(lists), np.int64)
+        for k, cap in caps:
+            cap_of[k] = cap
+        return rows[_rank_from_newest(seg) < cap_of[seg // n]]
 
     def _reply_ok(self, rows: np.ndarray, flags: np.ndarray, following: np.ndarray) -> np.ndarray:
         """A reply passes iff its parent is stored and is an original, or the parent replied to the
@@ -390,17 +495,15 @@ class PostStore:
         now_s = int(time.time()) if now_s is None else now_s
         cfg = self.config
         excl = np.asarray(exclude, np.int64)
-        # sorted authors make the snapshot's searchsorted cache-friendly; order within the request
-        # does not matter (results are sorted by time)
-        follow_arr = np.sort(np.asarray(following, np.int64))
-        follow_arr = (
-            follow_arr[np.r_[True, follow_arr[1:] != follow_arr[:-1]]] if len(follow_arr) else follow_arr
-        )
+        follow_arr = np.sort(np.fromiter(following, np.int64, count=len(following)))
+        if len(follow_arr) > 1:  # a followee listed twice counts once
+            follow_arr = follow_arr[np.r_[True, follow_arr[1:] != follow_arr[:-1]]]
         following = follow_arr.tolist() if self.delta_size else following
+        snap = self._snap  # one immutable snapshot for the whole query
+        slots = snap.index.lookup(follow_arr)
+        args = (snap, slots, following, follow_arr, excl, viewer_id, now_s)
         if is_video:
-            rows = self.query_map(
-                "v", following, follow_arr, cfg.max_videos_per_author, excl, viewer_id, None, now_s
-            )
+            rows = self.query_maps([("v", cfg.max_videos_per_author)], *args)
         else:
             cap_o = (
                 cfg.max_originals_per_author
@@ -412,16 +515,27 @@ class PostStore:
                 if max_replies is None
                 else min(max_replies, cfg.max_replies_per_author)
             )
-            rows = np.concatenate(
-                [
-                    self.query_map("o", following, follow_arr, cap_o, excl, viewer_id, None, now_s),
-                    self.query_map("s", following, follow_arr, cap_r, excl, viewer_id, follow_arr, now_s),
-                ]
-            )
-        c = self._cols
-        # newest first; ties broken by id so the order is deterministic across restarts
-        order = np.lexsort((-c["post_id"][rows], -c["created_at"][rows]))[:max_results]
-        return self._gather(rows[order])
+            rows = self.query_maps([("o", cap_o), ("s", cap_r)], *args)
+        return self._gather(_newest_first(self._cols, rows, max_results))
+
+
+def _newest_first(c: dict[str, np.ndarray], rows: np.ndarray, limit: int) -> np.ndarray:
+    """The `limit` newest rows, by created_at descending, ties by post id descending (deterministic
+    across restarts). A partition keeps only the candidates that can make the cut, then one argsort
+    of a composite key: seconds since the oldest candidate, then the id's rank."""
+    created = c["created_at"][rows]
+    if limit <= 0:
+        return rows[:0]
+    if len(rows) > limit:
+        kth = np.partition(created, len(rows) - limit)[len(rows) - limit]
+        keep = created >= kth  # ties at the boundary all stay, so the tie-break below decides
+        rows, created = rows[keep], created[keep]
+    if len(rows) < 2:
+        return rows
+    pid = c["post_id"][rows]
+    rank = np.empty(len(rows), np.int64)
+    rank[np.argsort(pid)] = np.arange(len(rows))
+    return rows[np.argsort(-((created - created.min()) * len(rows) + rank))[:limit]]
 
 
 def _member_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
@@ -443,41 +557,87 @@ def _rank_from_newest(seg: np.ndarray) -> np.ndarray:
     return run_end - np.arange(len(seg))
 
 
+_EMPTY = np.iinfo(np.int64).min
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+class _IntHash:
+    """Immutable int64 -> position hash (open addressing, linear probing, load <= 1/4) whose build
+    and lookups are vectorised: a query resolves 1,000 author ids in a few numpy passes instead of
+    1,000 dict lookups or a binary search over every author."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        bits = max(4, int(np.ceil(np.log2(max(1, len(keys)) * 4))))
+        self._shift = np.uint64(64 - bits)
+        self._mask = (1 << bits) - 1
+        self.keys = np.full(1 << bits, _EMPTY, np.int64)
+        self.vals = np.full(1 << bits, -1, np.int32)
+        h = self._hash(keys)
+        pending = np.arange(len(keys))
+        while len(pending):
+            hp = h[pending]
+            free = self.keys[hp] == _EMPTY
+            slot, first = np.unique(hp[free], return_index=True)  # one winner per free slot
+            won = pending[free][first]
+            self.keys[slot], self.vals[slot] = keys[won], won
+            lost = np.ones(len(pending), bool)
+            lost[np.flatnonzero(free)[first]] = False
+            pending = pending[lost]
+            h[pending] = (h[pending] + 1) & self._mask
+
+    def _hash(self, keys: np.ndarray) -> np.ndarray:
+        return ((keys.astype(np.uint64) * _GOLDEN) >> self._shift).astype(np.int64)
+
+    def lookup(self, q: np.ndarray) -> np.ndarray:
+        """Position of each key, -1 where absent."""
+        out = np.full(len(q), -1, np.int64)
+        h, idx = self._hash(q), np.arange(len(q))
+        while len(idx):
+            k = self.keys[h]
+            hit = k == q
+            out[idx[hit]] = self.vals[h[hit]]
+            go = ~hit & (k != _EMPTY)
+            idx, q, h = idx[go], q[go], (h[go] + 1) & self._mask
+        return out
+
+
 @dataclass(slots=True)
-class _Csr:
-    """Per-author lists as sorted author ids + offsets into one row array (immutable)."""
+class _Snapshot:
+    """Every per-author list, frozen: author id -> slot (hash), and per list kind a CSR (offsets by
+    slot into one row array, oldest first). Replaced whole, never mutated, so readers need no lock."""
 
-    authors: np.ndarray
-    offsets: np.ndarray
-    rows: np.ndarray
-
-    @classmethod
-    def empty(cls) -> _Csr:
-        return cls(np.empty(0, np.int64), np.zeros(1, np.int64), np.empty(0, np.int64))
+    index: _IntHash
+    offsets: dict[str, np.ndarray]
+    rows: dict[str, np.ndarray]
 
     @classmethod
-    def build(cls, lists: dict[int, list[int]]) -> _Csr:
-        if not lists:
-            return cls.empty()
-        keys = np.fromiter(lists.keys(), np.int64, count=len(lists))
-        lens = np.fromiter(map(len, lists.values()), np.int64, count=len(lists))
-        flat = np.fromiter(chain.from_iterable(lists.values()), np.int64, count=int(lens.sum()))
-        order = np.argsort(keys)
-        starts = np.cumsum(lens) - lens
-        new_lens = lens[order]
-        new_starts = np.cumsum(new_lens) - new_lens
-        idx = np.repeat(starts[order] - new_starts, new_lens) + np.arange(int(new_lens.sum()))
-        return cls(keys[order], np.r_[0, np.cumsum(new_lens)], flat[idx])
+    def build(cls, maps: dict[str, dict[int, list[int]]]) -> _Snapshot:
+        authors = np.unique(np.fromiter(chain.from_iterable(maps.values()), np.int64))
+        index = _IntHash(authors)
+        offsets, rows = {}, {}
+        for name, lists in maps.items():
+            lens_by_slot = np.zeros(len(authors), np.int64)
+            flat = np.empty(0, np.int64)
+            if lists:
+                slot = index.lookup(np.fromiter(lists.keys(), np.int64, count=len(lists)))
+                lens = np.fromiter(map(len, lists.values()), np.int64, count=len(lists))
+                flat = np.fromiter(chain.from_iterable(lists.values()), np.int64, count=int(lens.sum()))
+                lens_by_slot[slot] = lens
+            off = np.r_[0, np.cumsum(lens_by_slot)]
+            out = np.empty(len(flat), np.int64)
+            if lists:
+                src_start = np.cumsum(lens) - lens
+                out[np.repeat(off[slot] - src_start, lens) + np.arange(len(flat))] = flat
+            offsets[name], rows[name] = off, out
+        return cls(index, offsets, rows)
 
-    def tails(self, authors: np.ndarray, tail: int) -> tuple[np.ndarray, np.ndarray]:
-        """Newest `tail` rows of each author present (oldest first) and the author's position."""
-        if not len(self.authors) or not len(authors):
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        idx = np.minimum(np.searchsorted(self.authors, authors), len(self.authors) - 1)
-        pos = np.flatnonzero(self.authors[idx] == authors)
-        idx = idx[pos]
-        ends = self.offsets[idx + 1]
-        starts = np.maximum(self.offsets[idx], ends - tail)
+    def tails(self, name: str, slots: np.ndarray, tail: int) -> tuple[np.ndarray, np.ndarray]:
+        """Newest `tail` rows of each known author (oldest first) and the author's request position."""
+        pos = np.flatnonzero(slots >= 0)
+        sl = slots[pos]
+        off = self.offsets[name]
+        ends = off[sl + 1]
+        starts = np.maximum(off[sl], ends - tail)
         lens = ends - starts
         flat = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-        return self.rows[flat], np.repeat(pos, lens)
+        return self.rows[name][flat], np.repeat(pos, lens)

@@ -403,3 +403,277 @@ def test_every_candidate_ends_in_exactly_one_bucket(
     all_ids = ids(res.selected) + [r.candidate.id for r in res.filtered] + ids(res.non_selected)
     assert sorted(all_ids) == list(range(n))
     assert len(res.selected) <= size
+
+
+# ---- parallelism ----------------------------------------------------------------------------
+
+
+def test_candidate_hydrators_run_in_parallel() -> None:
+    p = CandidatePipeline(
+        sources=[ListSource([1, 2])],
+        hydrators=[TagHydrator("a", delay=0.1), OtherTagHydrator("b", delay=0.1)],
+        result_size=10,
+    )
+    t0 = time.perf_counter()
+    res = run(p)
+    assert time.perf_counter() - t0 < 0.19  # sequential would take >= 0.2
+    assert [c.tag for c in res.selected] == ["b", "b"]
+
+
+def test_query_hydrators_run_in_parallel() -> None:
+    class SlowFollows(FollowsQueryHydrator):
+        async def hydrate(self, query: Q) -> list[int]:
+            await asyncio.sleep(0.1)
+            return [9]
+
+    p = CandidatePipeline(query_hydrators=[SlowFollows(), LangQueryHydrator("fr", delay=0.1)], result_size=1)
+    t0 = time.perf_counter()
+    res = run(p)
+    assert time.perf_counter() - t0 < 0.19
+    assert res.query.follows == [9] and res.query.lang == "fr"
+
+
+def test_query_hydrators_all_see_the_original_query() -> None:
+    seen: list[list[int]] = []
+
+    class ReadsFollows(QueryHydrator):
+        async def hydrate(self, query: Q) -> str:
+            await asyncio.sleep(0.01)  # FollowsQueryHydrator has finished by now
+            seen.append(list(query.follows))
+            return "x"
+
+        def update(self, query: Q, hydrated: str) -> None:
+            query.lang = hydrated
+
+    run(CandidatePipeline(query_hydrators=[FollowsQueryHydrator(), ReadsFollows()], result_size=1))
+    assert seen == [[]]  # updates are merged only after every hydrator of the stage finished
+
+
+# ---- fail-open per stage type ---------------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def test_failing_hydrator_leaves_candidates_unchanged() -> None:
+    class BrokenHydrator(Hydrator):
+        async def hydrate(self, query: Q, candidates: Sequence[C]) -> list[object]:
+            raise Boom("down")
+
+    p = CandidatePipeline(
+        sources=[ListSource([1, 2])], hydrators=[BrokenHydrator(), TagHydrator("a")], result_size=10
+    )
+    res = run(p)
+    assert [c.tag for c in res.selected] == ["a", "a"]
+    assert res.failed_components == ["BrokenHydrator"]
+    assert res.failures[0].error_kind == "error" and "Boom" in res.failures[0].error
+
+
+def test_update_raising_fails_open_for_that_component() -> None:
+    class BadUpdate(TagHydrator):
+        def update(self, candidate: C, hydrated: object) -> None:
+            raise Boom("bug")
+
+    res = run(CandidatePipeline(sources=[ListSource([1])], hydrators=[BadUpdate("a")], result_size=10))
+    assert [c.id for c in res.selected] == [1]
+    assert res.failed_components == ["BadUpdate"]
+
+
+def test_scorer_length_mismatch_and_per_candidate_errors() -> None:
+    class ShortScorer(Scorer):
+        async def score(self, query: Q, candidates: Sequence[C]) -> list[float]:
+            return [1.0] * (len(candidates) + 1)
+
+        def update(self, candidate: C, hydrated: float) -> None:
+            candidate.score = hydrated
+
+    class PartialScorer(Scorer):
+        def score(self, query: Q, candidates: Sequence[C]) -> list[object]:  # sync hook is fine
+            return [Boom() if c.id == 2 else 10.0 for c in candidates]
+
+        def update(self, candidate: C, hydrated: float) -> None:
+            candidate.score = hydrated
+
+    p = CandidatePipeline(
+        sources=[ListSource([1, 2, 3])],
+        scorers=[IdScorer(), ShortScorer(), PartialScorer()],
+        result_size=10,
+    )
+    res = run(p)
+    assert {c.id: c.score for c in res.selected} == {1: 10.0, 2: 2.0, 3: 10.0}
+    short, partial = res.stage("scorer").components[1:]
+    assert short.error_kind == "length_mismatch" and "expected=3 got=4" in short.error
+    assert partial.error == "" and partial.failed == 1 and partial.output_count == 2
+
+
+def test_filter_with_inconsistent_output_is_discarded() -> None:
+    class LosesCandidates(Filter):
+        def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+            return candidates[:1], []
+
+    res = run(CandidatePipeline(sources=[ListSource([1, 2, 3])], filters=[LosesCandidates()], result_size=10))
+    assert ids(res.selected) == [1, 2, 3] and res.filtered == []
+    assert res.failed_components == ["LosesCandidates"]
+
+
+def test_failing_selector_selects_everything_in_input_order() -> None:
+    class BrokenSelector(Selector):
+        size = 1
+
+        def score(self, candidate: C) -> float:
+            raise Boom()
+
+    res = run(CandidatePipeline(sources=[ListSource([3, 1, 2])], selector=BrokenSelector(), result_size=2))
+    assert ids(res.selected) == [3, 1] and ids(res.non_selected) == [2]
+    assert res.failed_components == ["BrokenSelector"]
+
+
+def test_failing_post_selection_hydrator_and_filter_fail_open() -> None:
+    p = CandidatePipeline(
+        sources=[ListSource([1, 2])],
+        post_selection_hydrators=[TagHydrator("a", fail_ids=[1]), OtherTagHydrator("b", short=True)],
+        post_selection_filters=[BrokenFilter(), OddFilter()],
+        result_size=10,
+    )
+    res = run(p)
+    assert [(c.id, c.tag) for c in res.selected] == [(2, "a")]
+    assert [(r.candidate.id, r.filter) for r in res.filtered] == [(1, "OddFilter")]
+    assert res.failed_components == ["OtherTagHydrator", "BrokenFilter"]
+
+
+def test_broken_enable_disables_the_component() -> None:
+    class BadEnable(ListSource):
+        def enable(self, query: Q) -> bool:
+            raise Boom()
+
+    res = run(CandidatePipeline(sources=[BadEnable([1]), ListSource([2])], result_size=10))
+    assert ids(res.selected) == [2] and res.stage("source").enabled == 1
+
+
+# ---- timeouts and deadline ------------------------------------------------------------------
+
+
+class SlowQueryHydrator(LangQueryHydrator):
+    timeout_s = 0.05
+
+
+class SlowSource(ListSource):
+    timeout_s = 0.05
+
+
+class SlowScorer(IdScorer):
+    timeout_s = 0.05
+
+    async def score(self, query: Q, candidates: Sequence[C]) -> list[float]:
+        await asyncio.sleep(1.0)
+        return [99.0] * len(candidates)
+
+
+class SlowFilter(Filter):
+    timeout_s = 0.05
+
+    async def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+        await asyncio.sleep(1.0)
+        return [], candidates
+
+
+def test_each_stage_type_times_out_and_fails_open() -> None:
+    p = CandidatePipeline(
+        query_hydrators=[SlowQueryHydrator("xx", delay=1.0), FollowsQueryHydrator()],
+        sources=[SlowSource([1], delay=1.0), ListSource([2, 3])],
+        filters=[SlowFilter()],
+        scorers=[IdScorer(), SlowScorer()],
+        selector=TopK(None),
+        result_size=10,
+        config=PipelineConfig(component_timeout_s=10, request_deadline_s=None),
+    )
+    t0 = time.perf_counter()
+    res = run(p)
+    assert time.perf_counter() - t0 < 0.8  # four sequential 1 s sleeps were cut short
+    assert res.query.lang == "" and res.query.follows == [7, 8]
+    assert [(c.id, c.score) for c in res.selected] == [(3, 3.0), (2, 2.0)]
+    assert res.filtered == []
+    assert [(f.component, f.error_kind) for f in res.failures] == [
+        ("SlowQueryHydrator", "timeout"),
+        ("SlowSource", "timeout"),
+        ("SlowFilter", "timeout"),
+        ("SlowScorer", "timeout"),
+    ]
+
+
+def test_config_timeout_per_component_name_wins() -> None:
+    cfg = PipelineConfig(component_timeout_s=10, component_timeouts={"SlowSourceA": 0.05})
+    p = CandidatePipeline(
+        sources=[SlowSourceA([1], delay=1.0), SlowSourceB([2], delay=0.1)], result_size=10, config=cfg
+    )
+    res = run(p)
+    assert ids(res.selected) == [2] and res.failed_components == ["SlowSourceA"]
+
+
+def test_components_after_the_deadline_are_not_started() -> None:
+    started: list[str] = []
+
+    class Late(TagHydrator):
+        async def hydrate(self, query: Q, candidates: Sequence[C]) -> list[object]:
+            started.append("late")
+            return ["x"] * len(candidates)
+
+    class SyncSource(Source):
+        def get_candidates(self, query: Q) -> list[C]:  # not awaitable: nothing to cut short
+            return [C(1), C(2)]
+
+    cfg = PipelineConfig(component_timeout_s=None, request_deadline_s=0.05)
+    p = CandidatePipeline(
+        query_hydrators=[LangQueryHydrator("de", delay=0.2)],
+        sources=[SyncSource()],
+        hydrators=[Late("a")],
+        filters=[OddFilter()],  # sync filters still run: they are cheap and guard what is served
+        result_size=10,
+        config=cfg,
+    )
+    t0 = time.perf_counter()
+    res = run(p)
+    assert time.perf_counter() - t0 < 0.15
+    assert started == []  # an async hook is never started once the deadline has passed
+    assert ids(res.selected) == [2] and [r.candidate.id for r in res.filtered] == [1]
+    assert [(f.component, f.error_kind) for f in res.failures] == [
+        ("LangQueryHydrator", "timeout"),
+        ("Late", "timeout"),
+    ]
+
+
+def test_backfill_hydrates_only_the_batch_and_refilters_the_whole_slate() -> None:
+    calls: list[list[int]] = []
+
+    class RecordingHydrator(TagHydrator):
+        async def hydrate(self, query: Q, candidates: Sequence[C]) -> list[object]:
+            calls.append(ids(candidates))
+            return ["h"] * len(candidates)
+
+    class OnePerGroupFilter(Filter):  # slate-wide, like conversation dedup: first of id % 3 wins
+        def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+            seen: set[int] = set()
+            kept, removed = [], []
+            for c in candidates:
+                (removed if c.id % 3 in seen else kept).append(c)
+                seen.add(c.id % 3)
+            return kept, removed
+
+    vals = {i: 100.0 - i for i in range(10)}
+    p = CandidatePipeline(
+        sources=[ListSource(range(10))],
+        scorers=[IdScorer(vals)],
+        selector=TopK(4),
+        post_selection_hydrators=[RecordingHydrator("")],
+        post_selection_filters=[OnePerGroupFilter()],
+        result_size=4,
+        config=PipelineConfig(enable_post_selection_backfill=True),
+    )
+    res = run(p)
+    # every backfilled post shares a group with the slate, so none survives the whole-slate re-filter
+    assert ids(res.selected) == [0, 1, 2]
+    assert sorted(r.candidate.id for r in res.filtered) == list(range(3, 10))
+    assert res.non_selected == []
+    assert calls == [[0, 1, 2, 3], [4], [5], [6], [7], [8], [9]]
+    assert all(c.tag == "h" for c in res.selected)

@@ -7,7 +7,7 @@ import time
 
 import grpc
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from foryou.kafka import consumer_config, make_producer
@@ -39,6 +39,8 @@ def _publish(settings: Settings) -> dict[str, int]:
 
     create("a1", 10, 300)
     create("a2", 10, 200, has_video=True)
+    # garbage on author 11's partition, before its post: the consumer must get past it
+    producer.produce(topic, key=b"11", value=b"\x08\x96\x01garbage-not-a-post-event\xff")
     create("b1", 11, 100)
     create("old", 11, 3 * 86_400)  # outside the 48 h retention
     create("c1", 12, 50)  # not followed
@@ -50,7 +52,6 @@ def _publish(settings: Settings) -> dict[str, int]:
             delete=ev.PostDelete(post_id=ids["gone"], author_id=10, deleted_at_ms=now_ms)
         ).SerializeToString(),
     )
-    producer.produce(topic, key=b"x", value=b"\x08\x96\x01garbage-not-a-post-event\xff")
     assert producer.flush(10) == 0
     return ids
 
@@ -82,11 +83,28 @@ async def _query(address: str) -> list[int]:
         return [p.post_id for p in resp.posts]
 
 
-async def _run_once(settings: Settings) -> tuple[list[int], int]:
+async def _run_once(settings: Settings, live_post: int = 0) -> tuple[list[int], int]:
     svc = ThunderService(settings, ThunderConfig.default(catchup_max_lag=0))
     await svc.start()
     try:
         got = await _query(svc.address)
+        # offsets are committed once applied: the whole topic (8 messages) is accounted for
+        probe = Consumer(consumer_config(settings, svc.consumer.group_id))
+        parts = [TopicPartition(settings.topic("posts"), p) for p in range(settings.partitions)]
+        assert sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10)) == 8
+        probe.close()
+        if live_post:  # serving while ingesting: a post published now shows up
+            now_ms = int(time.time() * 1000)
+            post = ev.Post(post_id=live_post, author_id=11, created_at=now_ms // 1000)
+            producer = make_producer(settings)
+            producer.produce(
+                settings.topic("posts"), key=b"11", value=ev.PostEvent(create=post).SerializeToString()
+            )
+            producer.flush(10)
+            deadline = time.monotonic() + 20
+            while svc.store.get(live_post) is None:
+                assert time.monotonic() < deadline, "live post never ingested"
+                await asyncio.sleep(0.05)
         return got, svc.consumer.stats.malformed
     finally:
         await svc.stop()
@@ -98,7 +116,8 @@ def test_thunder_replays_serves_restarts_and_dead_letters(settings: Settings) ->
     first, malformed = asyncio.run(_run_once(settings))
     assert first == expected
     assert malformed == 1
-    second, _ = asyncio.run(_run_once(settings))  # a restart rebuilds the same state from the topic
+    # a restart rebuilds the same state from the topic, then keeps ingesting while serving
+    second, _ = asyncio.run(_run_once(settings, live_post=make_id(int(time.time() * 1000), 999)))
     assert second == expected
 
     dlq = Consumer(consumer_config(settings, f"{settings.topic_prefix}dlq-check"))
@@ -110,3 +129,6 @@ def test_thunder_replays_serves_restarts_and_dead_letters(settings: Settings) ->
     dlq.close()
     assert len(msgs) == 2  # once per run
     assert all(m.value().startswith(b"\x08\x96\x01garbage") for m in msgs)
+    headers = dict(msgs[0].headers())
+    assert headers["dlq.topic"] == settings.topic("posts").encode() and b"decode" in headers["dlq.reason"]
+    assert int(headers["dlq.offset"]) >= 0 and int(headers["dlq.partition"]) in range(settings.partitions)

@@ -66,7 +66,11 @@ def test_retention_trim_drops_old_posts_tombstones_and_recycles_rows() -> None:
     assert recycled == 3 and s.num_posts == 0 and s.num_tombstones == 0 and s.num_authors == 0
     s.insert([PostRecord(4, 10, later - 5)], now_s=later)
     assert s.get_posts(VIEWER, [10], now_s=later).post_ids == [4]
-    assert s._n == 3  # the new post reused a recycled row
+    assert s._n == 4  # released rows wait one more trim before reuse (readers of old snapshots)
+    s.trim(now_s=later)
+    s.insert([PostRecord(5, 10, later - 4)], now_s=later)
+    assert s.get_posts(VIEWER, [10], now_s=later).post_ids == [5, 4]
+    assert s._n == 4  # the new post reused a recycled row
 
 
 def test_per_author_caps_and_scan_limit() -> None:

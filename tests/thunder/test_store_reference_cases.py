@@ -174,3 +174,42 @@ def test_applier_create_and_delete_in_one_batch_leaves_a_tombstone() -> None:
     apply([Decoded(e, "posts", 0, i, 0, None) for i, e in enumerate(evs)])
     assert s.get(1) is None and s.num_tombstones == 1
     assert s.get_posts(VIEWER, [10]).post_ids == [2]
+
+
+def test_applier_video_needs_5_seconds_and_created_at_falls_back_to_the_snowflake() -> None:
+    import time
+
+    from foryou.snowflake import make_id
+
+    now_ms = int(time.time() * 1000)
+    s = PostStore()
+    apply = PostEventApplier(s)
+    short = make_id(now_ms - 3000, 1)
+    long_ = make_id(now_ms - 2000, 2)
+    no_time = make_id(now_ms - 1000, 3)
+    evs = [
+        ev.PostEvent(
+            create=ev.Post(
+                post_id=short,
+                author_id=10,
+                created_at=now_ms // 1000 - 3,
+                has_video=True,
+                video_duration_ms=4999,
+            )
+        ),
+        ev.PostEvent(
+            create=ev.Post(
+                post_id=long_,
+                author_id=10,
+                created_at=now_ms // 1000 - 2,
+                has_video=True,
+                video_duration_ms=5000,
+            )
+        ),
+        ev.PostEvent(create=ev.Post(post_id=no_time, author_id=10)),
+    ]
+    apply([Decoded(e, "posts", 0, i, 0, None) for i, e in enumerate(evs)])
+    assert s.get_posts(VIEWER, [10], is_video=True).post_ids == [long_]
+    rec = s.get(no_time)
+    assert rec is not None and rec.created_at == (now_ms - 1000) // 1000
+    assert s.get_posts(VIEWER, [10]).post_ids == [no_time, long_, short]

@@ -1,0 +1,79 @@
+"""One post candidate as it moves through the pipeline (reference PostCandidate, JAN fields plus
+what this system hydrates: labels, subscription flag, author relation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class PostCandidate:
+    post_id: int
+    author_id: int = 0
+    source: str = ""  # component name of the source (ThunderSource / PhoenixSource)
+    served_type: str = ""  # ForYouInNetwork / ForYouPhoenixRetrieval
+    retrieval_score: float | None = None
+    # core data
+    text: str = ""
+    in_reply_to_post_id: int | None = None
+    retweeted_post_id: int | None = None
+    retweeted_user_id: int | None = None
+    conversation_id: int | None = None
+    ancestors: list[int] = field(default_factory=list)
+    labels: tuple[str, ...] = ()
+    core_data_found: bool | None = None  # None = not looked up (store down), False = missing/deleted
+    # other hydrated fields
+    in_network: bool | None = None
+    video_duration_ms: int | None = None
+    subscription_author_id: int | None = None
+    author_followers_count: int | None = None
+    author_screen_name: str = ""
+    retweeted_screen_name: str = ""
+    author_blocks_viewer: bool | None = None
+    visibility_reason: str | None = None
+    # scoring
+    phoenix_scores: dict[str, float] | None = None  # head name -> probability; "dwell_time" seconds
+    action_probs: Any = None  # raw ranker output (list or ndarray row), index = ActionName
+    dwell_time: float | None = None  # predicted dwell seconds (continuous head 1)
+    prediction_request_id: str = ""
+    last_scored_at_ms: int = 0
+    weighted_score: float | None = None
+    score: float | None = None
+    multipliers: list[tuple[str, float]] = field(default_factory=list)
+
+    def is_scored(self) -> bool:
+        return self.action_probs is not None or self.phoenix_scores is not None
+
+    def head_scores(self) -> dict[str, float]:
+        """Head name -> probability (+ "dwell_time"), from whichever form the ranker output is in."""
+        if self.phoenix_scores is not None:
+            return self.phoenix_scores
+        if self.action_probs is None:
+            return {}
+        from home_mixer.params import ACTION_HEADS
+
+        n = len(self.action_probs)
+        out = {h: float(self.action_probs[i]) for h, i in ACTION_HEADS.items() if i < n}
+        if self.dwell_time is not None:
+            out["dwell_time"] = self.dwell_time
+        return out
+
+    def original_post_id(self) -> int:
+        return self.retweeted_post_id or self.post_id
+
+    def original_author_id(self) -> int:
+        return self.retweeted_user_id or self.author_id
+
+    def related_ids(self) -> tuple[int, ...]:
+        """The post, the reposted post and the replied-to post (seen/served filters)."""
+        ids = [self.post_id]
+        if self.retweeted_post_id:
+            ids.append(self.retweeted_post_id)
+        if self.in_reply_to_post_id:
+            ids.append(self.in_reply_to_post_id)
+        return tuple(ids)
+
+    def conversation_key(self) -> int:
+        """Reference DedupConversation: min(ancestors), else the post itself."""
+        return min(self.ancestors) if self.ancestors else self.post_id

@@ -1,0 +1,75 @@
+"""Post core data from Redis (one MGET for the candidates and their reposted originals): text,
+reply/repost ids, conversation, labels. A miss marks the candidate (`core_data_found=False`) without
+wiping the ids its source provided."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from candidate_pipeline import Hydrator
+from home_mixer.candidate import PostCandidate
+from home_mixer.query import ScoredPostsQuery
+from protos import events_pb2
+
+
+@dataclass(slots=True)
+class CoreData:
+    post: events_pb2.Post | None
+    original: events_pb2.Post | None
+
+
+def lookup_ids(candidates: Sequence[PostCandidate]) -> list[int]:
+    """Every candidate id plus every known reposted-original id: the one MGET all post hydrators share."""
+    ids = [c.post_id for c in candidates]
+    ids += [c.retweeted_post_id for c in candidates if c.retweeted_post_id]
+    return ids
+
+
+async def fetch_core(query: ScoredPostsQuery, candidates: Sequence[PostCandidate]) -> list[CoreData]:
+    lookup = query.post_lookup
+    if lookup is None:
+        raise RuntimeError("query has no post lookup")
+    memo = lookup.memo.get("core")
+    posts = await lookup.get(lookup_ids(candidates))
+    if memo is not None and memo[0] is candidates:  # hydrators of one stage share the same list
+        return memo[1]  # type: ignore[return-value]
+    out = []
+    for c in candidates:
+        p = posts.get(c.post_id)
+        src = (p.source_post_id if p is not None and p.is_retweet else 0) or c.retweeted_post_id
+        out.append(CoreData(p, posts.get(src) if src else None))
+    lookup.memo["core"] = (candidates, out)
+    return out
+
+
+class CoreDataCandidateHydrator(Hydrator[ScoredPostsQuery, PostCandidate]):
+    timeout_s = 0.3
+
+    async def hydrate(self, query: ScoredPostsQuery, candidates: Sequence[PostCandidate]) -> list[CoreData]:
+        return await fetch_core(query, candidates)
+
+    def update(self, c: PostCandidate, hydrated: CoreData) -> None:
+        p = hydrated.post
+        if p is None:
+            c.core_data_found = False
+            return
+        c.core_data_found = True
+        if c.author_id == 0:
+            c.author_id = p.author_id
+        if p.is_retweet and p.source_post_id:
+            c.retweeted_post_id = p.source_post_id
+            c.retweeted_user_id = p.source_user_id or c.retweeted_user_id
+        if p.HasField("in_reply_to_post_id") and p.in_reply_to_post_id > 0:
+            c.in_reply_to_post_id = p.in_reply_to_post_id
+        if p.HasField("conversation_id") and p.conversation_id > 0:
+            c.conversation_id = p.conversation_id
+        if not c.ancestors and c.in_reply_to_post_id:
+            c.ancestors = [c.in_reply_to_post_id]
+            if c.conversation_id and c.conversation_id != c.in_reply_to_post_id:
+                c.ancestors.append(c.conversation_id)
+        o = hydrated.original
+        # a repost shows the original's text and carries its labels
+        c.text = o.text if o is not None and o.text else p.text
+        labels = list(p.labels) + (list(o.labels) if o is not None else [])
+        c.labels = tuple(dict.fromkeys(lb.lower() for lb in labels))

@@ -1,0 +1,27 @@
+"""Drops candidates whose core data is missing: no author, a post the store does not have (deleted or
+unknown), or blank text. When the store itself was unreachable (`core_data_found is None`) candidates
+with a known author are kept: the feed degrades instead of emptying."""
+
+from __future__ import annotations
+
+from candidate_pipeline import Filter
+from home_mixer.candidate import PostCandidate
+from home_mixer.query import ScoredPostsQuery
+
+Split = tuple[list[PostCandidate], list[PostCandidate]]
+
+
+def _failed(c: PostCandidate) -> bool:
+    if c.author_id == 0:
+        return True
+    if c.core_data_found is None:
+        return False
+    return not c.core_data_found or not c.text.strip()
+
+
+class CoreDataHydrationFilter(Filter[ScoredPostsQuery, PostCandidate]):
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+        kept, removed = [], []
+        for c in candidates:
+            (removed if _failed(c) else kept).append(c)
+        return kept, removed

@@ -1,0 +1,22 @@
+"""Bottom (pagination) requests only: drops posts already served earlier in the session (any related
+id in served_ids)."""
+
+from __future__ import annotations
+
+from candidate_pipeline import Filter
+from home_mixer.candidate import PostCandidate
+from home_mixer.query import ScoredPostsQuery
+
+Split = tuple[list[PostCandidate], list[PostCandidate]]
+
+
+class PreviouslyServedPostsFilter(Filter[ScoredPostsQuery, PostCandidate]):
+    def enable(self, query: ScoredPostsQuery) -> bool:
+        return query.is_bottom_request
+
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+        served = query.served_ids
+        kept, removed = [], []
+        for c in candidates:
+            (removed if any(i in served for i in c.related_ids()) else kept).append(c)
+        return kept, removed

@@ -1,0 +1,17 @@
+"""Drops the viewer's own posts (reference SelfTweetFilter)."""
+
+from __future__ import annotations
+
+from candidate_pipeline import Filter
+from home_mixer.candidate import PostCandidate
+from home_mixer.query import ScoredPostsQuery
+
+Split = tuple[list[PostCandidate], list[PostCandidate]]
+
+
+class SelfPostFilter(Filter[ScoredPostsQuery, PostCandidate]):
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+        kept, removed = [], []
+        for c in candidates:
+            (removed if c.author_id == query.viewer_id else kept).append(c)
+        return kept, removed

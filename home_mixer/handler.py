@@ -1,0 +1,171 @@
+"""Transport-free scored-posts handler: request proto -> query -> pipeline -> response proto. The
+gRPC servicer and in-process callers (tests, CLI, bench) both use it."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from candidate_pipeline import PipelineResult
+from foryou.metrics import DEGRADED
+from home_mixer.candidate import PostCandidate
+from home_mixer.clients import HomeMixerClients
+from home_mixer.params import DEFAULT_PARAMS, Params
+from home_mixer.pipeline import ScoredPostsPipeline
+from home_mixer.post_lookup import PostLookup
+from home_mixer.query import ScoredPostsQuery
+from protos import home_mixer_pb2 as pb
+
+log = logging.getLogger(__name__)
+SERVICE = "home_mixer"
+
+# component -> the dependency whose failure it reveals
+DEPENDENCY_OF: dict[str, str] = {
+    "ThunderSource": "thunder",
+    "PhoenixSource": "retrieval",
+    "PhoenixScorer": "ranker",
+    "UserActionSeqQueryHydrator": "redis",
+    "UserFeaturesQueryHydrator": "redis",
+    "ServedHistoryQueryHydrator": "redis",
+    "CoreDataCandidateHydrator": "redis",
+    "VideoDurationCandidateHydrator": "redis",
+    "SubscriptionHydrator": "redis",
+    "AuthorDataCandidateHydrator": "redis",
+    "AuthorRelationCandidateHydrator": "redis",
+}
+
+
+@dataclass(slots=True)
+class FeedResult:
+    query: ScoredPostsQuery
+    result: PipelineResult[ScoredPostsQuery, PostCandidate]
+    selected: list[PostCandidate]
+    degraded: list[str]
+
+
+class ScoredPostsHandler:
+    def __init__(
+        self, pipeline: ScoredPostsPipeline, clients: HomeMixerClients, params: Params = DEFAULT_PARAMS
+    ) -> None:
+        self.pipeline, self.clients, self.params = pipeline, clients, params
+
+    async def run(self, request: pb.GetScoredPostsRequest, params: Params | None = None) -> FeedResult:
+        """Raises home_mixer.query.InvalidQuery for a bad request."""
+        query = ScoredPostsQuery.from_request(request, params or self.params)
+        query.post_lookup = PostLookup(self.clients.user_state)
+        res = await self.pipeline.execute(query, request_id=query.request_id)
+        selected = res.selected[: query.params.result_size]
+        res.non_selected.extend(res.selected[query.params.result_size :])
+        degraded = sorted({DEPENDENCY_OF.get(c, c) for c in res.failed_components})
+        for dep in degraded:
+            DEGRADED.labels(SERVICE, dep).inc()
+        if degraded:
+            log.warning("request %s degraded: %s", query.request_id, ",".join(degraded))
+        return FeedResult(query, res, selected, degraded)
+
+    async def get_scored_posts(self, request: pb.GetScoredPostsRequest) -> pb.GetScoredPostsResponse:
+        fr = await self.run(request)
+        return pb.GetScoredPostsResponse(
+            scored_posts=[scored_post(c) for c in fr.selected],
+            request_id=fr.query.request_id,
+            model_version=fr.query.model_version,
+            degraded=fr.degraded,
+        )
+
+    async def get_debug_scored_posts(
+        self, request: pb.GetDebugScoredPostsRequest
+    ) -> pb.GetDebugScoredPostsResponse:
+        """Raises ValueError (InvalidQuery or a bad param override) for a bad request."""
+        params = self.params.with_overrides(dict(request.param_overrides))
+        fr = await self.run(request.query, params)
+        res = fr.result
+        out = pb.GetDebugScoredPostsResponse(
+            request_id=fr.query.request_id,
+            model_version=fr.query.model_version,
+            params=params.as_strings(),
+            degraded=fr.degraded,
+        )
+        for i, c in enumerate(fr.selected):
+            out.candidates.append(debug_candidate(c, "selected", position=i))
+        for c in res.non_selected:
+            out.candidates.append(debug_candidate(c, "not_selected"))
+        for r in res.filtered:
+            out.candidates.append(debug_candidate(r.candidate, "filtered", filtered_by=r.filter))
+        for st in res.stages:
+            for ct in st.components:
+                out.stages.append(
+                    pb.StageSummary(
+                        stage=st.stage,
+                        component=ct.component,
+                        latency_ms=ct.latency_ms,
+                        kept=ct.output_count,
+                        removed=ct.removed,
+                        error=ct.error,
+                    )
+                )
+        return out
+
+
+def _finite(x: float | None) -> float:
+    return x if x is not None and math.isfinite(x) else 0.0
+
+
+def scored_post(c: PostCandidate) -> pb.ScoredPost:
+    sp = pb.ScoredPost(
+        post_id=c.post_id,
+        author_id=c.author_id,
+        score=_finite(c.score),
+        in_network=c.in_network is True,
+        source=c.source,
+        screen_name=c.author_screen_name,
+    )
+    if c.retweeted_post_id:
+        sp.retweeted_post_id = c.retweeted_post_id
+    if c.retweeted_user_id:
+        sp.retweeted_user_id = c.retweeted_user_id
+    if c.in_reply_to_post_id:
+        sp.in_reply_to_post_id = c.in_reply_to_post_id
+    if c.conversation_id:
+        sp.conversation_id = c.conversation_id
+    return sp
+
+
+def debug_candidate(
+    c: PostCandidate, outcome: str, filtered_by: str = "", position: int = -1
+) -> pb.DebugCandidate:
+    fields = {
+        "served_type": c.served_type,
+        "text": c.text,
+        "labels": ",".join(c.labels),
+        "in_reply_to_post_id": str(c.in_reply_to_post_id or ""),
+        "retweeted_post_id": str(c.retweeted_post_id or ""),
+        "conversation_id": str(c.conversation_id or ""),
+        "video_duration_ms": str(c.video_duration_ms or ""),
+        "subscription_author_id": str(c.subscription_author_id or ""),
+        "author_followers_count": str(
+            c.author_followers_count if c.author_followers_count is not None else ""
+        ),
+        "author_screen_name": c.author_screen_name,
+        "retrieval_score": "" if c.retrieval_score is None else f"{c.retrieval_score:.4f}",
+        "visibility_reason": c.visibility_reason or "",
+        "author_blocks_viewer": "" if c.author_blocks_viewer is None else str(c.author_blocks_viewer),
+        "prediction_request_id": c.prediction_request_id,
+    }
+    d = pb.DebugCandidate(
+        post_id=c.post_id,
+        author_id=c.author_id,
+        source=c.source,
+        in_network=c.in_network is True,
+        outcome=outcome,
+        filtered_by=filtered_by,
+        weighted_score=_finite(c.weighted_score),
+        final_score=_finite(c.score),
+        fields={k: v for k, v in fields.items() if v},
+        position=position,
+    )
+    for k, v in c.head_scores().items():
+        d.action_probs[k] = v
+    for name, value in c.multipliers:
+        d.multipliers.add(name=name, value=value)
+    return d

@@ -1,0 +1,91 @@
+"""The declared scored-posts pipeline (reference JAN PhoenixCandidatePipeline wiring)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from candidate_pipeline import CandidatePipeline, PipelineConfig
+from home_mixer.candidate import PostCandidate
+from home_mixer.candidate_hydrators.author_data_candidate_hydrator import AuthorDataCandidateHydrator
+from home_mixer.candidate_hydrators.author_relation_candidate_hydrator import AuthorRelationCandidateHydrator
+from home_mixer.candidate_hydrators.core_data_candidate_hydrator import CoreDataCandidateHydrator
+from home_mixer.candidate_hydrators.in_network_candidate_hydrator import InNetworkCandidateHydrator
+from home_mixer.candidate_hydrators.subscription_hydrator import SubscriptionHydrator
+from home_mixer.candidate_hydrators.video_duration_candidate_hydrator import VideoDurationCandidateHydrator
+from home_mixer.clients import HomeMixerClients
+from home_mixer.filters.age_filter import AgeFilter
+from home_mixer.filters.author_socialgraph_filter import AuthorSocialgraphFilter
+from home_mixer.filters.core_data_hydration_filter import CoreDataHydrationFilter
+from home_mixer.filters.dedup_conversation_filter import DedupConversationFilter
+from home_mixer.filters.drop_duplicates_filter import DropDuplicatesFilter
+from home_mixer.filters.ineligible_subscription_filter import IneligibleSubscriptionFilter
+from home_mixer.filters.muted_keyword_filter import MutedKeywordFilter
+from home_mixer.filters.previously_seen_posts_filter import PreviouslySeenPostsFilter
+from home_mixer.filters.previously_served_posts_filter import PreviouslyServedPostsFilter
+from home_mixer.filters.repost_deduplication_filter import RepostDeduplicationFilter
+from home_mixer.filters.self_post_filter import SelfPostFilter
+from home_mixer.filters.visibility_filter import VisibilityFilter
+from home_mixer.params import DEFAULT_PARAMS
+from home_mixer.query import ScoredPostsQuery
+from home_mixer.query_hydrators.served_history_query_hydrator import ServedHistoryQueryHydrator
+from home_mixer.query_hydrators.user_action_seq_query_hydrator import UserActionSeqQueryHydrator
+from home_mixer.query_hydrators.user_features_query_hydrator import UserFeaturesQueryHydrator
+from home_mixer.scorers.author_diversity_scorer import AuthorDiversityScorer
+from home_mixer.scorers.oon_scorer import OONScorer
+from home_mixer.scorers.phoenix_scorer import PhoenixScorer
+from home_mixer.scorers.weighted_scorer import WeightedScorer
+from home_mixer.selectors.top_k_score_selector import TopKScoreSelector
+from home_mixer.side_effects.served_history_side_effect import ServedHistorySideEffect
+from home_mixer.side_effects.served_impressions_side_effect import ServedImpressionsSideEffect
+from home_mixer.sources.phoenix_source import PhoenixSource
+from home_mixer.sources.thunder_source import ThunderSource
+
+DEFAULT_CONFIG = PipelineConfig(component_timeout_s=0.5, request_deadline_s=1.0)
+
+
+class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
+    def __init__(
+        self,
+        clients: HomeMixerClients,
+        producer: Any = None,
+        served_topic: str = "served",
+        config: PipelineConfig | None = None,
+    ) -> None:
+        store = clients.user_state
+        side_effects: list[Any] = [ServedHistorySideEffect(store)]
+        if producer is not None:
+            side_effects.append(ServedImpressionsSideEffect(producer, served_topic))
+        super().__init__(
+            query_hydrators=[
+                UserActionSeqQueryHydrator(store),
+                UserFeaturesQueryHydrator(store),
+                ServedHistoryQueryHydrator(store),
+            ],
+            sources=[ThunderSource(clients.thunder), PhoenixSource(clients.retrieval)],
+            hydrators=[
+                InNetworkCandidateHydrator(),
+                CoreDataCandidateHydrator(),
+                VideoDurationCandidateHydrator(),
+                SubscriptionHydrator(),
+                AuthorDataCandidateHydrator(store),
+            ],
+            filters=[
+                DropDuplicatesFilter(),
+                CoreDataHydrationFilter(),
+                AgeFilter(),
+                SelfPostFilter(),
+                RepostDeduplicationFilter(),
+                IneligibleSubscriptionFilter(),
+                PreviouslySeenPostsFilter(),
+                PreviouslyServedPostsFilter(),
+                MutedKeywordFilter(),
+                AuthorSocialgraphFilter(),
+            ],
+            scorers=[PhoenixScorer(clients.ranking), WeightedScorer(), AuthorDiversityScorer(), OONScorer()],
+            selector=TopKScoreSelector(),
+            post_selection_hydrators=[AuthorRelationCandidateHydrator(store)],
+            post_selection_filters=[VisibilityFilter(), DedupConversationFilter()],
+            side_effects=side_effects,
+            result_size=DEFAULT_PARAMS.result_size,
+            config=config or DEFAULT_CONFIG,
+        )

@@ -1,0 +1,159 @@
+"""home_mixer as a running service: the pipeline, the `served` Kafka producer and the gRPC server
+(health, reflection, bounded concurrency)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from candidate_pipeline import PipelineConfig
+from foryou.grpc_server import GrpcServer
+from foryou.settings import Settings
+from home_mixer.clients import HomeMixerClients
+from home_mixer.handler import ScoredPostsHandler
+from home_mixer.params import DEFAULT_PARAMS, Params
+from home_mixer.pipeline import DEFAULT_CONFIG, ScoredPostsPipeline
+from home_mixer.servicer import SERVICE_NAME, ScoredPostsServicer
+from protos import home_mixer_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class HomeMixerConfig:
+    grpc_address: str = "127.0.0.1:0"
+    max_concurrent_rpcs: int = 32  # beyond this grpc answers RESOURCE_EXHAUSTED
+    # processes sharing the port (SO_REUSEPORT; the kernel spreads connections). The pipeline is
+    # CPU-bound Python, so one process serves one request at a time; >1 uses more cores.
+    workers: int = 1
+    publish_served: bool = True  # ServedEvent per served post to the `served` topic
+    pipeline: PipelineConfig = field(default_factory=lambda: dataclasses.replace(DEFAULT_CONFIG))
+    params: Params = DEFAULT_PARAMS
+
+
+class HomeMixerService:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: HomeMixerClients,
+        config: HomeMixerConfig | None = None,
+        producer: Any = None,
+    ) -> None:
+        self.settings, self.clients = settings, clients
+        self.config = config or HomeMixerConfig()
+        if producer is None and self.config.publish_served and settings.kafka_bootstrap:
+            from foryou.kafka import make_producer
+
+            producer = make_producer(settings)
+        self.producer = producer
+        self.pipeline = ScoredPostsPipeline(
+            clients,
+            producer=producer,
+            served_topic=settings.topic(settings.served_topic),
+            config=self.config.pipeline,
+        )
+        self.handler = ScoredPostsHandler(self.pipeline, clients, self.config.params)
+        self.server: GrpcServer | None = None
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None, "not started"
+        return self.server.address
+
+    async def start(self) -> None:
+        self.server = GrpcServer(self.config.grpc_address, self.config.max_concurrent_rpcs)
+        self.server.add(
+            home_mixer_pb2_grpc.add_ScoredPostsServiceServicer_to_server,
+            ScoredPostsServicer(self.handler),
+            SERVICE_NAME,
+        )
+        await self.server.start(serving=True)
+        log.info("home_mixer serving on %s", self.server.address)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace_s=2.0)
+        await self.pipeline.drain_side_effects(timeout_s=2.0)
+        if self.producer is not None:
+            await asyncio.to_thread(self.producer.flush, 5.0)
+        await self.clients.close()
+
+
+async def serve_home_mixer(
+    settings: Settings,
+    thunder_address: str,
+    retrieval_address: str,
+    ranker_address: str,
+    config: HomeMixerConfig | None = None,
+) -> None:
+    """Body of `foryou serve home-mixer`: gRPC clients to the three services, Redis from settings,
+    served until SIGINT/SIGTERM. With `config.workers > 1`, that many processes share the port."""
+    from foryou.serve import run_until_signal
+    from home_mixer.clients import build_clients_from_addresses
+
+    config = config or HomeMixerConfig()
+    children: list[Any] = []
+    if config.workers > 1:
+        config = with_fixed_port(config)
+        children = start_workers(
+            settings, thunder_address, retrieval_address, ranker_address, config, config.workers - 1
+        )
+    clients = build_clients_from_addresses(
+        thunder_address, retrieval_address, ranker_address, settings.redis_url, settings.redis_prefix
+    )
+    try:
+        await run_until_signal([HomeMixerService(settings, clients, config)])
+    finally:
+        stop_workers(children)
+
+
+def with_fixed_port(config: HomeMixerConfig) -> HomeMixerConfig:
+    """Workers must bind the same port: replace port 0 by a free one."""
+    host, port = config.grpc_address.rsplit(":", 1)
+    if port == "0":
+        from foryou.infra import free_port
+
+        return dataclasses.replace(config, grpc_address=f"{host}:{free_port()}")
+    return config
+
+
+def _worker_main(
+    settings: Settings, thunder: str, retrieval: str, ranker: str, config: HomeMixerConfig
+) -> None:
+    logging.basicConfig(level=settings.log_level)
+    asyncio.run(
+        serve_home_mixer(settings, thunder, retrieval, ranker, dataclasses.replace(config, workers=1))
+    )
+
+
+def start_workers(
+    settings: Settings, thunder: str, retrieval: str, ranker: str, config: HomeMixerConfig, n: int
+) -> list[Any]:
+    """Start `n` home_mixer worker processes serving `config.grpc_address` (a fixed port)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(n):
+        p = ctx.Process(
+            target=_worker_main,
+            args=(settings, thunder, retrieval, ranker, config),
+            name=f"home-mixer-worker-{i + 1}",
+            daemon=True,
+        )
+        p.start()
+        procs.append(p)
+    return procs
+
+
+def stop_workers(procs: list[Any], timeout_s: float = 5.0) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()  # SIGTERM: graceful stop through run_until_signal
+    for p in procs:
+        p.join(timeout_s)
+        if p.is_alive():
+            p.kill()

@@ -1,0 +1,62 @@
+"""gRPC face of the scored-posts handler: status codes only, no logic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import grpc
+
+from home_mixer.handler import ScoredPostsHandler
+from protos import home_mixer_pb2 as pb
+from protos import home_mixer_pb2_grpc
+
+SERVICE_NAME = "foryou.home_mixer.ScoredPostsService"
+T = TypeVar("T")
+
+
+class ScoredPostsServicer(home_mixer_pb2_grpc.ScoredPostsServiceServicer):
+    def __init__(self, handler: ScoredPostsHandler) -> None:
+        self.handler = handler
+
+    async def GetScoredPosts(  # noqa: N802 - grpc naming
+        self, request: pb.GetScoredPostsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetScoredPostsResponse:
+        await _check_deadline(context)
+        try:
+            return await _within_deadline(self.handler.get_scored_posts(request), context)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "client deadline passed while ranking")
+            raise
+        except ValueError as e:  # InvalidQuery
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise  # unreachable: abort raises
+
+    async def GetDebugScoredPosts(  # noqa: N802 - grpc naming
+        self, request: pb.GetDebugScoredPostsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDebugScoredPostsResponse:
+        await _check_deadline(context)
+        try:
+            return await _within_deadline(self.handler.get_debug_scored_posts(request), context)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "client deadline passed while ranking")
+            raise
+        except ValueError as e:  # InvalidQuery or a bad param override
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+
+
+async def _within_deadline(coro: Awaitable[T], context: grpc.aio.ServicerContext) -> T:
+    """Stop working once the client's deadline has passed (it would not get the answer anyway). The
+    pipeline's own request deadline (1 s) still bounds every request with degraded answers."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return await coro
+    return await asyncio.wait_for(coro, remaining)
+
+
+async def _check_deadline(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed")

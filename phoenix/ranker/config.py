@@ -1,0 +1,106 @@
+"""Ranker model and training configs: plain dataclasses saved in the checkpoint's config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from phoenix.hashing import HashConfig
+
+NUM_ACTIONS = 64  # discrete heads, slot i = ActionName i
+NUM_CONTINUOUS = 8  # continuous heads, slot 1 = dwell seconds
+PRODUCT_SURFACE_VOCAB = 16
+DWELL_CAP_S = 30.0  # reference: non-gallery dwell head = 30 * sigmoid, history dwell feature clip
+
+
+@dataclass(slots=True)
+class RankerConfig:
+    """Default = CPU serving size: width 128, 4 layers, 4 query / 2 KV heads of size 32, history 128."""
+
+    emb_size: int = 128
+    emb_table_width: int = 128
+    num_layers: int = 4
+    num_q_heads: int = 4
+    num_kv_heads: int = 2
+    key_size: int = 32
+    ffn_widening: float = 2.0
+    history_len: int = 128
+    rope_base: float = 10_000.0
+    qk_norm: bool = True
+    user_table_size: int = 100_000
+    post_table_size: int = 100_000
+    author_table_size: int = 30_000
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> RankerConfig:
+        base: dict[str, Any] = dict(
+            emb_size=32,
+            emb_table_width=16,
+            num_layers=2,
+            num_q_heads=2,
+            num_kv_heads=1,
+            key_size=16,
+            history_len=16,
+            user_table_size=1_000,
+            post_table_size=4_000,
+            author_table_size=500,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def hash_config(self) -> HashConfig:
+        return HashConfig(self.user_table_size, self.post_table_size, self.author_table_size)
+
+    @property
+    def ffn_size(self) -> int:
+        return -(-int(self.ffn_widening * self.emb_size) // 32) * 32
+
+    def validate(self) -> None:
+        if self.num_q_heads % self.num_kv_heads:
+            raise ValueError("num_q_heads must be a multiple of num_kv_heads")
+        if self.key_size % 2:
+            raise ValueError("key_size must be even (RoPE)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RankerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(slots=True)
+class TrainConfig:
+    """Training run knobs. `model` is the architecture trained from scratch (ignored on resume)."""
+
+    model: RankerConfig = dataclasses.field(default_factory=RankerConfig)
+    seed: int = 0
+    epochs: float = 2.0
+    batch_size: int = 32  # requests (user + history + up to max_candidates candidates) per step
+    max_candidates: int = 32  # impressions of one user grouped into one request
+    session_gap_ms: int = 60 * 60_000  # a new request starts after this gap between impressions
+    lr: float = 5e-3
+    embedding_lr: float = 0.3  # row-wise AdaGrad on the hash table
+    weight_decay: float = 1e-3
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    dwell_loss_weight: float = 0.1
+    in_batch_negatives: bool = False
+    eval_fraction: float = 0.15  # the most recent impressions (by time) are held out
+    eval_every: int = 200  # steps; 0 = only at the end
+    checkpoint_every: int = 200
+    max_steps: int = 0  # 0 = derived from epochs
+    num_threads: int = 0  # 0 = torch default
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known and k != "model"}
+        return cls(model=RankerConfig.from_dict(d.get("model", {})), **kw)

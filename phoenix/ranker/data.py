@@ -1,0 +1,244 @@
+"""Engagement log -> per-impression table -> requests (history + candidates) -> training batches.
+
+An impression is one (user_id, post_id) pair; its labels are the actions on it (ActionName < 64,
+as a uint64 bitmask) and its dwell seconds come from the RECAP_DWELLED row. A user's impressions
+in time order are grouped into requests: a new request starts after a session gap, after
+`max_candidates` impressions, or where the train/eval split changes. A request's history is every
+impression of that user strictly before the request's first impression time (most recent
+`history_len`, chronological, with their action multi-hot): no label of a candidate can leak into
+its own history. Candidates are scored independently (candidate isolation), so grouping them
+changes compute, not the maths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from phoenix.hashing import HashConfig
+from phoenix.ranker.config import NUM_ACTIONS
+from phoenix.ranker.features import action_multi_hot
+from phoenix.ranker.model import RankerBatch
+from protos import events_pb2
+
+IMPRESSION = events_pb2.ActionName.IMPRESSION
+DWELLED = events_pb2.ActionName.CLIENT_TWEET_RECAP_DWELLED
+NOT_DWELLED = events_pb2.ActionName.CLIENT_TWEET_RECAP_NOT_DWELLED
+# Negative-feedback heads: not trained on sampled in-batch negatives (reference §2.4.3).
+NEGATIVE_FEEDBACK = (16, 17, 19, 23, 25, 27, 42, 52)
+LOG_COLUMNS = ("user_id", "post_id", "author_id", "action", "timestamp_ms", "product_surface", "dwell_ms")
+
+
+def resolve_logs(path: str | Path) -> tuple[Path, Path | None]:
+    """A Parquet file, or a world directory (engagements.parquet [+ oracle.parquet])."""
+    p = Path(path)
+    if p.is_dir():
+        eng = p / "engagements.parquet"
+        if not eng.exists():
+            raise FileNotFoundError(f"{p}: no engagements.parquet")
+        oracle = p / "oracle.parquet"
+        return eng, oracle if oracle.exists() else None
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file")
+    return p, None
+
+
+def read_log(path: str | Path) -> pl.DataFrame:
+    df = pl.read_parquet(path)
+    missing = [c for c in LOG_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: engagement log lacks columns {missing}")
+    return df.select(LOG_COLUMNS)
+
+
+def impressions_from_log(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per (user_id, post_id): impression time (IMPRESSION row, else the earliest action),
+    author, surface, action bitmask and dwell; sorted by user, time, post."""
+    a = pl.col("action")
+    df = df.unique(subset=["user_id", "post_id", "action"], keep="first")
+    act = df["action"].to_numpy().astype(np.int64)
+    bits = np.where(act < NUM_ACTIONS, np.left_shift(np.uint64(1), np.clip(act, 0, 63).astype(np.uint64)), 0)
+    return (
+        df.with_columns(pl.Series("bit", bits.astype(np.uint64)))
+        .group_by("user_id", "post_id")
+        .agg(
+            pl.col("author_id").first(),
+            pl.col("timestamp_ms").filter(a == IMPRESSION).min().fill_null(pl.col("timestamp_ms").min()),
+            pl.col("product_surface").sort_by(pl.col("timestamp_ms")).first(),
+            pl.col("bit").sum().alias("action_mask"),
+            pl.col("dwell_ms").filter(a == DWELLED).max().fill_null(0),
+        )
+        .sort("user_id", "timestamp_ms", "post_id")
+    )
+
+
+@dataclass
+class ImpressionTable:
+    """Column arrays of `impressions_from_log`, plus hashed rows and request structure."""
+
+    user_id: np.ndarray
+    post_id: np.ndarray
+    author_id: np.ndarray
+    timestamp_ms: np.ndarray
+    surface: np.ndarray
+    action_mask: np.ndarray  # uint64
+    dwell_ms: np.ndarray
+    user_rows: np.ndarray  # [N, 2]
+    post_rows: np.ndarray  # [N, 2]
+    author_rows: np.ndarray  # [N, 2]
+    is_eval: np.ndarray  # bool
+
+    @classmethod
+    def build(cls, imp: pl.DataFrame, hc: HashConfig, eval_fraction: float) -> ImpressionTable:
+        ts = imp["timestamp_ms"].to_numpy()
+        split = np.quantile(ts, 1.0 - eval_fraction) if eval_fraction > 0 and len(ts) else np.inf
+        u, p, a = (imp[c].to_numpy() for c in ("user_id", "post_id", "author_id"))
+        return cls(
+            user_id=u,
+            post_id=p,
+            author_id=a,
+            timestamp_ms=ts,
+            surface=imp["product_surface"].to_numpy().astype(np.int64),
+            action_mask=imp["action_mask"].to_numpy().astype(np.uint64),
+            dwell_ms=imp["dwell_ms"].to_numpy().astype(np.int64),
+            user_rows=hc.rows(u, "user"),
+            post_rows=hc.rows(p, "post"),
+            author_rows=hc.rows(a, "author"),
+            is_eval=ts >= split,
+        )
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+
+@dataclass
+class Requests:
+    """Request r = candidates [cand_start[r], cand_end[r]) and history [hist_start[r], hist_end[r])."""
+
+    cand_start: np.ndarray
+    cand_end: np.ndarray
+    hist_start: np.ndarray
+    hist_end: np.ndarray
+    is_eval: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.cand_start)
+
+    def subset(self, mask: np.ndarray) -> Requests:
+        return Requests(self.cand_start[mask], self.cand_end[mask], self.hist_start[mask], self.hist_end[mask],
+                        self.is_eval[mask])
+
+
+def build_requests(t: ImpressionTable, history_len: int, max_candidates: int, session_gap_ms: int) -> Requests:
+    n = len(t)
+    if n == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return Requests(e, e, e, e, np.zeros(0, dtype=bool))
+    idx = np.arange(n)
+    new_user = np.r_[True, t.user_id[1:] != t.user_id[:-1]]
+    gap = np.r_[True, np.diff(t.timestamp_ms) > session_gap_ms]
+    flip = np.r_[True, t.is_eval[1:] != t.is_eval[:-1]]
+    session_start = new_user | gap | flip
+    session_first = np.maximum.accumulate(np.where(session_start, idx, 0))
+    req_start = session_start | ((idx - session_first) % max_candidates == 0)
+    starts = idx[req_start]
+    ends = np.r_[starts[1:], n]
+    user_first = np.maximum.accumulate(np.where(new_user, idx, 0))
+    # history ends at the first impression of the user with timestamp >= the request's start time
+    user_rank = np.cumsum(new_user) - 1
+    key = (user_rank.astype(np.int64) << 42) | (t.timestamp_ms - t.timestamp_ms.min())
+    hist_end = np.searchsorted(key, key[starts], side="left")
+    hist_start = np.maximum(user_first[starts], hist_end - history_len)
+    return Requests(starts, ends, hist_start, hist_end, t.is_eval[starts])
+
+
+@dataclass
+class TrainBatch:
+    batch: RankerBatch
+    labels: torch.Tensor  # [B, C, 64] float
+    label_mask: torch.Tensor  # [B, C, 64] float (0 = not trained: padding / negative feedback on negatives)
+    dwell_target: torch.Tensor  # [B, C] seconds
+    dwell_mask: torch.Tensor  # [B, C] float
+    cand_index: np.ndarray  # [B, C] impression index of each candidate slot (-1 = padding / negative)
+
+
+def _gather(arr: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    out = arr[np.where(valid, idx, 0)]
+    out[~valid] = 0
+    return out
+
+
+def make_batch(
+    t: ImpressionTable, req: Requests, rows: np.ndarray, rng: np.random.Generator | None = None,
+    in_batch_negatives: bool = False,
+) -> TrainBatch:
+    """Batch of requests `rows`; history trimmed to the longest in the batch, left-aligned."""
+    hs, he = req.hist_start[rows], req.hist_end[rows]
+    cs, ce = req.cand_start[rows], req.cand_end[rows]
+    s = max(int((he - hs).max(initial=0)), 1)
+    c = max(int((ce - cs).max(initial=0)), 1)
+    hidx = hs[:, None] + np.arange(s)[None, :]
+    hval = hidx < he[:, None]
+    cidx = cs[:, None] + np.arange(c)[None, :]
+    cval = cidx < ce[:, None]
+    labels = action_multi_hot(_gather(t.action_mask, cidx, cval))
+    label_mask = np.repeat(cval[..., None], NUM_ACTIONS, axis=2).astype(np.float32)
+    dwell = _gather(t.dwell_ms, cidx, cval).astype(np.float32) / 1000.0
+    dwell_mask = cval.astype(np.float32)
+    cand_post = _gather(t.post_rows, cidx, cval)
+    cand_author = _gather(t.author_rows, cidx, cval)
+    cand_surface = _gather(t.surface, cidx, cval)
+    cand_index = np.where(cval, cidx, -1)
+    if in_batch_negatives and len(rows) > 1:
+        # another request's candidates (a different user where possible), labelled NOT_DWELLED only
+        shift = 1 if rng is None else int(rng.integers(1, len(rows)))
+        perm = np.roll(np.arange(len(rows)), shift)
+        other_user = t.user_id[cs[perm]] != t.user_id[cs]
+        nval = cval[perm] & other_user[:, None]
+        neg_labels = np.zeros_like(labels)
+        neg_labels[..., NOT_DWELLED] = nval
+        neg_mask = np.repeat(nval[..., None], NUM_ACTIONS, axis=2).astype(np.float32)
+        neg_mask[..., list(NEGATIVE_FEEDBACK)] = 0.0
+        labels = np.concatenate([labels, neg_labels], axis=1)
+        label_mask = np.concatenate([label_mask, neg_mask], axis=1)
+        dwell = np.concatenate([dwell, np.zeros_like(dwell)], axis=1)
+        dwell_mask = np.concatenate([dwell_mask, np.zeros_like(dwell_mask)], axis=1)
+        cand_post = np.concatenate([cand_post, np.where(nval[..., None], cand_post[perm], 0)], axis=1)
+        cand_author = np.concatenate([cand_author, np.where(nval[..., None], cand_author[perm], 0)], axis=1)
+        cand_surface = np.concatenate([cand_surface, np.where(nval, cand_surface[perm], 0)], axis=1)
+        cand_index = np.concatenate([cand_index, np.full_like(cand_index, -1)], axis=1)
+
+    def tt(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    first = cs
+    batch = RankerBatch(
+        user_rows=tt(t.user_rows[first]),
+        hist_post_rows=tt(_gather(t.post_rows, hidx, hval)),
+        hist_author_rows=tt(_gather(t.author_rows, hidx, hval)),
+        hist_actions=tt(action_multi_hot(_gather(t.action_mask, hidx, hval))),
+        hist_surface=tt(_gather(t.surface, hidx, hval)),
+        hist_dwell_s=tt(_gather(t.dwell_ms, hidx, hval).astype(np.float32) / 1000.0),
+        cand_post_rows=tt(cand_post),
+        cand_author_rows=tt(cand_author),
+        cand_surface=tt(cand_surface),
+    )
+    return TrainBatch(batch, tt(labels), tt(label_mask), tt(dwell), tt(dwell_mask), cand_index)
+
+
+def batches_by_length(req: Requests, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of requests with similar history lengths (little padding)."""
+    n = len(req)
+    order = rng.permutation(n)
+    hl = (req.hist_end - req.hist_start)[order]
+    # sort within chunks of 50 batches by history length, then shuffle the batches
+    chunk = batch_size * 50
+    out: list[np.ndarray] = []
+    for s in range(0, n, chunk):
+        part = order[s : s + chunk][np.argsort(hl[s : s + chunk], kind="stable")]
+        out.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [out[i] for i in rng.permutation(len(out))]

@@ -1,0 +1,161 @@
+"""`foryou eval ranker`: per-action ROC-AUC / PR-AUC / RCE / calibration and per-request NDCG on the
+held-out (most recent) impressions; on a synthetic world also the oracle's metrics and the gap
+closure (model - 0.5) / (oracle - 0.5); the same metrics for two baselines on the same split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from phoenix.ranker.baselines import AuthorPopularityBaseline, FactorizationBaseline
+from phoenix.ranker.checkpoint import load_model
+from phoenix.ranker.config import TrainConfig
+from phoenix.ranker.data import (
+    ImpressionTable,
+    Requests,
+    build_requests,
+    impressions_from_log,
+    make_batch,
+    read_log,
+    resolve_logs,
+)
+from phoenix.ranker.features import action_multi_hot
+from phoenix.ranker.metrics import action_metrics, gap_closure
+from phoenix.ranker.model import RankerModel
+from protos import events_pb2
+
+# Headline actions (reported first; the gap-closure / baseline checks use these).
+HEADLINE = {"favorite": 1, "reply": 4, "repost": 6}
+MIN_POSITIVES = 5  # actions with fewer positives in the eval split are not reported
+
+
+def action_name(a: int) -> str:
+    return events_pb2.ActionName.Name(a)
+
+
+@torch.inference_mode()
+def predict_requests(
+    model: RankerModel, t: ImpressionTable, req: Requests, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(impression index [N], probs [N, 64], dwell seconds [N]) for every candidate of `req`."""
+    model.eval()
+    order = np.argsort(req.hist_end - req.hist_start, kind="stable")  # similar lengths together
+    idx_out, p_out, d_out = [], [], []
+    for s in range(0, len(order), batch_size):
+        tb = make_batch(t, req, order[s : s + batch_size])
+        logits, cont = model.forward_fast(tb.batch)
+        valid = tb.cand_index >= 0
+        idx_out.append(tb.cand_index[valid])
+        p_out.append(torch.sigmoid(logits).numpy()[valid])
+        d_out.append(model.continuous_values(cont)[..., 1].numpy()[valid])
+    if not idx_out:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 64), dtype=np.float32), np.zeros(0, dtype=np.float32)
+    return np.concatenate(idx_out), np.concatenate(p_out), np.concatenate(d_out)
+
+
+def request_ids(req: Requests, n: int) -> np.ndarray:
+    """Request index of every impression covered by `req` (-1 elsewhere)."""
+    out = np.full(n, -1, dtype=np.int64)
+    for r, (s, e) in enumerate(zip(req.cand_start, req.cand_end, strict=True)):
+        out[s:e] = r
+    return out
+
+
+def score_table(
+    y: np.ndarray, probs: dict[str, np.ndarray], groups: np.ndarray, actions: list[int]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{scorer: {action name: metrics}} for probs[scorer] of shape [N, 64]."""
+    return {
+        name: {action_name(a): action_metrics(y[:, a], p[:, a], groups) for a in actions}
+        for name, p in probs.items()
+    }
+
+
+def evaluate_split(
+    model: RankerModel,
+    t: ImpressionTable,
+    req: Requests,
+    oracle: pl.DataFrame | None = None,
+    baselines: bool = True,
+) -> dict[str, Any]:
+    eval_req = req.subset(req.is_eval)
+    idx, p_model, dwell = predict_requests(model, t, eval_req)
+    order = np.argsort(idx)
+    idx, p_model, dwell = idx[order], p_model[order], dwell[order]
+    y = action_multi_hot(t.action_mask[idx])
+    groups = request_ids(eval_req, len(t))[idx]
+    actions = [a for a in range(64) if y[:, a].sum() >= MIN_POSITIVES and (1 - y[:, a]).sum() > 0]
+    probs: dict[str, np.ndarray] = {"model": p_model}
+    if baselines:
+        tr = ~t.is_eval
+        pop = AuthorPopularityBaseline().fit(t.author_id[tr], t.action_mask[tr])
+        probs["author_popularity"] = pop.predict(t.author_id[idx])
+        mf = FactorizationBaseline().fit(t.user_id[tr], t.author_id[tr], t.post_id[tr], t.action_mask[tr])
+        probs["matrix_factorization"] = mf.predict(t.user_id[idx], t.author_id[idx], t.post_id[idx])
+    oracle_actions: list[int] = []
+    if oracle is not None:
+        keys = pl.DataFrame({"user_id": t.user_id[idx], "post_id": t.post_id[idx]})
+        joined = keys.join(oracle, on=["user_id", "post_id"], how="left", maintain_order="left")
+        p_or = np.full((len(idx), 64), np.nan, dtype=np.float64)
+        for a in actions:
+            col = "p_" + action_name(a)
+            if col in joined.columns:
+                p_or[:, a] = joined[col].to_numpy()
+                oracle_actions.append(a)
+        if oracle_actions and not np.isnan(p_or[:, oracle_actions]).any():
+            probs["oracle"] = p_or
+        else:
+            oracle_actions = []
+    table = score_table(y, {k: v for k, v in probs.items() if k != "oracle"}, groups, actions)
+    if oracle_actions:
+        table["oracle"] = {action_name(a): action_metrics(y[:, a], probs["oracle"][:, a], groups)
+                           for a in oracle_actions}
+    dwell_true = np.clip(t.dwell_ms[idx] / 1000.0, 0, 30)
+    out: dict[str, Any] = {
+        "eval_impressions": len(idx),
+        "eval_requests": len(eval_req),
+        "actions": [action_name(a) for a in actions],
+        "metrics": table,
+        "dwell_mae_s": float(np.abs(dwell - dwell_true).mean()) if len(idx) else float("nan"),
+        "dwell_baseline_mae_s": float(np.abs(np.median(dwell_true) - dwell_true).mean()) if len(idx) else None,
+    }
+    if oracle_actions:
+        out["gap_closure"] = {
+            action_name(a): gap_closure(table["model"][action_name(a)]["roc_auc"],
+                                        table["oracle"][action_name(a)]["roc_auc"])
+            for a in oracle_actions
+        }
+    out["headline"] = {
+        k: {s: table[s][action_name(a)]["roc_auc"] for s in table if action_name(a) in table[s]}
+        for k, a in HEADLINE.items()
+        if action_name(a) in table["model"]
+    }
+    return out
+
+
+def load_split(logs_path: str | Path, model: RankerModel, train_cfg: TrainConfig) -> tuple[
+    ImpressionTable, Requests, pl.DataFrame | None
+]:
+    eng_path, oracle_path = resolve_logs(logs_path)
+    imp = impressions_from_log(read_log(eng_path))
+    t = ImpressionTable.build(imp, model.cfg.hash_config, train_cfg.eval_fraction)
+    req = build_requests(t, model.cfg.history_len, train_cfg.max_candidates, train_cfg.session_gap_ms)
+    oracle = pl.read_parquet(oracle_path) if oracle_path is not None else None
+    return t, req, oracle
+
+
+def evaluate_ranker(logs_path: str | Path, model_dir: str | Path, baselines: bool = True) -> dict[str, Any]:
+    """Evaluate the checkpoint in `model_dir` on the held-out split of `logs_path` (the split and
+    request grouping stored with the checkpoint's training config). Writes eval.json there."""
+    model, meta = load_model(model_dir)
+    train_cfg = TrainConfig.from_dict(meta.get("train", {}))
+    t, req, oracle = load_split(logs_path, model, train_cfg)
+    out = evaluate_split(model, t, req, oracle, baselines=baselines)
+    out["model_version"] = meta["model_version"]
+    (Path(model_dir) / "eval.json").write_text(json.dumps(out, indent=2, default=float))
+    return out

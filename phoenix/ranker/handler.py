@@ -1,0 +1,223 @@
+"""Transport-free ranking handler: validation, bounded in-flight requests, deadlines, a score cache
+and hot model reload. The gRPC servicer (servicer.py) only converts protos.
+
+The score cache is keyed by (model version, history fingerprint, candidate post/author/surface):
+valid because a candidate's scores depend only on the user/history and itself (candidate isolation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from phoenix.ranker.checkpoint import load_model
+from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
+from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
+from phoenix.ranker.model import RankerModel
+
+
+class OverloadedError(RuntimeError):
+    """Too many requests in flight (gRPC RESOURCE_EXHAUSTED)."""
+
+
+class DeadlineExceededError(RuntimeError):
+    """The request's deadline passed before scoring finished (gRPC DEADLINE_EXCEEDED)."""
+
+
+@dataclass(slots=True)
+class RankingHandlerConfig:
+    max_in_flight: int = 8
+    candidate_batch: int = 1024  # candidates scored per forward against the cached history K/V
+    cache_ttl_s: float = 10_800.0  # reference Phoenix request-cache TTL
+    cache_max_entries: int = 200_000
+    bf16: bool = False
+    num_threads: int = 0  # 0 = leave torch's setting
+
+
+@dataclass(slots=True)
+class History:
+    """A user's engagement history, oldest first (the handler keeps the most recent history_len)."""
+
+    post_ids: np.ndarray
+    author_ids: np.ndarray
+    action_masks: np.ndarray  # uint64 bit i = ActionName i
+    surfaces: np.ndarray
+    dwell_ms: np.ndarray
+
+    @classmethod
+    def empty(cls) -> History:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z.astype(np.uint64), z, z)
+
+
+@dataclass(slots=True)
+class Candidates:
+    post_ids: np.ndarray
+    author_ids: np.ndarray
+    surfaces: np.ndarray
+
+
+@dataclass(slots=True)
+class _Loaded:
+    model: RankerModel
+    version: str
+
+
+class ScoreCache:
+    """LRU + TTL map (version, fingerprint, post, author, surface) -> (probs[64], continuous[8])."""
+
+    def __init__(self, ttl_s: float, max_entries: int) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._d: OrderedDict[tuple, tuple[float, np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get_many(self, keys: list[tuple]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        now = time.monotonic()
+        out: list[tuple[np.ndarray, np.ndarray] | None] = []
+        with self._lock:
+            for k in keys:
+                v = self._d.get(k)
+                if v is None or v[0] < now:
+                    if v is not None:
+                        del self._d[k]
+                    out.append(None)
+                    self.misses += 1
+                else:
+                    self._d.move_to_end(k)
+                    out.append((v[1], v[2]))
+                    self.hits += 1
+        return out
+
+    def put_many(self, keys: list[tuple], probs: np.ndarray, cont: np.ndarray) -> None:
+        if self.max_entries <= 0:
+            return
+        exp = time.monotonic() + self.ttl_s
+        with self._lock:
+            for i, k in enumerate(keys):
+                self._d[k] = (exp, probs[i], cont[i])
+                self._d.move_to_end(k)
+            while len(self._d) > self.max_entries:
+                self._d.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def history_fingerprint(user_id: int, h: History, history_len: int) -> bytes:
+    """Digest of exactly what the model sees of the user (the most recent history_len items)."""
+    d = hashlib.blake2b(digest_size=16)
+    d.update(np.int64(user_id).tobytes())
+    for a, dt in ((h.post_ids, np.int64), (h.author_ids, np.int64), (h.action_masks, np.uint64),
+                  (h.surfaces, np.int64), (h.dwell_ms, np.int64)):
+        d.update(np.ascontiguousarray(np.asarray(a, dtype=dt)[-history_len:]).tobytes())
+    return d.digest()
+
+
+class RankingHandler:
+    def __init__(self, model: RankerModel, model_version: str, config: RankingHandlerConfig | None = None) -> None:
+        self.config = config or RankingHandlerConfig()
+        if self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        self._loaded = _Loaded(self._prepare(model), model_version)
+        self._slots = threading.BoundedSemaphore(self.config.max_in_flight)
+        self._reload_lock = threading.Lock()
+        self.cache = ScoreCache(self.config.cache_ttl_s, self.config.cache_max_entries)
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, config: RankingHandlerConfig | None = None) -> RankingHandler:
+        model, meta = load_model(model_dir)
+        return cls(model, meta["model_version"], config)
+
+    def _prepare(self, model: RankerModel) -> RankerModel:
+        model.eval()
+        return model.to(torch.bfloat16) if self.config.bf16 else model
+
+    @property
+    def model_version(self) -> str:
+        return self._loaded.version
+
+    def reload(self, model_dir: str | Path) -> str:
+        """Load a checkpoint and swap it in; in-flight requests finish on the model they started with."""
+        with self._reload_lock:
+            model, meta = load_model(model_dir)
+            self._loaded = _Loaded(self._prepare(model), meta["model_version"])  # atomic reference swap
+            return meta["model_version"]
+
+    @staticmethod
+    def _validate(history: History, cand: Candidates) -> None:
+        n = len(history.post_ids)
+        if any(len(a) != n for a in (history.author_ids, history.action_masks, history.surfaces, history.dwell_ms)):
+            raise ValueError("history arrays must have equal lengths")
+        c = len(cand.post_ids)
+        if len(cand.author_ids) != c or len(cand.surfaces) != c:
+            raise ValueError("candidate arrays must have equal lengths")
+        if c and (np.asarray(cand.post_ids) == 0).any():
+            raise ValueError("candidate post_id 0 is reserved for padding")
+
+    def predict(
+        self, user_id: int, history: History, candidates: Candidates, deadline: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(probs [C, 64] float32 indexed by ActionName, continuous [C, 8] float32; [:, 1] = dwell s).
+        `deadline` is a time.monotonic() value."""
+        self._validate(history, candidates)
+        if not self._slots.acquire(blocking=False):
+            raise OverloadedError(f"more than {self.config.max_in_flight} ranking requests in flight")
+        try:
+            return self._predict(user_id, history, candidates, deadline)
+        finally:
+            self._slots.release()
+
+    def _predict(
+        self, user_id: int, history: History, cand: Candidates, deadline: float | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        loaded = self._loaded  # one model for the whole request, even if a reload happens meanwhile
+        model, cfg = loaded.model, loaded.model.cfg
+        c = len(cand.post_ids)
+        probs = np.zeros((c, NUM_ACTIONS), dtype=np.float32)
+        cont = np.zeros((c, NUM_CONTINUOUS), dtype=np.float32)
+        if c == 0:
+            return probs, cont
+        fp = history_fingerprint(user_id, history, cfg.history_len)
+        keys = [(loaded.version, fp, int(p), int(a), int(s))
+                for p, a, s in zip(cand.post_ids, cand.author_ids, cand.surfaces, strict=True)]
+        cached = self.cache.get_many(keys)
+        todo = np.array([i for i, v in enumerate(cached) if v is None], dtype=np.int64)
+        for i, v in enumerate(cached):
+            if v is not None:
+                probs[i], cont[i] = v
+        if len(todo) == 0:
+            return probs, cont
+        self._check_deadline(deadline)
+        hist = HistoryArrays.single(user_id, history.post_ids, history.author_ids, history.action_masks,
+                                    history.surfaces, history.dwell_ms, cfg.history_len)
+        with torch.inference_mode():
+            ctx_batch = build_batch(cfg.hash_config, hist, CandidateArrays(*(np.zeros((1, 0), np.int64),) * 3))
+            cache = model.encode_context(ctx_batch)
+            for s in range(0, len(todo), self.config.candidate_batch):
+                self._check_deadline(deadline)
+                idx = todo[s : s + self.config.candidate_batch]
+                ca = CandidateArrays(
+                    np.asarray(cand.post_ids, dtype=np.int64)[idx][None],
+                    np.asarray(cand.author_ids, dtype=np.int64)[idx][None],
+                    np.asarray(cand.surfaces, dtype=np.int64)[idx][None],
+                )
+                b = build_batch(cfg.hash_config, hist, ca)
+                logits, raw = model.score_candidates(cache, b)
+                probs[idx] = torch.sigmoid(logits[0]).numpy()
+                cont[idx] = model.continuous_values(raw[0]).numpy()
+        self.cache.put_many([keys[i] for i in todo], probs[todo], cont[todo])
+        return probs, cont
+
+    @staticmethod
+    def _check_deadline(deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceededError("deadline exceeded while ranking")

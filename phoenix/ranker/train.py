@@ -1,0 +1,288 @@
+"""`foryou train ranker --logs PATH --out DIR`: multi-task BCE over the 64 action heads (masked) +
+0.1 x dwell MAE, AdamW on dense weights + row-wise AdaGrad on the hash table, warmup + cosine LR,
+deterministic seed, rich progress bar, periodic eval, resumable checkpoints, metrics.json and
+training-curve PNGs in the output directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from phoenix.ranker.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    TRAIN_STATE_FILE,
+    _atomic_write_text,
+    read_config,
+    save_model,
+    save_tensors,
+)
+from phoenix.ranker.config import DWELL_CAP_S, RankerConfig, TrainConfig
+from phoenix.ranker.data import (
+    ImpressionTable,
+    TrainBatch,
+    batches_by_length,
+    build_requests,
+    impressions_from_log,
+    make_batch,
+    read_log,
+    resolve_logs,
+)
+from phoenix.ranker.evaluate import HEADLINE, action_name, evaluate_split, predict_requests
+from phoenix.ranker.metrics import roc_auc
+from phoenix.ranker.model import RankerModel
+from phoenix.ranker.optim import RowwiseAdagrad
+
+PERIODIC_EVAL_REQUESTS = 2_000
+
+
+def ranking_loss(
+    model: RankerModel, tb: TrainBatch, dwell_weight: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    logits, cont = model(tb.batch)
+    bce = F.binary_cross_entropy_with_logits(logits, tb.labels, reduction="none") * tb.label_mask
+    n = (tb.label_mask.amax(-1) > 0).sum().clamp(min=1)
+    discrete = bce.sum() / n
+    target = tb.dwell_target.clamp(0, DWELL_CAP_S) / DWELL_CAP_S
+    mae = ((torch.sigmoid(cont[..., 1]) - target).abs() * tb.dwell_mask).sum() / tb.dwell_mask.sum().clamp(min=1)
+    total = discrete + dwell_weight * mae
+    return total, {"loss": total.item(), "bce": discrete.item(), "dwell_mae": mae.item()}
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def _dense_params(model: RankerModel) -> list[torch.nn.Parameter]:
+    return [p for n, p in model.named_parameters() if n != "table.table.weight"]
+
+
+def _save_checkpoint(
+    out: Path, model: RankerModel, adam: torch.optim.AdamW, adagrad: RowwiseAdagrad, step: int,
+    cfg: TrainConfig, history: dict[str, list[Any]],
+) -> str:
+    tensors: dict[str, torch.Tensor] = dict(adagrad.state_tensors())
+    state = adam.state_dict()
+    for i, st in state["state"].items():
+        for k, v in st.items():
+            tensors[f"adam.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    save_tensors(out / OPTIMIZER_FILE, tensors)
+    version = save_model(out, model, step, extra={"train": cfg.to_dict()})
+    _atomic_write_text(
+        out / TRAIN_STATE_FILE,
+        json.dumps({"step": step, "adagrad_steps": adagrad.steps, "model_version": version, "history": history}),
+    )
+    return version
+
+
+def _load_checkpoint(
+    out: Path, model: RankerModel, adam: torch.optim.AdamW, adagrad: RowwiseAdagrad
+) -> tuple[int, dict[str, list[Any]]]:
+    model.load_state_dict(load_file(str(out / MODEL_FILE)), strict=True)
+    st = json.loads((out / TRAIN_STATE_FILE).read_text())
+    tensors = load_file(str(out / OPTIMIZER_FILE))
+    adagrad.load_state_tensors(tensors, int(st["adagrad_steps"]))
+    state = adam.state_dict()
+    for i in range(len(state["param_groups"][0]["params"])):
+        keys = [k for k in tensors if k.startswith(f"adam.{i}.")]
+        if keys:
+            state["state"][i] = {k.split(".", 2)[2]: tensors[k].clone() for k in keys}
+    adam.load_state_dict(state)
+    return int(st["step"]), st.get("history", {})
+
+
+def _plot(out: Path, history: dict[str, list[Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    if history.get("loss"):
+        steps, loss = zip(*history["loss"], strict=True)
+        ax[0].plot(steps, loss, lw=0.8, label="train loss (EMA)")
+    ax[0].set_xlabel("step")
+    ax[0].set_ylabel("loss")
+    for name in HEADLINE:
+        pts = [(s, m[name]) for s, m in history.get("eval", []) if m.get(name) is not None]
+        if pts:
+            s, v = zip(*pts, strict=True)
+            ax[1].plot(s, v, marker="o", label=f"{name} AUC (eval)")
+    ax[1].set_xlabel("step")
+    ax[1].set_ylabel("ROC-AUC")
+    for a in ax:
+        if a.get_legend_handles_labels()[0]:
+            a.legend()
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=100)
+    plt.close(fig)
+
+
+def train_ranker(
+    logs_path: str | Path, out_dir: str | Path, config: TrainConfig | None = None, evaluate: bool = True
+) -> dict[str, Any]:
+    """Train (or resume, when `out_dir` holds a checkpoint) and return the final metrics dict."""
+    cfg = config or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    resuming = (out / TRAIN_STATE_FILE).exists() and (out / CONFIG_FILE).exists()
+    mcfg = RankerConfig.from_dict(read_config(out)["model"]) if resuming else cfg.model
+    torch.manual_seed(cfg.seed)
+    model = RankerModel(mcfg)
+
+    t0 = time.monotonic()
+    eng_path, oracle_path = resolve_logs(logs_path)
+    imp = impressions_from_log(read_log(eng_path))
+    table = ImpressionTable.build(imp, mcfg.hash_config, cfg.eval_fraction)
+    req = build_requests(table, mcfg.history_len, cfg.max_candidates, cfg.session_gap_ms)
+    train_req, eval_req = req.subset(~req.is_eval), req.subset(req.is_eval)
+    if len(train_req) == 0:
+        raise ValueError(f"{logs_path}: no training impressions")
+    # periodic eval on a fixed subset of the held-out requests
+    sub = np.random.default_rng(cfg.seed).permutation(len(eval_req))[:PERIODIC_EVAL_REQUESTS]
+    periodic_req = eval_req.subset(np.isin(np.arange(len(eval_req)), sub))
+    data_s = time.monotonic() - t0
+
+    steps_per_epoch = math.ceil(len(train_req) / cfg.batch_size)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    adam = torch.optim.AdamW(_dense_params(model), lr=cfg.lr, betas=(0.95, 0.98), weight_decay=cfg.weight_decay)
+    adagrad = RowwiseAdagrad(model.table.table.weight, cfg.embedding_lr)
+    step, history = 0, {"loss": [], "eval": []}
+    if resuming:
+        step, history = _load_checkpoint(out, model, adam, adagrad)
+
+    def periodic_eval() -> dict[str, float | None]:
+        idx, p, _ = predict_requests(model, table, periodic_req)
+        model.train()
+        y = table.action_mask[idx]
+        res: dict[str, float | None] = {}
+        for name, a in HEADLINE.items():
+            lab = (y >> np.uint64(a)) & np.uint64(1)
+            auc = roc_auc(lab, p[:, a])
+            res[name] = None if np.isnan(auc) else auc
+        return res
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    model.train()
+    ema: float | None = None
+    skipped = 0
+    t_train = time.monotonic()
+    examples = 0
+    epoch_batches: tuple[int, list[np.ndarray]] | None = None
+    with Progress(
+        TextColumn("[bold]train ranker"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not cfg.progress,
+    ) as bar:
+        task = bar.add_task("train", total=total_steps, completed=step, info="")
+        while step < total_steps:
+            epoch, pos = divmod(step, steps_per_epoch)
+            if epoch_batches is None or epoch_batches[0] != epoch:
+                # the data order depends only on (seed, epoch): resume continues at the same batch
+                epoch_batches = (epoch, batches_by_length(train_req, cfg.batch_size,
+                                                          np.random.default_rng([cfg.seed, epoch])))
+            rows = epoch_batches[1][pos]
+            tb = make_batch(table, train_req, rows, np.random.default_rng([cfg.seed, epoch, pos]),
+                            cfg.in_batch_negatives)
+            scale = lr_factor(step, cfg.warmup_steps, total_steps)
+            for g in adam.param_groups:
+                g["lr"] = cfg.lr * scale
+            loss, parts = ranking_loss(model, tb, cfg.dwell_loss_weight)
+            adam.zero_grad(set_to_none=True)
+            adagrad.zero_grad()
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(_dense_params(model), cfg.grad_clip)
+            if torch.isfinite(loss) and torch.isfinite(norm) and adagrad.grad_is_finite():
+                adam.step()
+                adagrad.step(scale)
+            else:
+                skipped += 1  # reference: skip the whole update on non-finite gradients
+            examples += int((tb.cand_index >= 0).sum())
+            step += 1
+            ema = parts["loss"] if ema is None else 0.98 * ema + 0.02 * parts["loss"]
+            if step % 10 == 0 or step == total_steps:
+                history["loss"].append((step, ema))
+            info = f"loss {ema:.4f}"
+            if cfg.eval_every and (step % cfg.eval_every == 0 or step == total_steps) and len(periodic_req):
+                res = periodic_eval()
+                history["eval"].append((step, res))
+                info += " | " + " ".join(f"{k} {v:.3f}" for k, v in res.items() if v is not None)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+                _save_checkpoint(out, model, adam, adagrad, step, cfg, history)
+            bar.update(task, completed=step, info=info)
+    train_s = time.monotonic() - t_train
+    version = _save_checkpoint(out, model, adam, adagrad, step, cfg, history)
+    _plot(out, history)
+
+    metrics: dict[str, Any] = {
+        "model_version": version,
+        "steps": step,
+        "skipped_steps": skipped,
+        "train_requests": len(train_req),
+        "eval_requests": len(eval_req),
+        "train_impressions": int((~table.is_eval).sum()),
+        "eval_impressions": int(table.is_eval.sum()),
+        "data_prep_s": round(data_s, 2),
+        "train_s": round(train_s, 2),
+        "examples_per_s": round(examples / train_s, 1) if train_s > 0 else None,
+        "final_train_loss_ema": ema,
+        "first_train_loss_ema": history["loss"][0][1] if history["loss"] else None,
+        "config": cfg.to_dict(),
+    }
+    if evaluate and len(eval_req):
+        import polars as pl
+
+        oracle = pl.read_parquet(oracle_path) if oracle_path is not None else None
+        ev = evaluate_split(model, table, req, oracle)
+        metrics["eval"] = ev
+        model.train()
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    _plot_eval_bars(out, metrics)
+    return metrics
+
+
+def _plot_eval_bars(out: Path, metrics: dict[str, Any]) -> None:
+    ev = metrics.get("eval")
+    if not ev:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = ev["metrics"]
+    actions = [a for a in ev["actions"] if all(a in table[s] for s in table)]
+    if not actions:
+        return
+    fig, ax = plt.subplots(figsize=(max(6, len(actions) * 0.9), 4))
+    width = 0.8 / len(table)
+    for i, (scorer, per_action) in enumerate(table.items()):
+        ax.bar(np.arange(len(actions)) + i * width, [per_action[a]["roc_auc"] for a in actions], width,
+               label=scorer)
+    ax.set_xticks(np.arange(len(actions)) + 0.4 - width / 2)
+    ax.set_xticklabels([a.replace("CLIENT_TWEET_", "").replace("SERVER_TWEET_", "") for a in actions],
+                       rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0.4, 1.0)
+    ax.set_ylabel("ROC-AUC (eval)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "eval_auc.png", dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["action_name", "ranking_loss", "train_ranker"]

@@ -1,0 +1,171 @@
+"""The gRPC service: health, reflection, INVALID_ARGUMENT, the debug RPC and the explain table; and
+degradation with real transports whose peers are down (nothing listening / Redis unreachable)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from rich.console import Console
+
+from foryou.infra import free_port
+from foryou.settings import Settings
+from foryou.user_state import SocialGraph
+from home_mixer.clients import HomeMixerClients, RedisUserState, build_clients_from_addresses
+from home_mixer.explain import render_feed_table
+from home_mixer.handler import ScoredPostsHandler
+from home_mixer.pipeline import ScoredPostsPipeline
+from home_mixer.service import HomeMixerConfig, HomeMixerService
+from home_mixer.servicer import SERVICE_NAME
+from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc, phoenix_pb2, thunder_pb2
+
+
+def small_world(fakes: SimpleNamespace) -> SimpleNamespace:
+    store = fakes.UserState()
+    store.graphs[1] = SocialGraph(1, following=frozenset({10}))
+    seq = phoenix_pb2.ActionSequence()
+    seq.items.add(post_id=3, author_id=10, action_mask=2)
+    store.sequences[1] = seq
+    light, oon = [], []
+    for i in range(20):
+        p = fakes.pid(age_s=100 + i, seq=i)
+        store.posts[p] = events_pb2.Post(post_id=p, author_id=10 if i % 2 else 50, text=f"post {i}")
+        (light.append(thunder_pb2.LightPost(post_id=p, author_id=10)) if i % 2 else oon.append((p, 50, 0.3)))
+    return SimpleNamespace(
+        store=store, thunder=fakes.Thunder(light), retrieval=fakes.Retrieval(oon), ranker=fakes.Ranker()
+    )
+
+
+def test_grpc_service_end_to_end_calls(fakes: SimpleNamespace) -> None:
+    w = small_world(fakes)
+
+    async def go() -> None:
+        clients = HomeMixerClients(w.thunder, w.retrieval, w.ranker, w.store)
+        svc = HomeMixerService(Settings(), clients, HomeMixerConfig(publish_served=False))
+        await svc.start()
+        try:
+            async with grpc.aio.insecure_channel(svc.address) as ch:
+                health = await health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=SERVICE_NAME)
+                )
+                assert health.status == health_pb2.HealthCheckResponse.SERVING
+                refl = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+                    iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+                )
+                names = [s.name async for r in refl for s in r.list_services_response.service]
+                assert SERVICE_NAME in names
+                stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+                resp = await stub.GetScoredPosts(home_mixer_pb2.GetScoredPostsRequest(viewer_id=1), timeout=5)
+                assert len(resp.scored_posts) == 20
+                assert {p.source for p in resp.scored_posts} == {"ThunderSource", "PhoenixSource"}
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.GetScoredPosts(home_mixer_pb2.GetScoredPostsRequest(viewer_id=0), timeout=5)
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "viewer_id" in e.value.details()
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.GetDebugScoredPosts(
+                        home_mixer_pb2.GetDebugScoredPostsRequest(
+                            query=home_mixer_pb2.GetScoredPostsRequest(viewer_id=1),
+                            param_overrides={"result_size": "many"},
+                        ),
+                        timeout=5,
+                    )
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                debug = await stub.GetDebugScoredPosts(
+                    home_mixer_pb2.GetDebugScoredPostsRequest(
+                        query=home_mixer_pb2.GetScoredPostsRequest(viewer_id=1),
+                        param_overrides={"result_size": "5"},
+                    ),
+                    timeout=5,
+                )
+                assert sum(c.outcome == "selected" for c in debug.candidates) == 5
+                console = Console(record=True, width=250)
+                console.print(render_feed_table(debug))
+                text = console.export_text()
+                assert str(debug.candidates[0].post_id) in text and "OON×0.75" in text
+        finally:
+            await svc.stop()
+
+    asyncio.run(go())
+
+
+@pytest.mark.integration
+def test_all_grpc_peers_down_still_answers(settings: Settings, fakes: SimpleNamespace) -> None:
+    """Thunder, retrieval and the ranker addresses have nothing listening: every RPC fails, the
+    request still answers (empty) within its deadline and says why."""
+
+    async def go() -> home_mixer_pb2.GetScoredPostsResponse:
+        dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+        clients = build_clients_from_addresses(*dead, settings.redis_url, settings.redis_prefix)
+        handler = ScoredPostsHandler(ScoredPostsPipeline(clients), clients)
+        t0 = time.monotonic()
+        resp = await handler.get_scored_posts(home_mixer_pb2.GetScoredPostsRequest(viewer_id=1))
+        assert time.monotonic() - t0 < 2.0  # the pipeline's own request deadline is 1 s
+        await clients.close()
+        return resp
+
+    # the viewer follows someone, so Thunder is actually called
+    import redis as sync_redis
+
+    from foryou.user_state import social_key
+
+    sync_redis.Redis.from_url(settings.redis_url).sadd(social_key("following", 1, settings.redis_prefix), 10)
+    resp = asyncio.run(go())
+    assert len(resp.scored_posts) == 0
+    assert set(resp.degraded) == {"thunder", "retrieval"}  # nothing left to rank: ranker not called
+
+
+def test_unreachable_redis_degrades(fakes: SimpleNamespace) -> None:
+    w = small_world(fakes)
+
+    async def go() -> home_mixer_pb2.GetScoredPostsResponse:
+        store = RedisUserState(f"redis://127.0.0.1:{free_port()}/0")
+        clients = HomeMixerClients(w.thunder, w.retrieval, w.ranker, store)
+        handler = ScoredPostsHandler(ScoredPostsPipeline(clients), clients)
+        resp = await handler.get_scored_posts(home_mixer_pb2.GetScoredPostsRequest(viewer_id=1))
+        await clients.close()
+        return resp
+
+    resp = asyncio.run(go())
+    assert resp.degraded == ["redis"]
+    # retrieval still answers; no social graph means no in-network; posts kept unhydrated
+    assert len(resp.scored_posts) == 10 and not any(p.in_network for p in resp.scored_posts)
+
+
+def test_bounded_concurrency_rejects_excess(fakes: SimpleNamespace) -> None:
+    """max_concurrent_rpcs=1 and a ranker that holds each request: of three simultaneous calls,
+    excess ones are answered RESOURCE_EXHAUSTED while one is served."""
+    w = small_world(fakes)
+    real_predict = w.ranker.predict
+
+    async def held(request: phoenix_pb2.PredictRequest) -> phoenix_pb2.PredictResponse:
+        await asyncio.sleep(0.3)
+        return await real_predict(request)
+
+    w.ranker.predict = held
+
+    async def go() -> list[object]:
+        clients = HomeMixerClients(w.thunder, w.retrieval, w.ranker, w.store)
+        svc = HomeMixerService(
+            Settings(), clients, HomeMixerConfig(publish_served=False, max_concurrent_rpcs=1)
+        )
+        await svc.start()
+        try:
+            async with grpc.aio.insecure_channel(svc.address) as ch:
+                stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+                req = home_mixer_pb2.GetScoredPostsRequest(viewer_id=1)
+                return await asyncio.gather(
+                    *[stub.GetScoredPosts(req, timeout=10) for _ in range(3)], return_exceptions=True
+                )
+        finally:
+            await svc.stop()
+
+    results = asyncio.run(go())
+    ok = [r for r in results if isinstance(r, home_mixer_pb2.GetScoredPostsResponse)]
+    rejected = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert ok and len(ok[0].scored_posts) == 20
+    assert rejected and all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in rejected)
