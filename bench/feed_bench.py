@@ -253,9 +253,22 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     prefix = "bench:"
     store, oon, all_ids = seed(redis_url, prefix)
     thunder = InProcessThunderClient(InNetworkPostsHandler(store, ThunderConfig.default()))
-    clients = HomeMixerClients(
-        thunder, StubRetrieval(oon), StubRanker(all_ids, args.ranker_ms), RedisUserState(redis_url, prefix)
-    )
+    ranking: object = StubRanker(all_ids, args.ranker_ms)
+    if args.real_ranker:  # phoenix's RankingHandler, default (serving) size, untrained weights
+        import torch
+
+        from home_mixer.clients import RankingHandlerClient
+        from phoenix.ranker.config import RankerConfig
+        from phoenix.ranker.handler import RankingHandler, RankingHandlerConfig
+        from phoenix.ranker.model import RankerModel
+
+        torch.manual_seed(0)
+        no_cache = RankingHandlerConfig(cache_max_entries=0)  # identical requests must not hit its cache
+        ranking = RankingHandlerClient(
+            RankingHandler(RankerModel(RankerConfig()), "untrained-default", no_cache)
+        )
+        print("ranker: phoenix RankingHandler in process (default config, untrained)")
+    clients = HomeMixerClients(thunder, StubRetrieval(oon), ranking, RedisUserState(redis_url, prefix))  # type: ignore[arg-type]
     svc = HomeMixerService(
         Settings(redis_url=redis_url, redis_prefix=prefix), clients, HomeMixerConfig(publish_served=False)
     )
@@ -310,6 +323,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--ranker-ms", type=float, default=0.0, help="simulated model time per Predict")
     ap.add_argument("--profile", action="store_true", help="cProfile the in-process breakdown runs")
+    ap.add_argument("--real-ranker", action="store_true", help="phoenix RankingHandler instead of the stub")
     ap.add_argument(
         "--workers", type=int, default=0, help="N>0: N home_mixer processes, dependencies over gRPC"
     )

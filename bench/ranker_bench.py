@@ -55,13 +55,23 @@ def bench_inference(runs: int, bf16: bool, peak: float) -> None:
     torch.manual_seed(0)
     cfg = RankerConfig()
     model = RankerModel(cfg).eval()
-    handler = RankingHandler(model, "bench", RankingHandlerConfig(cache_max_entries=0, bf16=bf16, max_in_flight=4))
-    print(f"model: width {cfg.emb_size}, {cfg.num_layers} layers, {cfg.num_q_heads}q/{cfg.num_kv_heads}kv heads "
-          f"x {cfg.key_size}, history {cfg.history_len}, dtype {'bf16' if bf16 else 'fp32'}")
-    print(f"{'cands':>6} {'path':>14} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'%peak':>6}")
+    handler = RankingHandler(
+        model, "bench", RankingHandlerConfig(cache_max_entries=0, bf16=bf16, max_in_flight=4)
+    )
+    print(
+        f"model: width {cfg.emb_size}, {cfg.num_layers} layers, "
+        f"{cfg.num_q_heads}q/{cfg.num_kv_heads}kv heads "
+        f"x {cfg.key_size}, history {cfg.history_len}, dtype {'bf16' if bf16 else 'fp32'}"
+    )
+    print(
+        f"{'cands':>6} {'path':>14} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} "
+        f"{'GFLOP':>7} {'GFLOP/s':>8} {'%peak':>6}"
+    )
     for c in (100, 1000, 2000):
         batch, hist, cand = random_request(cfg, [cfg.history_len], c, seed=c)
-        h = History(hist.post_ids[0], hist.author_ids[0], hist.action_masks[0], hist.surfaces[0], hist.dwell_ms[0])
+        h = History(
+            hist.post_ids[0], hist.author_ids[0], hist.action_masks[0], hist.surfaces[0], hist.dwell_ms[0]
+        )
         cands = Candidates(cand.post_ids[0], cand.author_ids[0], cand.surfaces[0])
         with torch.inference_mode():
             fast_flops = flops_of(lambda: model.forward_fast(batch))  # noqa: B023
@@ -74,12 +84,20 @@ def bench_inference(runs: int, bf16: bool, peak: float) -> None:
         for name, ms, fl in rows:
             p50 = float(np.median(ms))
             gfs = fl / (p50 / 1e3) / 1e9
-            print(f"{c:>6} {name:>14} {p50:>8.2f} {np.percentile(ms, 90):>8.2f} {ms.min():>8.2f} "
-                  f"{fl / 1e9:>7.2f} {gfs:>8.1f} {100 * gfs / peak:>5.0f}%")
+            print(
+                f"{c:>6} {name:>14} {p50:>8.2f} {np.percentile(ms, 90):>8.2f} {ms.min():>8.2f} "
+                f"{fl / 1e9:>7.2f} {gfs:>8.1f} {100 * gfs / peak:>5.0f}%"
+            )
 
 
 def bench_training(steps: int) -> None:
-    from phoenix.ranker.data import ImpressionTable, batches_by_length, build_requests, impressions_from_log, make_batch
+    from phoenix.ranker.data import (
+        ImpressionTable,
+        batches_by_length,
+        build_requests,
+        impressions_from_log,
+        make_batch,
+    )
     from phoenix.ranker.optim import RowwiseAdagrad
     from phoenix.ranker.train import _dense_params, ranking_loss
     from phoenix.world import WorldConfig, generate_world
@@ -87,7 +105,9 @@ def bench_training(steps: int) -> None:
     tc = TrainConfig()
     world = generate_world(WorldConfig.demo(seed=0))
     t0 = time.perf_counter()
-    table = ImpressionTable.build(impressions_from_log(world.engagements), tc.model.hash_config, tc.eval_fraction)
+    table = ImpressionTable.build(
+        impressions_from_log(world.engagements), tc.model.hash_config, tc.eval_fraction
+    )
     req = build_requests(table, tc.model.history_len, tc.max_candidates, tc.session_gap_ms)
     prep = time.perf_counter() - t0
     torch.manual_seed(0)
@@ -108,9 +128,11 @@ def bench_training(steps: int) -> None:
         n_ex += int((tb.cand_index >= 0).sum())
         n_tok += int(tb.batch.context_valid.sum() + (tb.cand_index >= 0).sum())
     dt = time.perf_counter() - t0
-    print(f"training (default config, demo world, batch {tc.batch_size} requests, {steps} steps): "
-          f"{n_ex / dt:.0f} examples/s, {n_tok / dt:.0f} valid tokens/s, {steps / dt:.2f} steps/s; "
-          f"data prep {prep:.2f} s for {len(table)} impressions")
+    print(
+        f"training (default config, demo world, batch {tc.batch_size} requests, {steps} steps): "
+        f"{n_ex / dt:.0f} examples/s, {n_tok / dt:.0f} valid tokens/s, {steps / dt:.2f} steps/s; "
+        f"data prep {prep:.2f} s for {len(table)} impressions"
+    )
 
 
 def main() -> None:
@@ -123,8 +145,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     peak = matmul_peak_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"measured fp32 matmul peak {peak:.1f} GFLOP/s (2048^3, best of 10)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"measured fp32 matmul peak {peak:.1f} GFLOP/s (2048^3, best of 10)"
+    )
     bench_inference(args.runs, args.bf16, peak)
     if not args.skip_train:
         bench_training(args.train_steps)

@@ -1,5 +1,6 @@
 """candidate_pipeline: the generic recommendation pipeline framework (asyncio)."""
 
+from candidate_pipeline.cached_hydrator import CachedHydrator, MissingHydration
 from candidate_pipeline.components import (
     Component,
     Filter,
@@ -14,14 +15,18 @@ from candidate_pipeline.components import (
 from candidate_pipeline.context import RequestContext, current_context
 from candidate_pipeline.pipeline import STAGES, CandidatePipeline, PipelineConfig
 from candidate_pipeline.result import ComponentTrace, PipelineResult, Removed, StageTrace
+from candidate_pipeline.ttl_cache import CacheStore, TtlCache
 
 __all__ = [
     "STAGES",
+    "CacheStore",
+    "CachedHydrator",
     "CandidatePipeline",
     "Component",
     "ComponentTrace",
     "Filter",
     "Hydrator",
+    "MissingHydration",
     "PipelineConfig",
     "PipelineResult",
     "QueryHydrator",
@@ -32,6 +37,7 @@ __all__ = [
     "SideEffect",
     "Source",
     "StageTrace",
+    "TtlCache",
     "current_context",
     "sort_key",
 ]

@@ -46,6 +46,13 @@ RESULT_EMPTY = Counter(
     "foryou_pipeline_result_empty_total", "Requests with no selected candidate", ["pipeline"]
 )
 
+CACHE_LOOKUPS = Counter(
+    "foryou_pipeline_cache_lookups_total",
+    "CachedHydrator lookups by outcome (hit, miss)",
+    ["pipeline", "component", "outcome"],
+)
+
+
 _CHILDREN: dict[tuple[int, tuple[str, ...]], object] = {}
 
 

@@ -118,11 +118,16 @@ class CandidatePipeline(Generic[Q, C]):
 
     # ---- execution -------------------------------------------------------------------------
 
-    async def execute(self, query: Q, request_id: str | None = None) -> PipelineResult[Q, C]:
+    async def execute(
+        self, query: Q, request_id: str | None = None, deadline_s: float | None = None
+    ) -> PipelineResult[Q, C]:
+        """Run every stage; never raises for a component failure. `deadline_s` overrides the
+        configured request deadline for this call (e.g. the caller's remaining gRPC deadline)."""
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         now = loop.time()
-        deadline_s = self.config.request_deadline_s
+        if deadline_s is None:
+            deadline_s = self.config.request_deadline_s
         ctx = RequestContext(
             request_id=request_id or uuid.uuid4().hex[:16],
             pipeline=self.name,
@@ -209,7 +214,9 @@ class CandidatePipeline(Generic[Q, C]):
         timeout = _component_timeout(se, self.config)  # not bound by the request deadline
         try:
             async with asyncio.timeout(timeout):
-                await se.run(query, selected, non_selected)
+                out = se.run(query, selected, non_selected)
+                if inspect.isawaitable(out):  # hooks may be plain functions too
+                    await out
         except Exception as e:  # noqa: BLE001 - side effect errors are ignored by design
             kind = "timeout" if isinstance(e, TimeoutError) else "error"
             m.child(m.COMPONENT_ERRORS, self.name, "side_effect", se.name, kind).inc()
@@ -362,7 +369,13 @@ class _Run(Generic[Q, C]):
         )
         candidates: list[C] = []
         for c, tr, (ok, got) in zip(enabled, st.components, outs, strict=True):
-            if ok and got:
+            if ok and got is not None:
+                if type(got) is not list:
+                    try:  # any iterable will do; anything else is a broken output (fail open)
+                        got = list(got)
+                    except Exception as e:  # noqa: BLE001
+                        self._fail("source", c, tr, "error", f"bad output: {e!r}")
+                        got = ()
                 tr.output_count = len(got)
                 candidates.extend(got)  # declaration order; no dedup here
             m.child(m.COMPONENT_CANDIDATES, self.name, "source", c.name, "fetched").inc(tr.output_count)

@@ -271,6 +271,20 @@ def demo(
 
 
 @app.command()
+def up(
+    ctx: typer.Context,
+    preset: Annotated[str, typer.Option(help="World size: demo | tiny")] = "demo",
+    tiny_model: Annotated[bool, typer.Option(help="Tiny ranker")] = False,
+) -> None:
+    """The demo's services kept running in the foreground until Ctrl-C (embedded infra, world, models)."""
+    from foryou.demo import DemoConfig, run_demo
+    from foryou.logs import setup_logging
+
+    setup_logging("WARNING", json_lines=False)
+    run_demo(_settings(ctx), console, DemoConfig(preset=preset, tiny_model=tiny_model), hold=True)
+
+
+@app.command()
 def feed(
     ctx: typer.Context,
     user_id: Annotated[int, typer.Argument(help="Viewer id")],

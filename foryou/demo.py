@@ -52,7 +52,10 @@ class DemoConfig:
     tiny_model: bool = False
 
 
-def run_demo(settings: Settings, console: Console, config: DemoConfig | None = None) -> dict[str, object]:
+def run_demo(
+    settings: Settings, console: Console, config: DemoConfig | None = None, hold: bool = False
+) -> dict[str, object]:
+    """The demo; with `hold` (`foryou up`) the services keep running until Ctrl-C instead of the feeds."""
     cfg = config or DemoConfig()
     t0 = time.monotonic()
     external = bool(settings.kafka_bootstrap and settings.redis_url)
@@ -61,7 +64,7 @@ def run_demo(settings: Settings, console: Console, config: DemoConfig | None = N
     settings = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
     console.print(f"[bold]infra[/bold] kafka {state.kafka_bootstrap}  redis {state.redis_url}")
     try:
-        result = asyncio.run(_demo(settings, console, cfg))
+        result = asyncio.run(_demo(settings, console, cfg, hold))
     finally:
         if not external:
             infra.down(settings)
@@ -71,13 +74,29 @@ def run_demo(settings: Settings, console: Console, config: DemoConfig | None = N
     return result
 
 
-def _world(settings: Settings, console: Console, cfg: DemoConfig):  # type: ignore[no-untyped-def]
-    from phoenix.world import WorldConfig, generate_world
+WORLD_REUSE_MS = 6 * 3_600_000  # a saved world this fresh still has all its posts inside Thunder's 48 h
 
-    wcfg = getattr(WorldConfig, cfg.preset)(seed=cfg.seed, now_ms=int(time.time() * 1000))
+
+def _world(settings: Settings, console: Console, cfg: DemoConfig):  # type: ignore[no-untyped-def]
+    """Generate the world, or reuse the one in the data directory when it has the same config and is
+    recent (then the cached models trained on it apply too)."""
+    from phoenix.world import World, WorldConfig, generate_world
+
+    now = int(time.time() * 1000)
+    path = Path(settings.data_dir) / "world"
+    wcfg = getattr(WorldConfig, cfg.preset)(seed=cfg.seed, now_ms=now)
+    if (path / "world.json").exists():
+        saved = json.loads((path / "world.json").read_text()).get("config", {})
+        same = {k: v for k, v in saved.items() if k != "now_ms"} == {
+            k: v for k, v in asdict(wcfg).items() if k != "now_ms"
+        }
+        if same and 0 <= now - saved.get("now_ms", 0) < WORLD_REUSE_MS:
+            world = World.load(path)
+            console.print(f"[bold]world[/bold] reusing {path} ({world.posts.height:,} posts)")
+            return world, path
     with console.status(f"generating the {cfg.preset} world…"):
         world = generate_world(wcfg)
-        path = world.save(Path(settings.data_dir) / "world")
+        path = world.save(path)
     console.print(
         f"[bold]world[/bold] {world.posts.height:,} posts, {world.engagements.height:,} engagement rows, "
         f"{world.follows.height:,} graph edges → {path}"
@@ -93,8 +112,7 @@ def _train_ranker(settings: Settings, console: Console, cfg: DemoConfig, world_d
     tcfg = TrainConfig(
         model=model, epochs=cfg.ranker_epochs, max_steps=cfg.ranker_max_steps, seed=cfg.seed, eval_every=0
     )
-    world_json = json.loads((world_dir / "world.json").read_text())
-    world_json.pop("now_ms", None)  # the clock moves; the world's content does not
+    world_json = json.loads((world_dir / "world.json").read_text())  # includes now_ms: ids depend on it
     key = hashlib.sha256(
         json.dumps([world_json, asdict(cfg), tcfg.to_dict()], sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
@@ -123,7 +141,9 @@ def _pick_users(world, n: int) -> list[int]:  # type: ignore[no-untyped-def]
     return active["user_id"].head(n).to_list()
 
 
-async def _demo(settings: Settings, console: Console, cfg: DemoConfig) -> dict[str, object]:
+async def _demo(
+    settings: Settings, console: Console, cfg: DemoConfig, hold: bool = False
+) -> dict[str, object]:
     from foryou.publish import publish_world
     from foryou.stack import Stack, StackConfig
 
@@ -145,6 +165,9 @@ async def _demo(settings: Settings, console: Console, cfg: DemoConfig) -> dict[s
         )
         await stack.start_serving()
         console.print("[bold]serving[/bold] " + "  ".join(f"{k}={v}" for k, v in stack.addresses.items()))
+        if hold:
+            await _hold(console, stack.addresses)
+            return {"feeds": feeds}
         async with grpc.aio.insecure_channel(stack.addresses["home_mixer"]) as ch:
             stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
             for user in _pick_users(world, cfg.num_users):
@@ -193,6 +216,19 @@ def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsRespons
     if resp.degraded:
         console.print(f"  [yellow]degraded: {', '.join(resp.degraded)}[/yellow]")
     return [c.post_id for c in selected]
+
+
+async def _hold(console: Console, addresses: dict[str, str]) -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    console.print(
+        f"running; try `foryou feed USER_ID --explain --address {addresses['home_mixer']}`. Ctrl-C stops."
+    )
+    await stop.wait()
 
 
 def _print_next_steps(console: Console, addresses: dict[str, str]) -> None:

@@ -7,7 +7,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from candidate_pipeline import PipelineResult
+from candidate_pipeline import ComponentTrace, PipelineResult
 from foryou.metrics import DEGRADED
 from home_mixer.candidate import PostCandidate
 from home_mixer.clients import HomeMixerClients
@@ -36,6 +36,14 @@ DEPENDENCY_OF: dict[str, str] = {
 }
 
 
+def _dependency(trace: ComponentTrace) -> str:
+    # a timeout of a component that never started (~0 ms) means the request deadline had already
+    # passed, not that its dependency failed
+    if trace.error_kind == "timeout" and trace.latency_ms < 1.0:
+        return "deadline"
+    return DEPENDENCY_OF.get(trace.component, trace.component)
+
+
 @dataclass(slots=True)
 class FeedResult:
     query: ScoredPostsQuery
@@ -55,9 +63,8 @@ class ScoredPostsHandler:
         query = ScoredPostsQuery.from_request(request, params or self.params)
         query.post_lookup = PostLookup(self.clients.user_state)
         res = await self.pipeline.execute(query, request_id=query.request_id)
-        selected = res.selected[: query.params.result_size]
-        res.non_selected.extend(res.selected[query.params.result_size :])
-        degraded = sorted({DEPENDENCY_OF.get(c, c) for c in res.failed_components})
+        selected = res.selected  # already cut to query.params.result_size by the pipeline
+        degraded = sorted({_dependency(t) for t in res.failures})
         for dep in degraded:
             DEGRADED.labels(SERVICE, dep).inc()
         if degraded:

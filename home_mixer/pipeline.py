@@ -86,6 +86,9 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
             post_selection_hydrators=[AuthorRelationCandidateHydrator(store)],
             post_selection_filters=[VisibilityFilter(), DedupConversationFilter()],
             side_effects=side_effects,
-            result_size=DEFAULT_PARAMS.result_size,
+            result_size=DEFAULT_PARAMS.result_size,  # per request: result_size_for
             config=config or DEFAULT_CONFIG,
         )
+
+    def result_size_for(self, query: ScoredPostsQuery) -> int:
+        return query.params.result_size  # a debug override may ask for more or fewer than 35

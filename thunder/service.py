@@ -129,3 +129,15 @@ class ThunderService:
         for t in self._threads:
             t.join(5)
         self.consumer.close()
+
+
+async def run_thunder(
+    settings: Settings, config: ThunderConfig | None = None, stop_event: asyncio.Event | None = None
+) -> None:
+    """Run Thunder until `stop_event` is set (or the task is cancelled), then stop gracefully."""
+    svc = ThunderService(settings, config)
+    await svc.start()
+    try:
+        await (stop_event or asyncio.Event()).wait()
+    finally:
+        await svc.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Protocol
@@ -20,7 +20,6 @@ from thunder.config import StoreConfig
 
 # flag bits
 IS_RETWEET, IS_REPLY, HAS_VIDEO, ALIVE = 1, 2, 4, 8
-VIDEO_EVICTED = 16  # pushed out of its author's full video list (the post itself stays)
 # One record per post (row-major): a query touching a row's fields costs one cache miss, not one per
 # column. `parent_row` is the row of in_reply_to_post_id resolved at insert (-1 = unknown).
 _RECORD = np.dtype(
@@ -151,19 +150,15 @@ class PostStore:
         self._cols = _columns(self._rec)
         self._n = 0  # high-water row count
         self._free: list[int] = []
-        self._row_of: dict[int, int] = {}  # post_id -> row (live or deleted-but-listed)
-        self.originals: dict[int, list[int]] = {}
-        self.secondary: dict[int, list[int]] = {}
-        self.videos: dict[int, list[int]] = {}
+        self._row_of = _IdIndex(capacity)  # post_id -> row of the live post
         self.deleted: dict[int, int] = {}  # tombstones: post_id -> deleted_at (s)
         self._evicted: list[int] = []
         # rows released by a trim are reused only after the next trim (minutes later): a query still
         # reading an older snapshot can never see a row change owner under it
         self._quarantine: list[int] = []
-        self._maps = {"o": self.originals, "s": self.secondary, "v": self.videos}
-        # read path: an immutable CSR snapshot of every list + the entries appended since it was built
-        self._snap = _Snapshot.build(self._maps)
-        self._delta: dict[str, dict[int, list[int]]] = {k: {} for k in self._maps}
+        # the per-author lists = an immutable CSR snapshot + the entries appended since it was built
+        # (small per-author Python lists), swapped together as one tuple so readers need no lock
+        self._read: tuple[_Snapshot, dict[str, dict[int, list[int]]]] = (_Snapshot.empty(), _new_delta())
         self.delta_size = 0
         self._lock = threading.Lock()
 
@@ -174,17 +169,26 @@ class PostStore:
 
     @property
     def num_authors(self) -> int:
-        return len(self.originals.keys() | self.secondary.keys())
+        """Authors with at least one original, reply or repost listed."""
+        snap, delta = self._read
+        new = np.fromiter(delta["o"].keys() | delta["s"].keys(), np.int64)
+        return snap.n_authors + int((snap.index.lookup(new) < 0).sum())
 
     @property
     def num_tombstones(self) -> int:
         return len(self.deleted)
 
     def bytes_estimate(self) -> int:
-        """Column arrays + id index (~100 B/entry in CPython) + list slots (8 B + boxed int)."""
-        cols = self._rec.nbytes
-        listed = sum(len(v) for m in (self.originals, self.secondary, self.videos) for v in m.values())
-        return cols + 100 * len(self._row_of) + 40 * listed + 100 * len(self.deleted)
+        """Record array + snapshot arrays + id index and tombstones (~100 B/entry as CPython dicts)
+        + recent list entries (~40 B each as Python ints in lists)."""
+        snap, _ = self._read
+        return (
+            self._rec.nbytes
+            + snap.nbytes
+            + self._row_of.nbytes
+            + 100 * len(self.deleted)
+            + 40 * self.delta_size
+        )
 
     # ---- writes ------------------------------------------------------------------------------
     def _alloc(self, n: int) -> np.ndarray:
@@ -241,8 +245,10 @@ class PostStore:
             a = a[np.sort(first)]
         with self._lock:
             row_of, deleted = self._row_of, self.deleted
-            fresh = [pid not in row_of and pid not in deleted for pid in a[:, 0].tolist()]
-            a = a[np.fromiter(fresh, bool, count=len(fresh))]
+            fresh = row_of.lookup(a[:, 0]) < 0
+            if deleted:
+                fresh &= np.fromiter((pid not in deleted for pid in a[:, 0].tolist()), bool, count=len(a))
+            a = a[fresh]
             n = len(a)
             if not n:
                 return 0
@@ -257,17 +263,17 @@ class PostStore:
                 ALIVE | np.where(is_rt, IS_RETWEET, 0) | np.where(is_reply, IS_REPLY, 0)
             ) | np.where(has_video, HAS_VIDEO, 0)
             rows_l = rows.tolist()
-            row_of.update(zip(a[:, 0].tolist(), rows_l, strict=True))
+            row_of.insert(a[:, 0], rows)
             prow = np.full(n, -1, np.int64)
             rep = np.flatnonzero(is_reply)
             if len(rep):
-                prow[rep] = [row_of.get(x, -1) for x in a[rep, 3].tolist()]
+                prow[rep] = row_of.lookup(a[rep, 3])
             c["parent_row"][rows] = prow
             # video: own video, or a repost of a stored non-reply video post; replies never
             video = has_video & ~is_reply
             rt = np.flatnonzero(is_rt & ~is_reply & ~has_video & (a[:, 5] != 0))
             if len(rt):
-                src = np.array([row_of.get(x, -1) for x in a[rt, 5].tolist()], np.int64)
+                src = row_of.lookup(a[rt, 5])
                 f = c["flags"][np.maximum(src, 0)]
                 video[rt] = (src >= 0) & ((f & (ALIVE | IS_REPLY | HAS_VIDEO)) == (ALIVE | HAS_VIDEO))
             self._append_many(a[:, 1].tolist(), rows_l, (is_reply | is_rt).tolist(), video.tolist())
@@ -276,104 +282,81 @@ class PostStore:
     def _append_many(
         self, authors: list[int], rows: list[int], secondary: list[bool], video: list[bool]
     ) -> None:
-        m_o, m_s, m_v = self._maps["o"], self._maps["s"], self._maps["v"]
-        d_o, d_s, d_v = self._delta["o"], self._delta["s"], self._delta["v"]
-        cap = self.config.max_posting_list_size
+        """Append to the recent-entries lists; the posting-list cap is applied when they are folded
+        into the snapshot (every few seconds: far from the 500-entry scan window of any query)."""
+        delta = self._read[1]
+        d_o, d_s, d_v = delta["o"], delta["s"], delta["v"]
         for author, row, sec, vid in zip(authors, rows, secondary, video, strict=True):
-            m, d, name = (m_s, d_s, "s") if sec else (m_o, d_o, "o")
-            lst = m.setdefault(author, [])
-            lst.append(row)
-            d.setdefault(author, []).append(row)
-            if len(lst) > cap:
-                self._evict(name, lst)
+            (d_s if sec else d_o).setdefault(author, []).append(row)
             if vid:
-                lst = m_v.setdefault(author, [])
-                lst.append(row)
                 d_v.setdefault(author, []).append(row)
-                if len(lst) > cap:
-                    self._evict("v", lst)
         self.delta_size += len(rows) + sum(video)
 
-    def _evict(self, name: str, lst: list[int]) -> None:
-        """Over the posting-list cap: the oldest entries leave the list (reference Aug+)."""
-        while len(lst) > self.config.max_posting_list_size:
-            old = lst.pop(0)
-            if name != "v":  # the post leaves the store
-                self._kill(old)
-                self._evicted.append(old)  # recycled by the next trim, once no list holds it
-            else:  # only the video list: snapshots and the delta may still list it
-                self._cols["flags"][old] |= np.uint8(VIDEO_EVICTED)
-
     def rebuild_snapshot(self) -> None:
-        """Fold the lists into fresh CSR snapshots (called periodically and by trim)."""
+        """Fold the recent entries into a new snapshot (the service calls this every ~2 s)."""
         with self._lock:
-            self._snap = _Snapshot.build(self._maps)
-            self._delta = {k: {} for k in self._maps}
-            self.delta_size = 0
+            self._fold()
 
-    def _kill(self, row: int) -> None:
+    def _fold(self) -> None:
+        snap, delta = self._read
+        new, evicted = snap.fold(delta, self.config.max_posting_list_size)
+        for name in ("o", "s"):  # over the cap: the oldest leave the store (reference Aug+)
+            self._kill(evicted[name])
+            self._evicted += evicted[name].tolist()  # recycled after the next trim
+        self._read = (new, _new_delta())
+        self.delta_size = 0
+
+    def _kill(self, rows: np.ndarray) -> None:
+        """Posts leave the store: rows marked dead, ids out of the index (rows stay listed until trim)."""
         flags = self._cols["flags"]
-        if flags[row] & ALIVE:
-            flags[row] &= ~np.uint8(ALIVE)
-            self._row_of.pop(int(self._cols["post_id"][row]), None)
+        rows = rows[(flags[rows] & ALIVE) != 0]
+        if len(rows):
+            flags[rows] &= ~np.uint8(ALIVE)
+            self._row_of.remove(self._cols["post_id"][rows])
 
     def delete(self, deletes: Iterable[tuple[int, int]]) -> int:
         """Mark (post_id, deleted_at_s) deleted: the post disappears and its id is tombstoned."""
+        deletes = list(deletes)
+        if not deletes:
+            return 0
         n = 0
         with self._lock:
+            rows = self._row_of.lookup(np.fromiter((d[0] for d in deletes), np.int64, count=len(deletes)))
+            self._kill(rows[rows >= 0])
             for post_id, deleted_at in deletes:
-                row = self._row_of.get(post_id)
-                if row is not None:
-                    self._kill(row)
                 if post_id not in self.deleted:
                     self.deleted[post_id] = deleted_at
                     n += 1
         return n
 
-    def trim(self, now_s: int | None = None, chunk: int = 5000) -> int:
-        """Drop expired posts, deleted posts' list entries and expired tombstones; recycle their rows.
-        Works in chunks of authors, taking the lock once per chunk, so queries and ingest are never
-        stalled for long. Returns the number of rows recycled."""
+    def trim(self, now_s: int | None = None) -> int:
+        """Drop expired and deleted posts' list entries, authors left with nothing, and expired
+        tombstones; recycle the rows. Vectorised over the snapshot arrays under the writers' lock
+        (ingest waits, queries never do: they keep reading the previous snapshot). Returns the
+        number of rows released."""
         now_s = int(time.time()) if now_s is None else now_s
         cutoff = now_s - self.config.retention_s
         with self._lock:
-            evicted, self._evicted = self._evicted, []  # dead before any list below is filtered
-        released: list[int] = []
-        for lists in (self.originals, self.secondary, self.videos):
-            authors = list(lists.keys())
-            for i in range(0, len(authors), chunk):
-                with self._lock:
-                    created, flags = self._cols["created_at"], self._cols["flags"]
-                    for a in authors[i : i + chunk]:
-                        lst = lists.get(a)
-                        if not lst:
-                            lists.pop(a, None)
-                            continue
-                        arr = np.asarray(lst)
-                        keep = (created[arr] >= cutoff) & (flags[arr] & ALIVE).astype(bool)
-                        if keep.all():
-                            continue
-                        if lists is not self.videos:  # every row sits in exactly one of these two
-                            released.extend(arr[~keep].tolist())
-                        kept = arr[keep].tolist()
-                        if kept:
-                            lists[a] = kept
-                        else:
-                            del lists[a]
-        # no snapshot may reference a row once it is recycled
-        self.rebuild_snapshot()
-        with self._lock:
-            for row in released:
-                self._kill(row)
+            self._fold()
+            created, flags = self._cols["created_at"], self._cols["flags"]
+
+            def keep(rows: np.ndarray) -> np.ndarray:
+                return (created[rows] >= cutoff) & ((flags[rows] & ALIVE) != 0)
+
+            snap, released = self._read[0].trimmed(keep)
+            self._read = (snap, self._read[1])
+            self._kill(released)
+            released_l = released.tolist()
+            evicted, self._evicted = self._evicted, []
             self._free.extend(self._quarantine)
-            self._quarantine = released + evicted
+            self._quarantine = released_l + evicted
             self.deleted = {pid: t for pid, t in self.deleted.items() if t >= cutoff}
-        return len(released) + len(evicted)
+        return len(released_l) + len(evicted)
 
     # ---- reads -------------------------------------------------------------------------------
     def get(self, post_id: int) -> PostRecord | None:
-        row = self._row_of.get(post_id)
-        if row is None:
+        row = int(self._row_of.lookup(np.array([post_id], np.int64))[0])
+        if row < 0:
             return None
         res = self._gather(np.array([row], np.int64))
         return res.records()[0]
@@ -382,12 +365,17 @@ class PostStore:
         return QueryResult(rows, {k: v[rows] for k, v in self._cols.items()})
 
     def _collect(
-        self, name: str, snap: _Snapshot, slots: np.ndarray, authors: Sequence[int], tail: int
+        self,
+        name: str,
+        snap: _Snapshot,
+        delta: dict[int, list[int]],
+        slots: np.ndarray,
+        authors: Sequence[int],
+        tail: int,
     ) -> tuple[np.ndarray, np.ndarray, bool]:
         """Rows of each followed author's newest `tail` entries (oldest first within an author), the
         author's position in the request as segment id, and whether every author got at most `tail`
         rows. Snapshot part fully vectorised; only entries newer than the snapshot need a dict lookup."""
-        delta = self._delta[name]
         rows, seg = snap.tails(name, slots, tail)
         if delta:
             get = delta.get
@@ -406,6 +394,7 @@ class PostStore:
         self,
         lists: Sequence[tuple[str, int]],
         snap: _Snapshot,
+        delta: dict[str, dict[int, list[int]]],
         slots: np.ndarray,
         authors: Sequence[int],
         author_arr: np.ndarray,
@@ -422,7 +411,7 @@ class PostStore:
         for k, (name, cap) in enumerate(lists):
             if cap <= 0:
                 continue
-            r, sg, ex = self._collect(name, snap, slots, authors, scan + len(exclude))
+            r, sg, ex = self._collect(name, snap, delta[name], slots, authors, scan + len(exclude))
             parts.append((r, sg + k * n))
             caps.append((k, cap))
             exact &= ex
@@ -442,8 +431,6 @@ class PostStore:
         flags = c["flags"][rows]
         ok = (flags & ALIVE).astype(bool) & (c["created_at"][rows] >= now_s - self.config.retention_s)
         ok &= ~((flags & IS_RETWEET).astype(bool) & (c["source_user_id"][rows] == viewer_id))
-        if any(name == "v" for name, _ in lists):
-            ok &= (flags & VIDEO_EVICTED) == 0
         # only the replies + reposts list holds replies, so the reply rule can run on every row
         ok &= self._reply_ok(rows, flags, author_arr)
         rows, seg = rows[ok], seg[ok]
@@ -463,11 +450,12 @@ class PostStore:
         parent_ids = c["in_reply_to_post_id"][rows[replies]]
         # the parent's row was resolved at insert; look up only replies that arrived before their parent
         prow = c["parent_row"][rows[replies]]
-        stale = (prow < 0) | (c["post_id"][np.maximum(prow, 0)] != parent_ids)
+        cached = np.maximum(prow, 0)
+        # re-resolve when the cached row is gone or dead (the id may have come back in another row)
+        stale = (prow < 0) | (c["post_id"][cached] != parent_ids) | ((c["flags"][cached] & ALIVE) == 0)
         if stale.any():
-            row_of = self._row_of
             prow = prow.copy()
-            prow[stale] = [row_of.get(p, -1) for p in parent_ids[stale].tolist()]
+            prow[stale] = self._row_of.lookup(parent_ids[stale])
         has_parent = prow >= 0
         prow_safe = np.where(has_parent, prow, 0)
         pflags = c["flags"][prow_safe]
@@ -498,10 +486,11 @@ class PostStore:
         follow_arr = np.sort(np.fromiter(following, np.int64, count=len(following)))
         if len(follow_arr) > 1:  # a followee listed twice counts once
             follow_arr = follow_arr[np.r_[True, follow_arr[1:] != follow_arr[:-1]]]
-        following = follow_arr.tolist() if self.delta_size else following
-        snap = self._snap  # one immutable snapshot for the whole query
+        snap, delta = self._read  # one snapshot (and its recent entries) for the whole query
+        # recent entries are looked up per author; segment ids are positions in follow_arr
+        authors = follow_arr.tolist() if any(delta.values()) else []
         slots = snap.index.lookup(follow_arr)
-        args = (snap, slots, following, follow_arr, excl, viewer_id, now_s)
+        args = (snap, delta, slots, authors, follow_arr, excl, viewer_id, now_s)
         if is_video:
             rows = self.query_maps([("v", cfg.max_videos_per_author)], *args)
         else:
@@ -601,35 +590,197 @@ class _IntHash:
         return out
 
 
+def _new_delta() -> dict[str, dict[int, list[int]]]:
+    return {"o": {}, "s": {}, "v": {}}
+
+
+_TOMB = _EMPTY + 1  # a removed key: lookups probe past it, inserts may reuse it
+
+
+class _IdIndex:
+    """post id -> row, mutable: open addressing with linear probing in two numpy arrays
+    (~24-48 B per post, against ~100 B for a CPython dict), every operation vectorised per batch.
+    Writers mutate under the store's lock; lock-free readers stay correct because a value is
+    written before its key and growth builds new arrays and swaps them in as one tuple."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.count = 0  # live keys
+        self._used = 0  # live + removed slots
+        self._tab = self._empty(capacity)
+
+    @staticmethod
+    def _empty(size: int) -> tuple[np.ndarray, np.ndarray, np.uint64, int]:
+        bits = max(4, int(np.ceil(np.log2(max(2, size)))))
+        return (
+            np.full(1 << bits, _EMPTY, np.int64),
+            np.full(1 << bits, -1, np.int32),
+            np.uint64(64 - bits),
+            (1 << bits) - 1,
+        )
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        return self._tab[0].nbytes + self._tab[1].nbytes
+
+    def _slots(self, q: np.ndarray, tab: tuple[np.ndarray, np.ndarray, np.uint64, int]) -> np.ndarray:
+        keys, _, shift, mask = tab
+        out = np.full(len(q), -1, np.int64)
+        h = ((q.astype(np.uint64) * _GOLDEN) >> shift).astype(np.int64)
+        idx = np.arange(len(q))
+        while len(idx):
+            k = keys[h]
+            hit = k == q
+            out[idx[hit]] = h[hit]
+            go = ~hit & (k != _EMPTY)
+            idx, q, h = idx[go], q[go], (h[go] + 1) & mask
+        return out
+
+    def lookup(self, q: np.ndarray) -> np.ndarray:
+        """Row of each id, -1 where absent."""
+        tab = self._tab
+        slots = self._slots(np.asarray(q, np.int64), tab)
+        return np.where(slots >= 0, tab[1][np.maximum(slots, 0)], -1).astype(np.int64)
+
+    def insert(self, keys: np.ndarray, vals: np.ndarray) -> None:
+        """Add absent, distinct keys."""
+        if 2 * (self._used + len(keys)) > len(self._tab[0]):
+            self._rebuild(3 * (self.count + len(keys)))
+        self._place(self._tab, keys, vals, reuse=True)
+        self.count += len(keys)
+
+    def _place(
+        self,
+        tab: tuple[np.ndarray, np.ndarray, np.uint64, int],
+        keys: np.ndarray,
+        vals: np.ndarray,
+        reuse: bool,
+    ) -> None:
+        tk, tv, shift, mask = tab
+        h = ((keys.astype(np.uint64) * _GOLDEN) >> shift).astype(np.int64)
+        pending = np.arange(len(keys))
+        while len(pending):
+            hp = h[pending]
+            k = tk[hp]
+            free = (k == _EMPTY) | (k == _TOMB) if reuse else k == _EMPTY
+            slot, first = np.unique(hp[free], return_index=True)  # one winner per free slot
+            won = pending[free][first]
+            self._used += int((tk[slot] == _EMPTY).sum())
+            tv[slot] = vals[won]  # value first: a concurrent reader matching the key sees it
+            tk[slot] = keys[won]
+            lost = np.ones(len(pending), bool)
+            lost[np.flatnonzero(free)[first]] = False
+            pending = pending[lost]
+            h[pending] = (h[pending] + 1) & mask
+
+    def remove(self, keys: np.ndarray) -> None:
+        tab = self._tab
+        slots = self._slots(np.asarray(keys, np.int64), tab)
+        slots = np.unique(slots[slots >= 0])
+        tab[0][slots] = _TOMB
+        self.count -= len(slots)
+
+    def _rebuild(self, size: int) -> None:
+        tk, tv = self._tab[0], self._tab[1]
+        live = (tk != _EMPTY) & (tk != _TOMB)
+        tab = self._empty(size)
+        self._used = 0
+        self._place(tab, tk[live], tv[live], reuse=False)
+        self._tab = tab
+
+
 @dataclass(slots=True)
 class _Snapshot:
-    """Every per-author list, frozen: author id -> slot (hash), and per list kind a CSR (offsets by
-    slot into one row array, oldest first). Replaced whole, never mutated, so readers need no lock."""
+    """Every per-author list, frozen: author id -> slot (hash), and per list kind ("o" originals,
+    "s" replies + reposts, "v" videos) a CSR: offsets by slot into one row array, oldest first.
+    Replaced whole, never mutated, so readers need no lock. 8 bytes per list entry."""
 
+    authors: np.ndarray  # slot -> author id
     index: _IntHash
     offsets: dict[str, np.ndarray]
     rows: dict[str, np.ndarray]
 
     @classmethod
-    def build(cls, maps: dict[str, dict[int, list[int]]]) -> _Snapshot:
-        authors = np.unique(np.fromiter(chain.from_iterable(maps.values()), np.int64))
-        index = _IntHash(authors)
-        offsets, rows = {}, {}
-        for name, lists in maps.items():
-            lens_by_slot = np.zeros(len(authors), np.int64)
-            flat = np.empty(0, np.int64)
-            if lists:
-                slot = index.lookup(np.fromiter(lists.keys(), np.int64, count=len(lists)))
-                lens = np.fromiter(map(len, lists.values()), np.int64, count=len(lists))
-                flat = np.fromiter(chain.from_iterable(lists.values()), np.int64, count=int(lens.sum()))
-                lens_by_slot[slot] = lens
-            off = np.r_[0, np.cumsum(lens_by_slot)]
-            out = np.empty(len(flat), np.int64)
-            if lists:
+    def empty(cls) -> _Snapshot:
+        authors = np.empty(0, np.int64)
+        return cls(
+            authors,
+            _IntHash(authors),
+            {k: np.zeros(1, np.int64) for k in "osv"},
+            {k: np.empty(0, np.int64) for k in "osv"},
+        )
+
+    @property
+    def n_authors(self) -> int:
+        return int(((np.diff(self.offsets["o"]) + np.diff(self.offsets["s"])) > 0).sum())
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.authors, self.index.keys, self.index.vals, *self.offsets.values(), *self.rows.values()]
+        return sum(a.nbytes for a in arrays)
+
+    def fold(
+        self, delta: dict[str, dict[int, list[int]]], cap: int
+    ) -> tuple[_Snapshot, dict[str, np.ndarray]]:
+        """This snapshot with each author's recent entries appended (old slots kept, new authors
+        appended), each list cut to its newest `cap` entries. Returns the cut entries per kind."""
+        keys = [np.fromiter(d.keys(), np.int64, count=len(d)) for d in delta.values() if d]
+        new = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+        new = new[self.index.lookup(new) < 0]
+        authors = np.concatenate([self.authors, new]) if len(new) else self.authors
+        index = _IntHash(authors) if len(new) else self.index
+        n, n_old = len(authors), len(self.authors)
+        offsets, rows, evicted = {}, {}, {}
+        for name, d in delta.items():
+            old_off, old_rows = self.offsets[name], self.rows[name]
+            old_len = np.zeros(n, np.int64)
+            old_len[:n_old] = np.diff(old_off)
+            tot = old_len.copy()
+            if d:
+                slot = index.lookup(np.fromiter(d.keys(), np.int64, count=len(d)))
+                lens = np.fromiter(map(len, d.values()), np.int64, count=len(d))
+                flat = np.fromiter(chain.from_iterable(d.values()), np.int64, count=int(lens.sum()))
+                tot[slot] += lens
+            off = np.r_[0, np.cumsum(tot)]
+            out = np.empty(int(off[-1]), np.int64)
+            if len(old_rows):
+                shift = np.repeat(off[:n_old] - old_off[:-1], old_len[:n_old])
+                out[shift + np.arange(len(old_rows))] = old_rows
+            if d:
                 src_start = np.cumsum(lens) - lens
-                out[np.repeat(off[slot] - src_start, lens) + np.arange(len(flat))] = flat
-            offsets[name], rows[name] = off, out
-        return cls(index, offsets, rows)
+                out[np.repeat(off[slot] + old_len[slot] - src_start, lens) + np.arange(len(flat))] = flat
+            cut = np.empty(0, np.int64)
+            if (tot > cap).any():
+                from_end = np.repeat(off[1:], tot) - 1 - np.arange(len(out))
+                drop = from_end >= cap
+                cut, out = out[drop], out[~drop]
+                off = np.r_[0, np.cumsum(np.minimum(tot, cap))]
+            offsets[name], rows[name], evicted[name] = off, out, cut
+        return _Snapshot(authors, index, offsets, rows), evicted
+
+    def trimmed(self, keep: Callable[[np.ndarray], np.ndarray]) -> tuple[_Snapshot, np.ndarray]:
+        """This snapshot with only the entries `keep` accepts, without authors left with none.
+        Also returns the rejected originals / replies + reposts entries (each row sits in exactly
+        one of those two lists; the video list only repeats some of them)."""
+        n = len(self.authors)
+        lens, rows, released = {}, {}, []
+        for name, r in self.rows.items():
+            ok = keep(r) if len(r) else np.ones(0, bool)
+            slot_of = np.repeat(np.arange(n), np.diff(self.offsets[name]))
+            lens[name] = np.bincount(slot_of[ok], minlength=n)
+            rows[name] = r[ok]
+            if name != "v":
+                released.append(r[~ok])
+        has_any = sum(lens.values()) > 0
+        authors, index = self.authors, self.index
+        if not has_any.all():
+            authors = self.authors[has_any]
+            index = _IntHash(authors)
+            lens = {k: v[has_any] for k, v in lens.items()}
+        offsets = {k: np.r_[0, np.cumsum(v)] for k, v in lens.items()}
+        return _Snapshot(authors, index, offsets, rows), np.concatenate(released)
 
     def tails(self, name: str, slots: np.ndarray, tail: int) -> tuple[np.ndarray, np.ndarray]:
         """Newest `tail` rows of each known author (oldest first) and the author's request position."""

@@ -10,7 +10,8 @@ from home_mixer.query import ScoredPostsQuery
 
 
 class InNetworkCandidateHydrator(Hydrator[ScoredPostsQuery, PostCandidate]):
-    async def hydrate(self, query: ScoredPostsQuery, candidates: Sequence[PostCandidate]) -> list[bool]:
+    # sync on purpose: cheap, and must run even after the request deadline passed
+    def hydrate(self, query: ScoredPostsQuery, candidates: Sequence[PostCandidate]) -> list[bool]:
         following, viewer = query.user_features.following, query.viewer_id
         return [c.author_id == viewer or c.author_id in following for c in candidates]
 

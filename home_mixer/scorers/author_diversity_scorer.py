@@ -25,7 +25,8 @@ class AuthorDiversityScorer(Scorer[ScoredPostsQuery, PostCandidate]):
     def enable(self, query: ScoredPostsQuery) -> bool:
         return query.params.enable_author_diversity
 
-    async def score(
+    # sync on purpose: cheap CPU work that must run even after the request deadline passed
+    def score(
         self, query: ScoredPostsQuery, candidates: Sequence[PostCandidate]
     ) -> list[tuple[float | None, float]]:
         decay, floor = query.params.author_diversity_decay, query.params.author_diversity_floor

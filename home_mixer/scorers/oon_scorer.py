@@ -11,7 +11,8 @@ from home_mixer.query import ScoredPostsQuery
 
 
 class OONScorer(Scorer[ScoredPostsQuery, PostCandidate]):
-    async def score(
+    # sync on purpose: cheap CPU work that must run even after the request deadline passed
+    def score(
         self, query: ScoredPostsQuery, candidates: Sequence[PostCandidate]
     ) -> list[tuple[float | None, float]]:
         f = query.params.oon_weight_factor

@@ -12,20 +12,11 @@ from typing import Any
 from candidate_pipeline import Scorer
 from home_mixer.candidate import PostCandidate
 from home_mixer.clients import RankingClient, as_predictions
-from home_mixer.params import ACTION_HEADS, DWELL_TIME_INDEX
+from home_mixer.params import DWELL_TIME_INDEX
 from home_mixer.query import ScoredPostsQuery
 from protos import events_pb2, phoenix_pb2
 
 Scores = tuple[Any, float | None, str, int] | None  # (64 probabilities, dwell s, prediction id, ms)
-
-
-def decode_prediction(pred: phoenix_pb2.CandidatePrediction) -> dict[str, float]:
-    """Head name -> probability (+ dwell_time) of one prediction (debug / tests)."""
-    probs = list(pred.action_probs)
-    out = {h: probs[i] for h, i in ACTION_HEADS.items() if i < len(probs)}
-    if len(pred.continuous) > DWELL_TIME_INDEX:
-        out["dwell_time"] = float(pred.continuous[DWELL_TIME_INDEX])
-    return out
 
 
 class PhoenixScorer(Scorer[ScoredPostsQuery, PostCandidate]):

@@ -79,7 +79,8 @@ def recency(c: PostCandidate, now_ms: int, max_age_ms: int) -> float:
 
 
 class WeightedScorer(Scorer[ScoredPostsQuery, PostCandidate]):
-    async def score(
+    # sync on purpose: cheap CPU work that must run even after the request deadline passed
+    def score(
         self, query: ScoredPostsQuery, candidates: Sequence[PostCandidate]
     ) -> list[tuple[float, float | None]]:
         p = query.params

@@ -82,7 +82,9 @@ class FactorizationBaseline:
         y = torch.from_numpy(action_multi_hot(action_masks))
         g = torch.Generator().manual_seed(self.seed)
         torch.manual_seed(self.seed)
-        self.model = _MF(int(u.max(initial=0)) + 1, int(a.max(initial=0)) + 1, int(p.max(initial=0)) + 1, self.k)
+        self.model = _MF(
+            int(u.max(initial=0)) + 1, int(a.max(initial=0)) + 1, int(p.max(initial=0)) + 1, self.k
+        )
         with torch.no_grad():
             rate = y.mean(0).clamp(1e-4, 1 - 1e-4)
             self.model.w.bias.copy_(torch.log(rate / (1 - rate)))
@@ -102,6 +104,8 @@ class FactorizationBaseline:
 
     @torch.inference_mode()
     def predict(self, user_ids: np.ndarray, author_ids: np.ndarray, post_ids: np.ndarray) -> np.ndarray:
-        idx = [torch.from_numpy(_index(t, x)) for t, x in zip(self.train_ids, (user_ids, author_ids, post_ids),
-                                                               strict=True)]
+        idx = [
+            torch.from_numpy(_index(t, x))
+            for t, x in zip(self.train_ids, (user_ids, author_ids, post_ids), strict=True)
+        ]
         return torch.sigmoid(self.model(*idx)).numpy()

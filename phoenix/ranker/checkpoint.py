@@ -43,7 +43,9 @@ def model_version_of(state: dict[str, torch.Tensor], step: int) -> str:
     return f"ranker-{step}-{h.hexdigest()[:10]}"
 
 
-def save_model(out_dir: str | Path, model: RankerModel, step: int = 0, extra: dict[str, Any] | None = None) -> str:
+def save_model(
+    out_dir: str | Path, model: RankerModel, step: int = 0, extra: dict[str, Any] | None = None
+) -> str:
     """Writes model.safetensors then config.json (the config is written last: its presence marks a
     complete checkpoint). Returns the model_version."""
     d = Path(out_dir)

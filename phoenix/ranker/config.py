@@ -28,6 +28,7 @@ class RankerConfig:
     history_len: int = 128
     rope_base: float = 10_000.0
     qk_norm: bool = True
+    dropout: float = 0.0  # residual + token dropout, training only (regularises the id embeddings)
     user_table_size: int = 100_000
     post_table_size: int = 100_000
     author_table_size: int = 30_000

@@ -129,11 +129,18 @@ class Requests:
         return len(self.cand_start)
 
     def subset(self, mask: np.ndarray) -> Requests:
-        return Requests(self.cand_start[mask], self.cand_end[mask], self.hist_start[mask], self.hist_end[mask],
-                        self.is_eval[mask])
+        return Requests(
+            self.cand_start[mask],
+            self.cand_end[mask],
+            self.hist_start[mask],
+            self.hist_end[mask],
+            self.is_eval[mask],
+        )
 
 
-def build_requests(t: ImpressionTable, history_len: int, max_candidates: int, session_gap_ms: int) -> Requests:
+def build_requests(
+    t: ImpressionTable, history_len: int, max_candidates: int, session_gap_ms: int
+) -> Requests:
     n = len(t)
     if n == 0:
         e = np.zeros(0, dtype=np.int64)
@@ -173,7 +180,10 @@ def _gather(arr: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def make_batch(
-    t: ImpressionTable, req: Requests, rows: np.ndarray, rng: np.random.Generator | None = None,
+    t: ImpressionTable,
+    req: Requests,
+    rows: np.ndarray,
+    rng: np.random.Generator | None = None,
     in_batch_negatives: bool = False,
 ) -> TrainBatch:
     """Batch of requests `rows`; history trimmed to the longest in the batch, left-aligned."""

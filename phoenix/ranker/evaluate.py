@@ -113,8 +113,9 @@ def evaluate_split(
             oracle_actions = []
     table = score_table(y, {k: v for k, v in probs.items() if k != "oracle"}, groups, actions)
     if oracle_actions:
-        table["oracle"] = {action_name(a): action_metrics(y[:, a], probs["oracle"][:, a], groups)
-                           for a in oracle_actions}
+        table["oracle"] = {
+            action_name(a): action_metrics(y[:, a], probs["oracle"][:, a], groups) for a in oracle_actions
+        }
     dwell_true = np.clip(t.dwell_ms[idx] / 1000.0, 0, 30)
     out: dict[str, Any] = {
         "eval_impressions": len(idx),
@@ -122,12 +123,15 @@ def evaluate_split(
         "actions": [action_name(a) for a in actions],
         "metrics": table,
         "dwell_mae_s": float(np.abs(dwell - dwell_true).mean()) if len(idx) else float("nan"),
-        "dwell_baseline_mae_s": float(np.abs(np.median(dwell_true) - dwell_true).mean()) if len(idx) else None,
+        "dwell_baseline_mae_s": float(np.abs(np.median(dwell_true) - dwell_true).mean())
+        if len(idx)
+        else None,
     }
     if oracle_actions:
         out["gap_closure"] = {
-            action_name(a): gap_closure(table["model"][action_name(a)]["roc_auc"],
-                                        table["oracle"][action_name(a)]["roc_auc"])
+            action_name(a): gap_closure(
+                table["model"][action_name(a)]["roc_auc"], table["oracle"][action_name(a)]["roc_auc"]
+            )
             for a in oracle_actions
         }
     out["headline"] = {
@@ -138,9 +142,9 @@ def evaluate_split(
     return out
 
 
-def load_split(logs_path: str | Path, model: RankerModel, train_cfg: TrainConfig) -> tuple[
-    ImpressionTable, Requests, pl.DataFrame | None
-]:
+def load_split(
+    logs_path: str | Path, model: RankerModel, train_cfg: TrainConfig
+) -> tuple[ImpressionTable, Requests, pl.DataFrame | None]:
     eng_path, oracle_path = resolve_logs(logs_path)
     imp = impressions_from_log(read_log(eng_path))
     t = ImpressionTable.build(imp, model.cfg.hash_config, train_cfg.eval_fraction)

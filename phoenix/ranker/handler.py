@@ -116,14 +116,21 @@ def history_fingerprint(user_id: int, h: History, history_len: int) -> bytes:
     """Digest of exactly what the model sees of the user (the most recent history_len items)."""
     d = hashlib.blake2b(digest_size=16)
     d.update(np.int64(user_id).tobytes())
-    for a, dt in ((h.post_ids, np.int64), (h.author_ids, np.int64), (h.action_masks, np.uint64),
-                  (h.surfaces, np.int64), (h.dwell_ms, np.int64)):
+    for a, dt in (
+        (h.post_ids, np.int64),
+        (h.author_ids, np.int64),
+        (h.action_masks, np.uint64),
+        (h.surfaces, np.int64),
+        (h.dwell_ms, np.int64),
+    ):
         d.update(np.ascontiguousarray(np.asarray(a, dtype=dt)[-history_len:]).tobytes())
     return d.digest()
 
 
 class RankingHandler:
-    def __init__(self, model: RankerModel, model_version: str, config: RankingHandlerConfig | None = None) -> None:
+    def __init__(
+        self, model: RankerModel, model_version: str, config: RankingHandlerConfig | None = None
+    ) -> None:
         self.config = config or RankingHandlerConfig()
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
@@ -155,7 +162,10 @@ class RankingHandler:
     @staticmethod
     def _validate(history: History, cand: Candidates) -> None:
         n = len(history.post_ids)
-        if any(len(a) != n for a in (history.author_ids, history.action_masks, history.surfaces, history.dwell_ms)):
+        if any(
+            len(a) != n
+            for a in (history.author_ids, history.action_masks, history.surfaces, history.dwell_ms)
+        ):
             raise ValueError("history arrays must have equal lengths")
         c = len(cand.post_ids)
         if len(cand.author_ids) != c or len(cand.surfaces) != c:
@@ -187,8 +197,10 @@ class RankingHandler:
         if c == 0:
             return probs, cont
         fp = history_fingerprint(user_id, history, cfg.history_len)
-        keys = [(loaded.version, fp, int(p), int(a), int(s))
-                for p, a, s in zip(cand.post_ids, cand.author_ids, cand.surfaces, strict=True)]
+        keys = [
+            (loaded.version, fp, int(p), int(a), int(s))
+            for p, a, s in zip(cand.post_ids, cand.author_ids, cand.surfaces, strict=True)
+        ]
         cached = self.cache.get_many(keys)
         todo = np.array([i for i, v in enumerate(cached) if v is None], dtype=np.int64)
         for i, v in enumerate(cached):
@@ -197,10 +209,19 @@ class RankingHandler:
         if len(todo) == 0:
             return probs, cont
         self._check_deadline(deadline)
-        hist = HistoryArrays.single(user_id, history.post_ids, history.author_ids, history.action_masks,
-                                    history.surfaces, history.dwell_ms, cfg.history_len)
+        hist = HistoryArrays.single(
+            user_id,
+            history.post_ids,
+            history.author_ids,
+            history.action_masks,
+            history.surfaces,
+            history.dwell_ms,
+            cfg.history_len,
+        )
         with torch.inference_mode():
-            ctx_batch = build_batch(cfg.hash_config, hist, CandidateArrays(*(np.zeros((1, 0), np.int64),) * 3))
+            ctx_batch = build_batch(
+                cfg.hash_config, hist, CandidateArrays(*(np.zeros((1, 0), np.int64),) * 3)
+            )
             cache = model.encode_context(ctx_batch)
             for s in range(0, len(todo), self.config.candidate_batch):
                 self._check_deadline(deadline)

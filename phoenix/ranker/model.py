@@ -19,7 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phoenix.ranker.config import DWELL_CAP_S, NUM_ACTIONS, NUM_CONTINUOUS, PRODUCT_SURFACE_VOCAB, RankerConfig
+from phoenix.ranker.config import (
+    DWELL_CAP_S,
+    NUM_ACTIONS,
+    NUM_CONTINUOUS,
+    PRODUCT_SURFACE_VOCAB,
+    RankerConfig,
+)
 
 NEG_INF = float("-inf")
 
@@ -117,7 +123,9 @@ class Attention(nn.Module):
         b, _, t, _ = o.shape
         return self.out(o.transpose(1, 2).reshape(b, t, self.hq * self.dk))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> torch.Tensor:
         q, k, v = self.project(x, cos, sin)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=True)
         return self.merge(o)
@@ -142,10 +150,13 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.emb_size)
         self.ffn = FeedForward(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        h = h + self.attn(self.attn_norm(h), mask, cos, sin)
-        return h + self.ffn(self.ffn_norm(h))
+    def forward(
+        self, h: torch.Tensor, mask: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> torch.Tensor:
+        h = h + self.dropout(self.attn(self.attn_norm(h), mask, cos, sin))
+        return h + self.dropout(self.ffn(self.ffn_norm(h)))
 
 
 class Transformer(nn.Module):
@@ -272,6 +283,7 @@ class RankerModel(nn.Module):
         self.context_tokens = ContextTokenBuilder(cfg)
         self.candidate_tokens = CandidateTokenBuilder(cfg)
         self.trunk = Transformer(cfg)
+        self.token_dropout = nn.Dropout(cfg.dropout)
         self.action_head = nn.Linear(cfg.emb_size, NUM_ACTIONS)
         self.continuous_head = nn.Linear(cfg.emb_size, NUM_CONTINUOUS)
         nn.init.zeros_(self.action_head.weight)
@@ -296,7 +308,7 @@ class RankerModel(nn.Module):
         pos_ctx = context_positions(valid, self.cfg.history_len)
         pos_cand = torch.full((ctx.shape[0], c), 1 + self.cfg.history_len, device=ctx.device)
         h = self.trunk(
-            torch.cat([ctx, cand], dim=1),
+            self.token_dropout(torch.cat([ctx, cand], dim=1)),
             candidate_isolation_mask(valid, c),
             torch.cat([pos_ctx, pos_cand], dim=1),
         )

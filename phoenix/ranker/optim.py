@@ -10,7 +10,9 @@ from torch import nn
 
 
 class RowwiseAdagrad:
-    def __init__(self, weight: nn.Parameter, lr: float, half_life_steps: float = 5000.0, eps: float = 1e-10) -> None:
+    def __init__(
+        self, weight: nn.Parameter, lr: float, half_life_steps: float = 5000.0, eps: float = 1e-10
+    ) -> None:
         self.weight = weight
         self.lr = lr
         self.half_life = half_life_steps

@@ -82,11 +82,17 @@ class RankingServicer(phoenix_pb2_grpc.RankingServiceServicer):
 
 
 def serve_ranking(
-    handler: RankingHandler, address: str = "127.0.0.1:0", max_workers: int = 8, max_concurrent_rpcs: int = 64,
+    handler: RankingHandler,
+    address: str = "127.0.0.1:0",
+    max_workers: int = 8,
+    max_concurrent_rpcs: int = 64,
     admin_token: str | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Start a thread-pool gRPC server (health + reflection) with the ranking service; returns (server, port)."""
-    server, health, port = make_sync_server(address, max_workers=max_workers, max_concurrent_rpcs=max_concurrent_rpcs)
+    """Start a thread-pool gRPC server (health + reflection) with the ranking service.
+    Returns (server, port)."""
+    server, health, port = make_sync_server(
+        address, max_workers=max_workers, max_concurrent_rpcs=max_concurrent_rpcs
+    )
     phoenix_pb2_grpc.add_RankingServiceServicer_to_server(RankingServicer(handler, admin_token), server)
     finish_sync_server(server, health, [SERVICE_NAME])
     return server, port

@@ -25,7 +25,9 @@ def random_request(
         hp[i, n:] = 0
         ha[i, n:] = 0
         masks[i, n:] = 0
-    hist = HistoryArrays(ids((b,)), hp, ha, masks, rng.integers(0, 16, (b, s)), rng.integers(0, 60_000, (b, s)))
+    hist = HistoryArrays(
+        ids((b,)), hp, ha, masks, rng.integers(0, 16, (b, s)), rng.integers(0, 60_000, (b, s))
+    )
     c = num_candidates
     cand = CandidateArrays(ids((b, c)), ids((b, c)), rng.integers(0, 16, (b, c)))
     return build_batch(cfg.hash_config, hist, cand), hist, cand

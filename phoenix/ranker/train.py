@@ -53,7 +53,9 @@ def ranking_loss(
     n = (tb.label_mask.amax(-1) > 0).sum().clamp(min=1)
     discrete = bce.sum() / n
     target = tb.dwell_target.clamp(0, DWELL_CAP_S) / DWELL_CAP_S
-    mae = ((torch.sigmoid(cont[..., 1]) - target).abs() * tb.dwell_mask).sum() / tb.dwell_mask.sum().clamp(min=1)
+    mae = ((torch.sigmoid(cont[..., 1]) - target).abs() * tb.dwell_mask).sum() / tb.dwell_mask.sum().clamp(
+        min=1
+    )
     total = discrete + dwell_weight * mae
     return total, {"loss": total.item(), "bce": discrete.item(), "dwell_mae": mae.item()}
 
@@ -70,8 +72,13 @@ def _dense_params(model: RankerModel) -> list[torch.nn.Parameter]:
 
 
 def _save_checkpoint(
-    out: Path, model: RankerModel, adam: torch.optim.AdamW, adagrad: RowwiseAdagrad, step: int,
-    cfg: TrainConfig, history: dict[str, list[Any]],
+    out: Path,
+    model: RankerModel,
+    adam: torch.optim.AdamW,
+    adagrad: RowwiseAdagrad,
+    step: int,
+    cfg: TrainConfig,
+    history: dict[str, list[Any]],
 ) -> str:
     tensors: dict[str, torch.Tensor] = dict(adagrad.state_tensors())
     state = adam.state_dict()
@@ -82,7 +89,9 @@ def _save_checkpoint(
     version = save_model(out, model, step, extra={"train": cfg.to_dict()})
     _atomic_write_text(
         out / TRAIN_STATE_FILE,
-        json.dumps({"step": step, "adagrad_steps": adagrad.steps, "model_version": version, "history": history}),
+        json.dumps(
+            {"step": step, "adagrad_steps": adagrad.steps, "model_version": version, "history": history}
+        ),
     )
     return version
 
@@ -159,7 +168,9 @@ def train_ranker(
 
     steps_per_epoch = math.ceil(len(train_req) / cfg.batch_size)
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    adam = torch.optim.AdamW(_dense_params(model), lr=cfg.lr, betas=(0.95, 0.98), weight_decay=cfg.weight_decay)
+    adam = torch.optim.AdamW(
+        _dense_params(model), lr=cfg.lr, betas=(0.95, 0.98), weight_decay=cfg.weight_decay
+    )
     adagrad = RowwiseAdagrad(model.table.table.weight, cfg.embedding_lr)
     step, history = 0, {"loss": [], "eval": []}
     if resuming:
@@ -185,8 +196,12 @@ def train_ranker(
     examples = 0
     epoch_batches: tuple[int, list[np.ndarray]] | None = None
     with Progress(
-        TextColumn("[bold]train ranker"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]train ranker"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
         disable=not cfg.progress,
     ) as bar:
         task = bar.add_task("train", total=total_steps, completed=step, info="")
@@ -194,11 +209,14 @@ def train_ranker(
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch_batches is None or epoch_batches[0] != epoch:
                 # the data order depends only on (seed, epoch): resume continues at the same batch
-                epoch_batches = (epoch, batches_by_length(train_req, cfg.batch_size,
-                                                          np.random.default_rng([cfg.seed, epoch])))
+                epoch_batches = (
+                    epoch,
+                    batches_by_length(train_req, cfg.batch_size, np.random.default_rng([cfg.seed, epoch])),
+                )
             rows = epoch_batches[1][pos]
-            tb = make_batch(table, train_req, rows, np.random.default_rng([cfg.seed, epoch, pos]),
-                            cfg.in_batch_negatives)
+            tb = make_batch(
+                table, train_req, rows, np.random.default_rng([cfg.seed, epoch, pos]), cfg.in_batch_negatives
+            )
             scale = lr_factor(step, cfg.warmup_steps, total_steps)
             for g in adam.param_groups:
                 g["lr"] = cfg.lr * scale
@@ -272,11 +290,19 @@ def _plot_eval_bars(out: Path, metrics: dict[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(max(6, len(actions) * 0.9), 4))
     width = 0.8 / len(table)
     for i, (scorer, per_action) in enumerate(table.items()):
-        ax.bar(np.arange(len(actions)) + i * width, [per_action[a]["roc_auc"] for a in actions], width,
-               label=scorer)
+        ax.bar(
+            np.arange(len(actions)) + i * width,
+            [per_action[a]["roc_auc"] for a in actions],
+            width,
+            label=scorer,
+        )
     ax.set_xticks(np.arange(len(actions)) + 0.4 - width / 2)
-    ax.set_xticklabels([a.replace("CLIENT_TWEET_", "").replace("SERVER_TWEET_", "") for a in actions],
-                       rotation=45, ha="right", fontsize=8)
+    ax.set_xticklabels(
+        [a.replace("CLIENT_TWEET_", "").replace("SERVER_TWEET_", "") for a in actions],
+        rotation=45,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylim(0.4, 1.0)
     ax.set_ylabel("ROC-AUC (eval)")
     ax.legend(fontsize=8)

@@ -677,3 +677,84 @@ def test_backfill_hydrates_only_the_batch_and_refilters_the_whole_slate() -> Non
     assert res.non_selected == []
     assert calls == [[0, 1, 2, 3], [4], [5], [6], [7], [8], [9]]
     assert all(c.tag == "h" for c in res.selected)
+
+
+def test_vectorised_scorer_with_update_all_fast_path() -> None:
+    import numpy as np
+
+    class VecScorer(Scorer):
+        def score(self, query: Q, candidates: Sequence[C]) -> np.ndarray:
+            return np.array([c.id for c in candidates], dtype=np.float64) / 10
+
+        def update_all(self, candidates: Sequence[C], results: np.ndarray) -> None:
+            for c, s in zip(candidates, results.tolist(), strict=True):
+                c.score = s
+
+    res = run(
+        CandidatePipeline(
+            sources=[ListSource([1, 5, 3])], scorers=[VecScorer()], selector=TopK(2), result_size=5
+        )
+    )
+    assert [(c.id, c.score) for c in res.selected] == [(5, 0.5), (3, 0.3)]
+    tr = res.stage("scorer").components[0]
+    assert tr.error == "" and tr.output_count == 3
+
+
+def test_enable_is_per_query_for_every_stage_type() -> None:
+    class OffForUser2:
+        def enable(self, query: Q) -> bool:
+            return query.user != 2
+
+    class QH(OffForUser2, LangQueryHydrator):
+        pass
+
+    class H(OffForUser2, TagHydrator):
+        pass
+
+    class F(OffForUser2, OddFilter):
+        pass
+
+    class S(OffForUser2, IdScorer):
+        pass
+
+    class Sel(OffForUser2, TopK):
+        pass
+
+    class SE(OffForUser2, Recorder):
+        pass
+
+    se = SE()
+    p = CandidatePipeline(
+        query_hydrators=[QH("de")],
+        sources=[ListSource([1, 2, 3, 4])],
+        hydrators=[H("h")],
+        filters=[F()],
+        scorers=[S()],
+        selector=Sel(1),
+        post_selection_filters=[F()],
+        side_effects=[se],
+        result_size=10,
+    )
+
+    async def go(user: int) -> tuple[str, list[tuple[int, str, float | None]], list[int]]:
+        res = await p.execute(Q(user=user))
+        await p.drain_side_effects()
+        return res.query.lang, [(c.id, c.tag, c.score) for c in res.selected], ids(res.non_selected)
+
+    assert asyncio.run(go(1)) == ("de", [(4, "h", 4.0)], [2])
+    assert se.seen == [[4]]
+    # disabled: nothing hydrated, filtered or scored; without a selector everything is selected
+    assert asyncio.run(go(2)) == ("", [(1, "", None), (2, "", None), (3, "", None), (4, "", None)], [])
+    assert se.seen == [[4]]
+
+
+def test_per_call_deadline_overrides_config() -> None:
+    cfg = PipelineConfig(component_timeout_s=None, request_deadline_s=None)
+    p = CandidatePipeline(sources=[ListSource([1], delay=1.0), ListSource([2])], result_size=10, config=cfg)
+
+    async def go() -> list[int]:
+        return ids((await p.execute(Q(), deadline_s=0.05)).selected)
+
+    t0 = time.perf_counter()
+    assert asyncio.run(go()) == [2]
+    assert time.perf_counter() - t0 < 0.5

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from candidate_pipeline import PipelineConfig
 from foryou.user_state import AuthorData, SocialGraph
 from home_mixer.clients import HomeMixerClients
 from home_mixer.handler import ScoredPostsHandler
@@ -18,7 +19,7 @@ from protos import events_pb2, home_mixer_pb2, phoenix_pb2, thunder_pb2
 VIEWER = 1
 
 
-def build(fakes: SimpleNamespace, **fail: bool) -> SimpleNamespace:
+def build(fakes: SimpleNamespace, config: PipelineConfig | None = None, **fail: bool) -> SimpleNamespace:
     """Viewer 1 follows 10 and 11; blocks 20; mutes 21; mutes 'football'. 30 posts in network,
     30 out of network, plus a few that must never be served."""
     store = fakes.UserState(fail=fail.get("redis", False))
@@ -64,7 +65,7 @@ def build(fakes: SimpleNamespace, **fail: bool) -> SimpleNamespace:
     retrieval = fakes.Retrieval(oon, fail=fail.get("retrieval", False))
     ranker = fakes.Ranker(probs, fail=fail.get("ranker", False))
     clients = HomeMixerClients(thunder=thunder, retrieval=retrieval, ranking=ranker, user_state=store)
-    handler = ScoredPostsHandler(ScoredPostsPipeline(clients), clients)
+    handler = ScoredPostsHandler(ScoredPostsPipeline(clients, config=config), clients)
     banned = {blocked, muted_kw, muted_author, own, seen}
     return SimpleNamespace(handler=handler, store=store, banned=banned, seen=seen, ranker=ranker)
 
@@ -95,13 +96,13 @@ def test_in_network_only_skips_retrieval(fakes: SimpleNamespace) -> None:
 def test_debug_view_explains_every_candidate(fakes: SimpleNamespace) -> None:
     w = build(fakes)
     req = home_mixer_pb2.GetDebugScoredPostsRequest(
-        query=request(w), param_overrides={"oon_weight_factor": "0.5"}
+        query=request(w), param_overrides={"oon_weight_factor": "0.5", "result_size": "40"}
     )
     resp = asyncio.run(w.handler.get_debug_scored_posts(req))
     by_outcome: dict[str, list] = {}
     for c in resp.candidates:
         by_outcome.setdefault(c.outcome, []).append(c)
-    assert len(by_outcome["selected"]) == 35
+    assert len(by_outcome["selected"]) == 40  # override above the default 35
     removed = {c.post_id: c.filtered_by for c in by_outcome["filtered"]}
     assert set(removed.values()) >= {"MutedKeywordFilter", "AuthorSocialgraphFilter", "SelfPostFilter"}
     assert all(pid in removed for pid in w.banned - {w.seen})  # seen is excluded at the source
@@ -195,3 +196,22 @@ def test_slow_dependency_hits_timeout_not_deadline(fakes: SimpleNamespace) -> No
     w.ranker.predict = slow  # type: ignore[method-assign]
     resp = asyncio.run(asyncio.wait_for(w.handler.get_scored_posts(request(w)), timeout=3))
     assert resp.degraded == ["ranker"] and len(resp.scored_posts) == 35
+
+
+def test_request_deadline_during_ranking_still_scores_by_recency(fakes: SimpleNamespace) -> None:
+    """The request deadline (0.2 s) passes while the ranker hangs: the ranker is cut off, and the
+    cheap scorers still run after the deadline, so the feed is full and in recency order."""
+    w = build(fakes, config=PipelineConfig(component_timeout_s=0.5, request_deadline_s=0.2))
+
+    async def hang(request: object) -> object:
+        await asyncio.sleep(5)
+        raise AssertionError("unreachable")
+
+    w.ranker.predict = hang  # type: ignore[method-assign]
+    resp = asyncio.run(asyncio.wait_for(w.handler.get_scored_posts(request(w)), timeout=3))
+    # post-selection Redis lookups are not started after the deadline: reported as "deadline"
+    assert resp.degraded == ["deadline", "ranker"]
+    posts = resp.scored_posts
+    assert len(posts) == 35 and all(p.score > 0 for p in posts)
+    inn = [p.post_id for p in posts if p.in_network and p.author_id == 11]
+    assert inn == sorted(inn, reverse=True)

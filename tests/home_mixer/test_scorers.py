@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 from types import SimpleNamespace
 
@@ -19,7 +20,9 @@ from protos import phoenix_pb2
 
 
 def run_scorer(scorer, q, cands):  # type: ignore[no-untyped-def]
-    results = asyncio.run(scorer.score(q, cands))
+    results = scorer.score(q, cands)
+    if inspect.isawaitable(results):
+        results = asyncio.run(results)
     scorer.update_all(cands, results)
     return cands
 

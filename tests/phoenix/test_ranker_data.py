@@ -70,8 +70,9 @@ def test_eval_split_is_most_recent_and_negatives_masked() -> None:
     t = ImpressionTable.build(imp, HashConfig(100, 100, 100), eval_fraction=0.4)
     assert t.is_eval.tolist() == [False, False, True, False, True]
     req = build_requests(t, 128, 8, 10**9)
-    assert all(t.is_eval[s:e].all() == ev for s, e, ev in zip(req.cand_start, req.cand_end, req.is_eval,
-                                                              strict=True))
+    assert all(
+        t.is_eval[s:e].all() == ev for s, e, ev in zip(req.cand_start, req.cand_end, req.is_eval, strict=True)
+    )
     b = make_batch(t, req, np.arange(len(req)), np.random.default_rng(0), in_batch_negatives=True)
     c = b.labels.shape[1] // 2
     neg = b.labels[:, c:]

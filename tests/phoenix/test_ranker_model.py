@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -99,9 +98,9 @@ def test_fast_path_equals_masked_forward(tiny_model: RankerModel) -> None:
         b.cand_post_rows[1, -2:] = 0
         ref_l, ref_c = tiny_model(b)
         for chunk in (1024, 4):
-            l, c = tiny_model.forward_fast(b, chunk_size=chunk)
-            assert torch.allclose(l, ref_l, atol=1e-4)
-            assert torch.allclose(torch.sigmoid(l), torch.sigmoid(ref_l), atol=1e-5)
+            lo, c = tiny_model.forward_fast(b, chunk_size=chunk)
+            assert torch.allclose(lo, ref_l, atol=1e-4)
+            assert torch.allclose(torch.sigmoid(lo), torch.sigmoid(ref_l), atol=1e-5)
             assert torch.allclose(c, ref_c, atol=1e-4)
         # single request (padding dropped from the cached context)
         b1, _, _ = random_batch(cfg, [5], 33, seed=3)
@@ -117,10 +116,10 @@ def test_fast_path_default_config_shapes() -> None:
     model = RankerModel(cfg).eval()
     b, _, _ = random_batch(cfg, [128], 50, seed=4)
     with torch.inference_mode():
-        l, c = model.forward_fast(b)
+        lo, c = model.forward_fast(b)
         r, rc = model(b)
-    assert l.shape == (1, 50, 64) and c.shape == (1, 50, 8)
-    assert torch.allclose(torch.sigmoid(l), torch.sigmoid(r), atol=1e-5)
+    assert lo.shape == (1, 50, 64) and c.shape == (1, 50, 8)
+    assert torch.allclose(torch.sigmoid(lo), torch.sigmoid(r), atol=1e-5)
 
 
 def test_bf16_fast_path_close(tiny_model: RankerModel) -> None:

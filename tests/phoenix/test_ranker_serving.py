@@ -45,13 +45,16 @@ def _request(n_hist: int = 5, n_cand: int = 7, seed: int = 0) -> tuple[History, 
         surfaces=rng.integers(0, 16, n_hist),
         dwell_ms=rng.integers(0, 40_000, n_hist),
     )
-    c = Candidates(rng.integers(1, 10**12, n_cand), rng.integers(1, 10**6, n_cand), rng.integers(0, 16, n_cand))
+    c = Candidates(
+        rng.integers(1, 10**12, n_cand), rng.integers(1, 10**6, n_cand), rng.integers(0, 16, n_cand)
+    )
     return h, c
 
 
 def _reference(model: RankerModel, user_id: int, h: History, c: Candidates) -> np.ndarray:
-    hist = HistoryArrays.single(user_id, h.post_ids, h.author_ids, h.action_masks, h.surfaces, h.dwell_ms,
-                                model.cfg.history_len)
+    hist = HistoryArrays.single(
+        user_id, h.post_ids, h.author_ids, h.action_masks, h.surfaces, h.dwell_ms, model.cfg.history_len
+    )
     cand = CandidateArrays(c.post_ids[None], c.author_ids[None], c.surfaces[None])
     with torch.inference_mode():
         logits, _ = model(build_batch(model.cfg.hash_config, hist, cand))
@@ -75,7 +78,9 @@ def test_handler_matches_model_and_caches(ckpts: tuple[Path, Path]) -> None:
     np.testing.assert_allclose(probs, ref, atol=1e-5)
     assert (cont[:, 1] >= 0).all() and (cont[:, 1] <= 30).all()  # dwell seconds head
     assert h.cache.misses == 7 and h.cache.hits == 0
-    probs2, _ = h.predict(7, hist, Candidates(cand.post_ids[::-1], cand.author_ids[::-1], cand.surfaces[::-1]))
+    probs2, _ = h.predict(
+        7, hist, Candidates(cand.post_ids[::-1], cand.author_ids[::-1], cand.surfaces[::-1])
+    )
     assert h.cache.hits == 7
     np.testing.assert_array_equal(probs2, probs[::-1])
     # a different history is a different cache key
@@ -142,17 +147,21 @@ def server(ckpts: tuple[Path, Path]):
 def _proto_request(hist: History, cand: Candidates, user_id: int = 5) -> phoenix_pb2.PredictRequest:
     seq = phoenix_pb2.ActionSequence(
         items=[
-            phoenix_pb2.HistoryItem(post_id=int(p), author_id=int(a), action_mask=int(m), product_surface=int(s),
-                                    dwell_ms=int(d))
-            for p, a, m, s, d in zip(hist.post_ids, hist.author_ids, hist.action_masks, hist.surfaces,
-                                     hist.dwell_ms, strict=True)
+            phoenix_pb2.HistoryItem(
+                post_id=int(p), author_id=int(a), action_mask=int(m), product_surface=int(s), dwell_ms=int(d)
+            )
+            for p, a, m, s, d in zip(
+                hist.post_ids, hist.author_ids, hist.action_masks, hist.surfaces, hist.dwell_ms, strict=True
+            )
         ]
     )
     return phoenix_pb2.PredictRequest(
         user_id=user_id,
         action_sequence=seq,
-        candidates=[phoenix_pb2.RankCandidate(post_id=int(p), author_id=int(a), product_surface=int(s))
-                    for p, a, s in zip(cand.post_ids, cand.author_ids, cand.surfaces, strict=True)],
+        candidates=[
+            phoenix_pb2.RankCandidate(post_id=int(p), author_id=int(a), product_surface=int(s))
+            for p, a, s in zip(cand.post_ids, cand.author_ids, cand.surfaces, strict=True)
+        ],
     )
 
 
@@ -184,8 +193,11 @@ def test_predict_over_grpc(server, ckpts: tuple[Path, Path]) -> None:
             stub.ReloadModel(req, timeout=10, metadata=[("authorization", "Bearer wrong")])
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.RpcError) as e:
-            stub.ReloadModel(phoenix_pb2.ReloadModelRequest(path="/nonexistent"), timeout=10,
-                             metadata=[("authorization", "Bearer s3cret")])
+            stub.ReloadModel(
+                phoenix_pb2.ReloadModelRequest(path="/nonexistent"),
+                timeout=10,
+                metadata=[("authorization", "Bearer s3cret")],
+            )
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         old = h.model_version
         r = stub.ReloadModel(req, timeout=10, metadata=[("authorization", "Bearer s3cret")])

@@ -27,8 +27,14 @@ def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(**kw: object) -> TrainConfig:
-    base: dict = dict(model=RankerConfig.tiny(), batch_size=32, progress=False, num_threads=1, eval_every=0,
-                      checkpoint_every=0)
+    base: dict = dict(
+        model=RankerConfig.tiny(),
+        batch_size=32,
+        progress=False,
+        num_threads=1,
+        eval_every=0,
+        checkpoint_every=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -44,8 +50,14 @@ def test_training_lowers_loss_and_beats_random(tiny_world: Path, tmp_path: Path)
     assert {"oracle", "author_popularity", "matrix_factorization"} <= set(ev)
     assert ev["oracle"]["SERVER_TWEET_FAV"]["roc_auc"] > 0.6
     assert np.isfinite(m["eval"]["gap_closure"]["SERVER_TWEET_FAV"])
-    for f in ("config.json", "model.safetensors", "optimizer.safetensors", "metrics.json", "training_curves.png",
-              "eval_auc.png"):
+    for f in (
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "metrics.json",
+        "training_curves.png",
+        "eval_auc.png",
+    ):
         assert (tmp_path / "run" / f).exists(), f
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["model_version"] == m["model_version"]

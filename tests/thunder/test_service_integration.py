@@ -132,3 +132,19 @@ def test_thunder_replays_serves_restarts_and_dead_letters(settings: Settings) ->
     headers = dict(msgs[0].headers())
     assert headers["dlq.topic"] == settings.topic("posts").encode() and b"decode" in headers["dlq.reason"]
     assert int(headers["dlq.offset"]) >= 0 and int(headers["dlq.partition"]) in range(settings.partitions)
+
+
+def test_run_thunder_serves_until_stopped(settings: Settings) -> None:
+    from thunder.service import run_thunder
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        cfg = ThunderConfig.default(catchup_max_lag=0, grpc_address="127.0.0.1:0")
+        task = asyncio.create_task(run_thunder(settings, cfg, stop))
+        await asyncio.sleep(0.5)
+        assert not task.done()  # serving (empty topic: caught up at once)
+        stop.set()
+        await asyncio.wait_for(task, 10)  # stops gracefully once told to
+        assert task.exception() is None
+
+    asyncio.run(run())

@@ -99,7 +99,12 @@ def test_scan_limit_counts_entries_after_exclusion_and_includes_missing() -> Non
 
 def test_posting_list_cap_evicts_oldest() -> None:
     s = PostStore(StoreConfig(max_posting_list_size=3))
-    s.insert([post(i, 10, 100 - i) for i in range(1, 6)], now_s=NOW)
+    s.insert([post(i, 10, 100 - i) for i in range(1, 4)], now_s=NOW)
+    s.rebuild_snapshot()
+    s.insert([post(i, 10, 100 - i) for i in range(4, 6)], now_s=NOW)
+    # the cap applies when recent entries are folded into the snapshot (every ~2 s in the service;
+    # far below the 500-entry scan window with the real cap of 5,000)
+    s.rebuild_snapshot()
     assert ids(s, [10]) == [5, 4, 3]
     assert s.get(1) is None and s.num_posts == 3
     assert s.trim(now_s=NOW) == 2  # evicted rows recycled

@@ -104,6 +104,7 @@ def test_video_list_cap_keeps_posts_in_the_other_lists() -> None:
     s.insert([post(1, 10, 100, has_video=True), post(2, 10, 90, has_video=True)], now_s=NOW)
     s.insert([post(3, 10, 80, is_retweet=True, source_post_id=1, source_user_id=20)], now_s=NOW)
     s.insert([post(4, 10, 70, is_retweet=True, source_post_id=2, source_user_id=20)], now_s=NOW)
+    s.rebuild_snapshot()  # where the cap is applied
     # the video list (1, 2, 3, 4) overflowed: 1 leaves it but stays an original
     assert ids(s, [10], is_video=True) == [4, 3, 2]
     assert s.get(1) is not None and 1 in ids(s, [10])
