@@ -117,6 +117,83 @@ def world_publish(
     console.print(f"published: {stats}")
 
 
+@serve_app.command("home-mixer")
+def serve_home_mixer_cmd(
+    ctx: typer.Context,
+    thunder: Annotated[str, typer.Option(envvar="FORYOU_THUNDER_ADDRESS")] = "127.0.0.1:50051",
+    retrieval: Annotated[str, typer.Option(envvar="FORYOU_RETRIEVAL_ADDRESS")] = "127.0.0.1:50052",
+    ranker: Annotated[str, typer.Option(envvar="FORYOU_RANKER_ADDRESS")] = "127.0.0.1:50053",
+    grpc_address: Annotated[str, typer.Option(envvar="FORYOU_HOME_MIXER_ADDRESS")] = "127.0.0.1:50050",
+    workers: Annotated[int, typer.Option(help="Processes sharing the port")] = 1,
+    metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
+) -> None:
+    """home_mixer: the For You ScoredPostsService (talks to Thunder, Phoenix and Redis)."""
+    import asyncio
+
+    from foryou.serve import prepare
+    from home_mixer.service import HomeMixerConfig, serve_home_mixer
+
+    settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
+    console.print(f"home_mixer on {grpc_address}")
+    asyncio.run(
+        serve_home_mixer(
+            settings, thunder, retrieval, ranker, HomeMixerConfig(grpc_address=grpc_address, workers=workers)
+        )
+    )
+
+
+@serve_app.command("phoenix")
+def serve_phoenix(
+    ctx: typer.Context,
+    ranker_model: Annotated[str, typer.Option(help="Ranker checkpoint directory")],
+    ranker_address: Annotated[str, typer.Option(envvar="FORYOU_RANKER_ADDRESS")] = "127.0.0.1:50053",
+    retrieval_model: Annotated[str, typer.Option(help="Retrieval checkpoint directory (optional)")] = "",
+    retrieval_address: Annotated[str, typer.Option(envvar="FORYOU_RETRIEVAL_ADDRESS")] = "127.0.0.1:50052",
+    metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
+) -> None:
+    """Phoenix: RankingService (and RetrievalService with its live FAISS index)."""
+    import asyncio
+
+    from foryou.serve import prepare, run_until_signal
+    from foryou.stack import PhoenixServices
+
+    settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
+    svc = PhoenixServices(settings, ranker_model, ranker_address, retrieval_model, retrieval_address)
+
+    async def started() -> None:
+        console.print("phoenix: " + "  ".join(f"{k}={v}" for k, v in svc.addresses.items()))
+
+    asyncio.run(run_until_signal([svc], started))
+
+
+@serve_app.command("all")
+def serve_all(
+    ctx: typer.Context,
+    ranker_model: Annotated[str, typer.Option(help="Ranker checkpoint directory")],
+    retrieval_model: Annotated[str, typer.Option(help="Retrieval checkpoint directory (optional)")] = "",
+    home_mixer_address: Annotated[str, typer.Option(envvar="FORYOU_HOME_MIXER_ADDRESS")] = "127.0.0.1:50050",
+    metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
+) -> None:
+    """Ingesters, Thunder, Phoenix and home_mixer in one process."""
+    import asyncio
+
+    from foryou.serve import prepare, run_until_signal
+    from foryou.stack import Stack, StackConfig
+
+    settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
+    stack = Stack(
+        settings,
+        StackConfig(
+            ranker_dir=ranker_model, retrieval_dir=retrieval_model, home_mixer_address=home_mixer_address
+        ),
+    )
+
+    async def started() -> None:
+        console.print("serving: " + "  ".join(f"{k}={v}" for k, v in stack.addresses.items()))
+
+    asyncio.run(run_until_signal([stack], started))
+
+
 @serve_app.command("ingest")
 def serve_ingest(
     ctx: typer.Context,

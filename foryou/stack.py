@@ -115,6 +115,49 @@ class Stack:
                 log.exception("stopping %s failed", name)
 
 
+class PhoenixServices:
+    """`foryou serve phoenix`: the ranking server and, with a retrieval model, the retrieval server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ranker_dir: str,
+        ranker_address: str,
+        retrieval_dir: str = "",
+        retrieval_address: str = "127.0.0.1:0",
+    ) -> None:
+        self.settings = settings
+        self.config = StackConfig(
+            ranker_dir=ranker_dir,
+            ranker_address=ranker_address,
+            retrieval_dir=retrieval_dir,
+            retrieval_address=retrieval_address,
+        )
+        self.addresses: dict[str, str] = {}
+        self._ranker_server: Any = None
+        self.retrieval: Any = None
+
+    async def start(self) -> None:
+        self._ranker_server, self.addresses["ranker"] = await _start_ranker(self.settings, self.config)
+        self.retrieval = await _start_retrieval(self.settings, self.config)
+        if self.retrieval is not None:
+            self.addresses["retrieval"] = self.retrieval.address
+
+    async def stop(self) -> None:
+        if self.retrieval is not None:
+            await self.retrieval.stop()
+        await asyncio.to_thread(self._ranker_server.stop(2).wait)
+
+
+async def _start_ranker(settings: Settings, config: StackConfig) -> tuple[Any, str]:
+    from phoenix.ranker.handler import RankingHandler
+    from phoenix.ranker.servicer import serve_ranking
+
+    handler = await asyncio.to_thread(RankingHandler.from_dir, config.ranker_dir)
+    server, port = serve_ranking(handler, config.ranker_address, admin_token=settings.admin_token)
+    return server, f"{config.ranker_address.rsplit(':', 1)[0]}:{port}"
+
+
 async def _start_retrieval(settings: Settings, config: StackConfig) -> Any:
     """Phoenix retrieval with its live index, when a retrieval model is configured."""
     if not config.retrieval_dir or not Path(config.retrieval_dir).exists():
