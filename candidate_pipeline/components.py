@@ -102,8 +102,7 @@ class Selector(Component, Generic[Q, C]):
         raise NotImplementedError
 
     def select(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
-        score = self.score
-        keys = [score(c) for c in candidates]
+        keys = list(map(self.score, candidates))
         try:
             # a finite sum proves every score finite (inf/nan propagate), so the common case sorts
             # the raw floats; None raises TypeError and takes the slow path too
@@ -113,7 +112,7 @@ class Selector(Component, Generic[Q, C]):
         if not all_finite:
             keys = [sort_key(k) for k in keys]
         order = sorted(range(len(candidates)), key=keys.__getitem__, reverse=True)  # stable
-        ordered = [candidates[i] for i in order]
+        ordered = list(map(candidates.__getitem__, order))
         size = self.size_for(query)
         n = len(ordered) if size is None else max(0, min(size, len(ordered)))
         return ordered[:n], ordered[n:]

@@ -6,6 +6,7 @@ Keys (prefix = Settings.redis_prefix, default "fy:"):
   {p}mutedkw:{u}                                             SET of lower-cased keywords
   {p}followers:{a}                                           SET of follower ids (source of follower_count)
   {p}seq:{u}     packed numpy structured array (SEQ_DTYPE), oldest first, capped
+  {p}seqmeta:{u} ingester bookkeeping for replay-safe eviction (int64 watermark + per-item last event)
   {p}post:{id}   protobuf Post bytes; b"" = deleted (tombstone); TTL past retention
   {p}author:{id} HASH screen_name, follower_count
 """
@@ -55,6 +56,10 @@ def seq_key(user_id: int, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}seq:{user_id}"
 
 
+def seq_meta_key(user_id: int, prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}seqmeta:{user_id}"
+
+
 def post_key(post_id: int, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}post:{post_id}"
 
@@ -74,6 +79,9 @@ class SocialGraph:
     muted: frozenset[int] = field(default_factory=frozenset)
     subscriptions: frozenset[int] = field(default_factory=frozenset)
     muted_keywords: frozenset[str] = field(default_factory=frozenset)
+
+
+PostCore = events_pb2.Post  # the packed post core data is the Post protobuf itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,36 +163,109 @@ def merge_sequences(
     existing: Sequence[np.ndarray], new: np.ndarray, owner: np.ndarray, cap: int = DEFAULT_SEQ_CAP
 ) -> list[np.ndarray]:
     """Merge new events into many users' sequences at once (`owner[i]` = index into `existing` of
-    event i). Per user: one item per post (the actions of one impression OR-ed into one mask,
-    earliest timestamp, longest dwell, first non-zero surface), oldest first, the newest `cap` kept.
-    Re-applying events already merged changes nothing (OR / min / max are idempotent)."""
+    event i); items only, without the eviction bookkeeping of `merge_sequence_states`."""
+    return merge_sequence_states(existing, new, owner, cap).items
+
+
+@dataclass(slots=True)
+class MergedSequences:
+    items: list[np.ndarray]  # per user, SEQ_DTYPE, oldest first
+    last_ms: list[np.ndarray]  # per user, aligned with items: the item's latest event time
+    watermark: np.ndarray  # per user: latest event time of any item evicted so far (NO_WATERMARK: none)
+
+
+NO_WATERMARK = np.iinfo(np.int64).min
+
+
+def _empty_merge(n_users: int, wm: np.ndarray) -> MergedSequences:
+    return MergedSequences(
+        [empty_sequence() for _ in range(n_users)], [np.zeros(0, np.int64) for _ in range(n_users)], wm
+    )
+
+
+def merge_sequence_states(
+    existing: Sequence[np.ndarray],
+    new: np.ndarray,
+    owner: np.ndarray,
+    cap: int = DEFAULT_SEQ_CAP,
+    existing_last: Sequence[np.ndarray | None] | None = None,
+    watermarks: np.ndarray | None = None,
+) -> MergedSequences:
+    """Per user: one item per post (the actions of one impression OR-ed into one mask, earliest
+    timestamp, longest dwell, first non-zero surface), oldest first, the newest `cap` kept.
+
+    Replay-safe: OR / min / max make re-applying events of a stored item a no-op, and an event of a
+    post that is not stored is dropped when it is not newer than the user's watermark (the latest
+    event time of any evicted item): every event already seen of an evicted item is at or below it,
+    so a replay cannot bring an evicted item back (e.g. a late fav of an impression that was pushed
+    out of the window in an earlier batch)."""
     n_users = len(existing)
     lens = np.array([len(e) for e in existing], dtype=np.int64)
+    wm = (
+        np.full(n_users, NO_WATERMARK, dtype=np.int64)
+        if watermarks is None
+        else np.asarray(watermarks, dtype=np.int64).copy()
+    )
     parts = [e.astype(SEQ_DTYPE, copy=False) for e in existing if len(e)]
-    items = np.concatenate([*parts, new.astype(SEQ_DTYPE, copy=False)])
+    lasts = [
+        e["timestamp_ms"].astype(np.int64)
+        if existing_last is None or existing_last[i] is None or len(existing_last[i]) != len(e)
+        else np.asarray(existing_last[i], dtype=np.int64)
+        for i, e in enumerate(existing)
+        if len(e)
+    ]
+    new = new.astype(SEQ_DTYPE, copy=False)
+    items = np.concatenate([*parts, new])
+    last = np.concatenate([*lasts, new["timestamp_ms"].astype(np.int64)])
+    is_old = np.r_[np.ones(int(lens.sum()), dtype=bool), np.zeros(len(new), dtype=bool)]
     own = np.concatenate(
         [np.repeat(np.arange(n_users, dtype=np.int64), lens), np.asarray(owner, dtype=np.int64)]
     )
     if len(items) == 0:
-        return [empty_sequence() for _ in range(n_users)]
+        return _empty_merge(n_users, wm)
     order = np.lexsort((items["timestamp_ms"], items["post_id"], own))
-    s, so = items[order], own[order]
+    s, so, sl, sold = items[order], own[order], last[order], is_old[order]
     starts = np.flatnonzero(np.r_[True, (so[1:] != so[:-1]) | (s["post_id"][1:] != s["post_id"][:-1])])
+    group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(s)]))
+    stored = np.maximum.reduceat(sold.astype(np.int8), starts).astype(bool)[group]
+    ok = sold | stored | (s["timestamp_ms"] > wm[so])
+    if not ok.all():
+        s, so, sl = s[ok], so[ok], sl[ok]
+        if len(s) == 0:
+            return _empty_merge(n_users, wm)
+        starts = np.flatnonzero(np.r_[True, (so[1:] != so[:-1]) | (s["post_id"][1:] != s["post_id"][:-1])])
     merged = s[starts].copy()  # earliest event of each (user, post)
     mo = so[starts]
     merged["action_mask"] = np.bitwise_or.reduceat(s["action_mask"], starts)
     merged["dwell_ms"] = np.maximum.reduceat(s["dwell_ms"], starts)
     merged["author_id"] = np.maximum.reduceat(s["author_id"], starts)
+    mlast = np.maximum.reduceat(np.maximum(sl, s["timestamp_ms"]), starts)
     big = np.iinfo(np.int32).max
     surf = np.where(s["product_surface"] > 0, s["product_surface"], big)
     first_surface = np.minimum.reduceat(surf, starts)  # surfaces agree within an impression
     merged["product_surface"] = np.where(first_surface == big, 0, first_surface)
     order = np.lexsort((merged["post_id"], merged["timestamp_ms"], mo))
-    merged, mo = merged[order], mo[order]
+    merged, mo, mlast = merged[order], mo[order], mlast[order]
     ends = np.cumsum(np.bincount(mo, minlength=n_users))
     keep = ends[mo] - np.arange(len(mo)) <= cap  # position from each user's end
-    merged, mo = merged[keep], mo[keep]
-    return np.split(merged, np.cumsum(np.bincount(mo, minlength=n_users))[:-1])
+    np.maximum.at(wm, mo[~keep], mlast[~keep])
+    merged, mo, mlast = merged[keep], mo[keep], mlast[keep]
+    splits = np.cumsum(np.bincount(mo, minlength=n_users))[:-1]
+    return MergedSequences(np.split(merged, splits), np.split(mlast, splits), wm)
+
+
+def encode_sequence_meta(last_ms: np.ndarray, watermark: int) -> bytes:
+    """Ingester bookkeeping beside `{p}seq:{u}` (readers never need it): int64 [watermark, last_ms...]."""
+    return np.r_[np.int64(watermark), np.asarray(last_ms, dtype=np.int64)].astype("<i8").tobytes()
+
+
+def decode_sequence_meta(raw: bytes | None, n_items: int) -> tuple[np.ndarray | None, int]:
+    """(last_ms aligned with the n_items stored items or None, watermark); tolerant of a missing or
+    stale value (then the items' own timestamps stand in and there is no watermark)."""
+    if not raw or len(raw) % 8:
+        return None, int(NO_WATERMARK)
+    a = np.frombuffer(raw, dtype="<i8")
+    return (a[1:].copy() if len(a) - 1 == n_items else None), int(a[0])
 
 
 def action_sequence_to_proto(arr: np.ndarray) -> phoenix_pb2.ActionSequence:
@@ -200,6 +281,9 @@ def action_sequence_to_proto(arr: np.ndarray) -> phoenix_pb2.ActionSequence:
     ):
         seq.items.add(post_id=p, author_id=a, action_mask=m, product_surface=s, timestamp_ms=t, dwell_ms=d)
     return seq
+
+
+to_proto = action_sequence_to_proto  # short name used by readers
 
 
 def action_sequence_from_proto(seq: phoenix_pb2.ActionSequence) -> np.ndarray:

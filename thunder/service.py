@@ -49,15 +49,18 @@ class ThunderService:
 
     def _ingest_loop(self) -> None:
         t0 = time.monotonic()
-        next_lag_check = 0.0
+        next_lag_check = last_lag_check = 0.0
         while not self._stop.is_set():
             try:
                 n = self.consumer.poll_once()
                 now = time.monotonic()
-                # lag costs a broker round trip per partition: ask when a poll came back short (the
-                # topic is drained) or every 0.5 s during replay, every 30 s once serving (gauge)
-                if now >= next_lag_check or (not self.caught_up.is_set() and n < self.consumer.batch_size):
+                # lag costs a broker round trip per partition: during replay ask every 0.5 s, or
+                # sooner (at most every 50 ms) when a poll came back short (maybe drained); once
+                # serving, every 30 s for the per-partition lag gauge
+                drained = not self.caught_up.is_set() and n < self.consumer.batch_size
+                if now >= next_lag_check or (drained and now - last_lag_check >= 0.05):
                     caught_up = self.consumer.caught_up(self.config.catchup_max_lag)
+                    last_lag_check = now
                     next_lag_check = now + (30.0 if self.caught_up.is_set() else 0.5)
                     if caught_up and not self.caught_up.is_set():
                         self._finish_catch_up(t0)

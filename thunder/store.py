@@ -1,9 +1,12 @@
-"""In-memory post store: columnar numpy arrays (one row per post, ~90 bytes incl. the id index)
-plus three per-author recency lists (originals, replies + reposts, videos) of row numbers, oldest
-first. Queries gather the tail of each followed author's list and apply every rule vectorised.
+"""In-memory post store (reference Thunder `PostStore`), compact: one numpy record per post, a
+numpy hash from post id to record, and the three per-author recency lists (originals, replies +
+reposts, videos) as an immutable CSR snapshot of record numbers plus a small delta of recent
+entries. Queries gather the tail of each followed author's lists and apply every rule vectorised.
+See docs/thunder.md.
 
-Writers (ingest, trim) hold a lock; readers take none: columns only grow (a reader snapshots them
-after collecting rows) and a row is recycled only after trim has removed it from every list."""
+Writers (ingest, fold, trim) hold a lock; readers take none: they read the (snapshot, delta) pair
+once, a record is written before it is listed, the record array only grows (a reader reads it
+after collecting rows), and a row is reused only a full trim cycle after it left every list."""
 
 from __future__ import annotations
 
@@ -24,22 +27,20 @@ IS_RETWEET, IS_REPLY, HAS_VIDEO, ALIVE = 1, 2, 4, 8
 # column. `parent_row` is the row of in_reply_to_post_id resolved at insert (-1 = unknown).
 _RECORD = np.dtype(
     [
-        (name, np.int64)
-        for name in (
-            "post_id",
-            "author_id",
-            "created_at",
-            "in_reply_to_post_id",
-            "in_reply_to_user_id",
-            "source_post_id",
-            "source_user_id",
-            "conversation_id",
-            "parent_row",
-        )
+        # read for every candidate of a query: kept together so they mostly share one cache line
+        ("flags", np.uint8),
+        ("created_at", np.int64),
+        ("source_user_id", np.int64),
+        ("post_id", np.int64),
+        # read for replies, results and writes
+        ("in_reply_to_post_id", np.int64),
+        ("parent_row", np.int64),
+        ("conversation_id", np.int64),
+        ("in_reply_to_user_id", np.int64),
+        ("author_id", np.int64),
+        ("source_post_id", np.int64),
     ]
-    + [("flags", np.uint8)]
 )
-
 
 # the tuple layout `insert_tuples` takes: _INT_FIELDS, then is_retweet, is_reply, has_video
 POST_TUPLE_FIELDS = (
@@ -362,7 +363,7 @@ class PostStore:
         return res.records()[0]
 
     def _gather(self, rows: np.ndarray) -> QueryResult:
-        return QueryResult(rows, {k: v[rows] for k, v in self._cols.items()})
+        return QueryResult(rows, _columns(self._rec[rows]))  # one gather of whole records
 
     def _collect(
         self,
@@ -447,23 +448,24 @@ class PostStore:
         if not len(replies):
             return ok
         c = self._cols
-        parent_ids = c["in_reply_to_post_id"][rows[replies]]
-        # the parent's row was resolved at insert; look up only replies that arrived before their parent
-        prow = c["parent_row"][rows[replies]]
+        rr = rows[replies]
+        parent_ids = c["in_reply_to_post_id"][rr]
+        # the parent's row was resolved at insert; re-resolve by id when that row is unknown, reused
+        # or dead (the parent arrived after the reply, or its id came back in another row)
+        prow = c["parent_row"][rr]
         cached = np.maximum(prow, 0)
-        # re-resolve when the cached row is gone or dead (the id may have come back in another row)
-        stale = (prow < 0) | (c["post_id"][cached] != parent_ids) | ((c["flags"][cached] & ALIVE) == 0)
+        pflags = c["flags"][cached]
+        stale = (prow < 0) | ((pflags & ALIVE) == 0) | (c["post_id"][cached] != parent_ids)
         if stale.any():
             prow = prow.copy()
             prow[stale] = self._row_of.lookup(parent_ids[stale])
-        has_parent = prow >= 0
-        prow_safe = np.where(has_parent, prow, 0)
-        pflags = c["flags"][prow_safe]
-        parent_alive = has_parent & (pflags & ALIVE).astype(bool)
+            cached = np.maximum(prow, 0)
+            pflags = c["flags"][cached]
+        parent_alive = (prow >= 0) & ((pflags & ALIVE) != 0)
         parent_original = (pflags & (IS_REPLY | IS_RETWEET)) == 0
-        conv = c["conversation_id"][rows[replies]]
-        to_root = (conv != 0) & (c["in_reply_to_post_id"][prow_safe] == conv)
-        followed = _member_sorted(c["in_reply_to_user_id"][rows[replies]], following)
+        conv = c["conversation_id"][rr]
+        to_root = (conv != 0) & (c["in_reply_to_post_id"][cached] == conv)
+        followed = _member_sorted(c["in_reply_to_user_id"][rr], following)
         ok[replies] = parent_alive & (parent_original | (to_root & followed))
         return ok
 

@@ -1,7 +1,8 @@
 """engagements -> Redis action sequences: per user the newest N engagement items (actions of one
 impression merged into one multi-hot item), packed numpy, one key per user. Per batch: one MGET of
-the touched sequences, merge in numpy, one pipelined write. Merging is idempotent, so replays are
-harmless; a user's events share a partition (key = user_id), so one consumer owns each user."""
+the touched sequences, merge in numpy, one pipelined write. Merging is idempotent (with a per-user
+eviction watermark in `{p}seqmeta:{u}`), so replays are harmless; a user's events share a
+partition (key = user_id), so one consumer owns each user."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ import numpy as np
 
 from foryou.ingest.redis_ingester import RedisIngester
 from foryou.kafka import Decoded
-from foryou.user_state import decode_sequence, encode_sequence, merge_sequences, seq_key, sequence_items
+from foryou.user_state import (
+    decode_sequence,
+    decode_sequence_meta,
+    encode_sequence,
+    encode_sequence_meta,
+    merge_sequence_states,
+    seq_key,
+    seq_meta_key,
+    sequence_items,
+)
 from protos import events_pb2 as ev
 
 log = logging.getLogger(__name__)
@@ -50,11 +60,22 @@ class ActionSequenceIngester(RedisIngester[ev.EngagementEvent]):
         users, inverse = np.unique(cols[0], return_inverse=True)
         items = sequence_items(cols[1], cols[2], cols[3], cols[4], cols[5], cols[6])
         keys = [seq_key(int(u), self.prefix) for u in users]
-        current = [self._existing(k, raw) for k, raw in zip(keys, self.redis.mget(keys), strict=True)]
-        merged = merge_sequences(current, items, inverse, self.config.seq_cap)
+        meta_keys = [seq_meta_key(int(u), self.prefix) for u in users]
+        raw = self.redis.mget(keys + meta_keys)  # sequences and their bookkeeping: one round trip
+        current = [self._existing(k, v) for k, v in zip(keys, raw[: len(users)], strict=True)]
+        metas = [decode_sequence_meta(m, len(c)) for m, c in zip(raw[len(users) :], current, strict=True)]
+        merged = merge_sequence_states(
+            current,
+            items,
+            inverse,
+            self.config.seq_cap,
+            existing_last=[m[0] for m in metas],
+            watermarks=np.array([m[1] for m in metas], dtype=np.int64),
+        )
         pipe = self.redis.pipeline(transaction=False)
-        for key, seq in zip(keys, merged, strict=True):
-            pipe.set(key, encode_sequence(seq))
+        for i, (key, meta_key) in enumerate(zip(keys, meta_keys, strict=True)):
+            pipe.set(key, encode_sequence(merged.items[i]))
+            pipe.set(meta_key, encode_sequence_meta(merged.last_ms[i], int(merged.watermark[i])))
         pipe.execute()
 
     def _existing(self, key: str, raw: bytes | None) -> np.ndarray:

@@ -130,3 +130,12 @@ def run_ingesters(
         stop_event.wait()
     finally:
         service.stop()
+
+
+def wait_caught_up(
+    service: IngestService | AsyncIngestService, timeout_s: float = 60.0, poll_s: float = 0.2
+) -> bool:
+    """Block until every ingester of `service` has applied its topics up to the high watermarks
+    (e.g. after `publish_world`, before reading Redis); False on timeout."""
+    inner = service.service if isinstance(service, AsyncIngestService) else service
+    return inner.wait_caught_up(timeout_s, poll_s)

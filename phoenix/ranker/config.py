@@ -28,6 +28,10 @@ class RankerConfig:
     history_len: int = 128
     rope_base: float = 10_000.0
     qk_norm: bool = True
+    # history and candidate tokens share the post/author projection, and each K head starts as a
+    # copy of its first Q head: attention begins as token similarity (same author/post -> high logit)
+    shared_entity_proj: bool = True
+    tied_qk_init: bool = True
     dropout: float = 0.0  # residual + token dropout, training only (regularises the id embeddings)
     user_table_size: int = 100_000
     post_table_size: int = 100_000

@@ -163,3 +163,25 @@ def evaluate_ranker(logs_path: str | Path, model_dir: str | Path, baselines: boo
     out["model_version"] = meta["model_version"]
     (Path(model_dir) / "eval.json").write_text(json.dumps(out, indent=2, default=float))
     return out
+
+
+def markdown_table(ev: dict[str, Any], actions: list[str] | None = None) -> str:
+    """ROC-AUC / PR-AUC / RCE / calibration / NDCG per action and scorer, as a Markdown table."""
+    table = ev["metrics"]
+    scorers = [s for s in ("model", "oracle", "matrix_factorization", "author_popularity") if s in table]
+    rows = [
+        "| action | positives | scorer | ROC-AUC | PR-AUC | RCE | calibration | NDCG | gap closure |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in actions or ev["actions"]:
+        for s in scorers:
+            m = table[s].get(a)
+            if m is None:
+                continue
+            gap = ev.get("gap_closure", {}).get(a) if s == "model" else None
+            rows.append(
+                f"| {a} | {m['positives']} | {s} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | {m['rce']:.2f} | "
+                f"{m['calibration']:.2f} | {m.get('ndcg', float('nan')):.3f} | "
+                f"{'' if gap is None else f'{gap:.2f}'} |"
+            )
+    return "\n".join(rows)

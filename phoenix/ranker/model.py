@@ -106,6 +106,13 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(self.hq * self.dk) if cfg.qk_norm else nn.Identity()
         self.k_norm = RMSNorm(self.hkv * self.dk) if cfg.qk_norm else nn.Identity()
         self.scale = 1.0 / math.sqrt(self.dk)
+        if cfg.tied_qk_init:
+            with torch.no_grad():
+                w = self.qkv.weight  # rows: [q heads | k heads | v heads] x dk
+                g = self.hq // self.hkv
+                for j in range(self.hkv):
+                    src = w[j * g * self.dk : (j * g + 1) * self.dk]
+                    w[(self.hq + j) * self.dk : (self.hq + j + 1) * self.dk] = src
 
     def project(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -232,14 +239,19 @@ class CandidateTokenBuilder(nn.Module):
     def __init__(self, cfg: RankerConfig) -> None:
         super().__init__()
         d, w = cfg.emb_size, cfg.emb_table_width
-        self.proj = nn.Linear(4 * w, d, bias=False)
+        # None: use the history builder's projection (passed to forward), see shared_entity_proj
+        self.proj = None if cfg.shared_entity_proj else nn.Linear(4 * w, d, bias=False)
         self.surface_emb = nn.Embedding(PRODUCT_SURFACE_VOCAB, d)
         nn.init.normal_(self.surface_emb.weight, std=1.0 / math.sqrt(d))
         self.input_scale = math.sqrt(d)
 
-    def forward(self, table: HashEmbeddingTable, b: RankerBatch) -> torch.Tensor:
+    def forward(
+        self, table: HashEmbeddingTable, b: RankerBatch, shared_proj: nn.Linear | None = None
+    ) -> torch.Tensor:
         ids = torch.cat([b.cand_post_rows, b.cand_author_rows], dim=-1)
-        x = self.proj(table(ids))
+        proj = self.proj if self.proj is not None else shared_proj
+        assert proj is not None, "shared_entity_proj needs the history projection"
+        x = proj(table(ids))
         x = x + self.surface_emb(b.cand_surface.clamp(0, PRODUCT_SURFACE_VOCAB - 1)).to(x.dtype)
         return x * self.input_scale
 
@@ -302,7 +314,7 @@ class RankerModel(nn.Module):
     def forward(self, b: RankerBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Plain masked forward over [user, history, candidates]: (logits [B,C,64], raw [B,C,8])."""
         ctx = self.context_tokens(self.table, b)
-        cand = self.candidate_tokens(self.table, b)
+        cand = self.candidate_tokens(self.table, b, self.context_tokens.hist_proj)
         valid = b.context_valid
         c = cand.shape[1]
         pos_ctx = context_positions(valid, self.cfg.history_len)
@@ -355,7 +367,7 @@ class RankerModel(nn.Module):
     def score_candidates(self, cache: ContextCache, b: RankerBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidates of `b` against a cached context: each candidate query attends to the context
         K/V plus its own key, via a joint softmax (own-key logit computed separately)."""
-        x = self.candidate_tokens(self.table, b)
+        x = self.candidate_tokens(self.table, b, self.context_tokens.hist_proj)
         bsz, c, _ = x.shape
         cos, sin = self.trunk.rope(cache.candidate_position[:, None].expand(bsz, c), x.dtype)
         for i, block in enumerate(self.trunk.blocks):

@@ -758,3 +758,67 @@ def test_per_call_deadline_overrides_config() -> None:
     t0 = time.perf_counter()
     assert asyncio.run(go()) == [2]
     assert time.perf_counter() - t0 < 0.5
+
+
+def test_source_returning_any_iterable_or_garbage() -> None:
+    class TupleSource(Source):
+        def get_candidates(self, query: Q) -> tuple[C, ...]:  # a sync hook is fine too
+            return (C(1), C(2))
+
+    class GarbageSource(Source):
+        async def get_candidates(self, query: Q) -> int:
+            return 42  # not iterable: a broken output fails open
+
+    class NoneSource(Source):
+        async def get_candidates(self, query: Q) -> None:
+            return None
+
+    p = CandidatePipeline(
+        sources=[TupleSource(), GarbageSource(), NoneSource(), ListSource([3])], result_size=10
+    )
+    res = run(p)
+    assert ids(res.selected) == [1, 2, 3]
+    assert res.failed_components == ["GarbageSource"]
+    fetched = {c.component: c.fetched for c in res.stage("source").components}
+    assert fetched == {"TupleSource": 2, "GarbageSource": 0, "NoneSource": 0, "ListSource": 1}
+
+
+def test_side_effect_tasks_are_held_and_errors_counted_not_raised() -> None:
+    from prometheus_client import REGISTRY
+
+    class SyncSideEffect(SideEffect):
+        def __init__(self) -> None:
+            self.seen: list[list[int]] = []
+
+        def run(self, query: Q, selected: Sequence[C], non_selected: Sequence[C]) -> None:
+            self.seen.append(ids(selected))
+
+    class ExplodingSideEffect(SideEffect):
+        async def run(self, query: Q, selected: Sequence[C], non_selected: Sequence[C]) -> None:
+            raise RuntimeError("kafka down")
+
+    class SideEffectPipeline(CandidatePipeline):
+        pass
+
+    labels = {
+        "pipeline": "SideEffectPipeline",
+        "stage": "side_effect",
+        "component": "ExplodingSideEffect",
+        "kind": "error",
+    }
+    before = REGISTRY.get_sample_value("foryou_pipeline_component_errors_total", labels) or 0.0
+    sync_se, gate = SyncSideEffect(), Recorder(delay=0.05)
+    p = SideEffectPipeline(
+        sources=[ListSource([4])], side_effects=[sync_se, ExplodingSideEffect(), gate], result_size=1
+    )
+
+    async def go() -> tuple[int, bool]:
+        await p.execute(Q())
+        pending = p.pending_side_effects  # launched, referenced, not awaited by execute
+        return pending, await p.drain_side_effects()
+
+    assert asyncio.run(go()) == (3, True)
+    assert p.pending_side_effects == 0
+    assert sync_se.seen == [[4]] and gate.seen == [[4]]
+    after = REGISTRY.get_sample_value("foryou_pipeline_component_errors_total", labels)
+    assert after == before + 1

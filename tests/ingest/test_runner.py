@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from foryou import user_state as us
-from foryou.ingest.runner import AsyncIngestService, run_ingesters
+from foryou.ingest.runner import AsyncIngestService, run_ingesters, wait_caught_up
 from foryou.kafka import make_producer
 from foryou.settings import Settings
 from protos import events_pb2 as ev
@@ -57,10 +57,7 @@ def test_run_ingesters_until_stopped_then_async_service(settings: Settings) -> N
         svc = AsyncIngestService(settings)
         await svc.start()
         try:
-            for _ in range(300):
-                if svc.caught_up():
-                    break
-                await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(wait_caught_up, svc, 30.0)
             assert svc.caught_up()
             assert us.mget_posts(r, [post.post_id], p) == [post]
             assert svc.service.stats()["social-graph"].applied == 0  # nothing replayed

@@ -1,0 +1,171 @@
+"""Transport-free retrieval: user tower over the user's history (given, or read from Redis), then
+top-k inner-product search of the live post index, excluding the user's own posts and given ids.
+
+Index updates (the live `posts` consumer) and model reloads go through one update lock; a reload
+embeds every current post with the new candidate tower into a fresh index and swaps it in
+atomically, so searches never see a gap (they keep using the old index until the swap)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+import torch
+from prometheus_client import Counter, Histogram
+
+from foryou import user_state
+from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
+from phoenix.retrieval.index import IndexConfig, PostIndex
+from phoenix.retrieval.model import TwoTowerModel, load_two_tower
+from protos import phoenix_pb2
+
+log = logging.getLogger(__name__)
+
+REDIS_ERRORS = Counter("phoenix_retrieval_history_read_errors", "History reads from Redis that failed")
+RETRIEVE_SECONDS = Histogram(
+    "phoenix_retrieval_retrieve_seconds",
+    "Retrieve latency (user tower + search)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+
+
+@dataclass(slots=True)
+class RetrievalHandlerConfig:
+    default_top_k: int = 1_000
+    max_top_k: int = 10_000
+    embed_batch_size: int = 8_192
+    index: IndexConfig = field(default_factory=IndexConfig)
+
+
+class RetrievalHandler:
+    def __init__(
+        self,
+        model: TwoTowerModel,
+        model_version: str,
+        redis_client: redis.Redis | None = None,
+        redis_prefix: str = user_state.DEFAULT_PREFIX,
+        config: RetrievalHandlerConfig | None = None,
+    ) -> None:
+        self.config = config or RetrievalHandlerConfig()
+        self.redis = redis_client
+        self.redis_prefix = redis_prefix
+        # (model, version, index) swapped as one tuple: a search sees the old or the new triple
+        self._state: tuple[TwoTowerModel, str, PostIndex] = (
+            model.eval(),
+            model_version,
+            PostIndex(model.cfg.dim, self.config.index),
+        )
+        self._update_lock = threading.Lock()
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, **kw: Any) -> RetrievalHandler:
+        model, meta = load_two_tower(model_dir)
+        return cls(model, str(meta["model_version"]), **kw)
+
+    @property
+    def model_version(self) -> str:
+        return self._state[1]
+
+    @property
+    def index(self) -> PostIndex:
+        return self._state[2]
+
+    # --- index maintenance (called by the live updater) ---
+
+    def add_posts(self, post_ids: np.ndarray, author_ids: np.ndarray) -> int:
+        post_ids, author_ids = np.asarray(post_ids, np.int64), np.asarray(author_ids, np.int64)
+        with self._update_lock:
+            model, _, index = self._state
+            new = np.array([p not in index for p in post_ids.tolist()], dtype=bool)
+            if not new.any():
+                return 0
+            vecs = model.embed_posts(post_ids[new], author_ids[new], self.config.embed_batch_size)
+            return index.add(post_ids[new], author_ids[new], vecs)
+
+    def remove_posts(self, post_ids: Any) -> int:
+        with self._update_lock:
+            return self._state[2].remove(post_ids)
+
+    def evict(self, now_ms: int | None = None) -> int:
+        with self._update_lock:
+            return self._state[2].evict(int(time.time() * 1000) if now_ms is None else now_ms)
+
+    def reload(self, model_dir: str | Path) -> str:
+        """Load a new checkpoint, re-embed every indexed post, swap model and index together."""
+        model, meta = load_two_tower(model_dir)
+        with self._update_lock:
+            posts, authors = self._state[2].live_posts()
+            fresh = PostIndex(model.cfg.dim, self.config.index, capacity_hint=len(posts))
+            if len(posts):
+                fresh.add(posts, authors, model.embed_posts(posts, authors, self.config.embed_batch_size))
+            self._state = (model.eval(), str(meta["model_version"]), fresh)
+        log.info("retrieval model reloaded", extra={"model_version": self.model_version, "posts": len(posts)})
+        return self.model_version
+
+    # --- serving ---
+
+    def read_history(self, user_id: int) -> np.ndarray:
+        """The user's action sequence from Redis; empty (and counted) when Redis is unavailable."""
+        if self.redis is None:
+            return user_state.empty_sequence()
+        try:
+            return user_state.read_action_sequence(self.redis, user_id, self.redis_prefix)
+        except (redis.RedisError, ValueError) as e:
+            REDIS_ERRORS.inc()
+            log.warning("history read failed; retrieving without history", extra={"error": str(e)})
+            return user_state.empty_sequence()
+
+    def user_vector(self, model: TwoTowerModel, user_id: int, history: np.ndarray) -> np.ndarray:
+        h = HistoryArrays.single(
+            user_id,
+            history["post_id"],
+            history["author_id"],
+            history["action_mask"],
+            history["product_surface"],
+            history["dwell_ms"],
+            model.cfg.trunk.history_len,
+        )
+        empty = CandidateArrays(*(np.zeros((1, 1), np.int64) for _ in range(3)))
+        with torch.no_grad():
+            return model.user_embed(build_batch(model.cfg.hash_config, h, empty))[0].numpy()
+
+    def retrieve(
+        self,
+        user_id: int,
+        history: np.ndarray | None = None,
+        top_k: int | None = None,
+        exclude_post_ids: Any = (),
+    ) -> list[tuple[int, int, float]]:
+        """(post_id, author_id, score), best first. `history`: SEQ_DTYPE array (oldest first) or
+        None to read it from Redis. Raises ValueError on bad input."""
+        if user_id <= 0:
+            raise ValueError("user_id must be positive")
+        k = top_k or self.config.default_top_k
+        if k > self.config.max_top_k:
+            raise ValueError(f"top_k {k} exceeds the maximum {self.config.max_top_k}")
+        t0 = time.perf_counter()
+        model, _, index = self._state
+        seq = self.read_history(user_id) if history is None else history
+        q = self.user_vector(model, user_id, seq)
+        out = index.search(q, k, exclude_post_ids=exclude_post_ids, exclude_author_id=user_id)
+        RETRIEVE_SECONDS.observe(time.perf_counter() - t0)
+        return out
+
+    def handle(self, request: phoenix_pb2.RetrieveRequest) -> phoenix_pb2.RetrieveResponse:
+        """Proto in, proto out (the in-process client and the servicer both use this)."""
+        history = (
+            user_state.action_sequence_from_proto(request.action_sequence)
+            if request.HasField("action_sequence")
+            else None
+        )
+        res = self.retrieve(request.user_id, history, request.top_k or None, request.exclude_post_ids)
+        return phoenix_pb2.RetrieveResponse(
+            candidates=[phoenix_pb2.RetrievedCandidate(post_id=p, author_id=a, score=s) for p, a, s in res],
+            model_version=self.model_version,
+        )

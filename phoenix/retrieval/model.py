@@ -1,0 +1,171 @@
+"""Two-tower retrieval model (reference §2.1.3, checklist 34-35).
+
+User tower: the ranker's own token builder and transformer trunk over [user] + history (no
+candidates), attention bidirectional over valid tokens, masked mean-pool, L2-normalised.
+Candidate tower: post + author hash embeddings -> Linear -> SiLU -> Linear -> L2-normalised.
+Both towers share one hash embedding table (the ranker's `HashEmbeddingTable`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from phoenix.hashing import HashConfig
+from phoenix.ranker.checkpoint import save_tensors
+from phoenix.ranker.config import RankerConfig
+from phoenix.ranker.model import (
+    ContextTokenBuilder,
+    HashEmbeddingTable,
+    RankerBatch,
+    Transformer,
+    context_positions,
+)
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+FORMAT = "phoenix-retrieval/1"
+
+
+@dataclass(slots=True)
+class TwoTowerConfig:
+    """`trunk` = the ranker architecture used by the user tower (and the hash table sizes)."""
+
+    trunk: RankerConfig = dataclasses.field(default_factory=lambda: RankerConfig(num_layers=2))
+    cand_hidden: int = 256
+    init_temperature: float = 0.1
+    min_temperature: float = 0.01
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> TwoTowerConfig:
+        base: dict[str, Any] = dict(trunk=RankerConfig.tiny(), cand_hidden=32)
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def dim(self) -> int:
+        return self.trunk.emb_size
+
+    @property
+    def hash_config(self) -> HashConfig:
+        return self.trunk.hash_config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TwoTowerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known and k != "trunk"}
+        return cls(trunk=RankerConfig.from_dict(d.get("trunk", {})), **kw)
+
+
+class TwoTowerModel(nn.Module):
+    def __init__(self, cfg: TwoTowerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        t = cfg.trunk
+        self.table = HashEmbeddingTable(t)
+        self.context_tokens = ContextTokenBuilder(t)
+        self.trunk = Transformer(t)
+        self.cand_mlp = nn.Sequential(
+            nn.Linear(4 * t.emb_table_width, cfg.cand_hidden),
+            nn.SiLU(),
+            nn.Linear(cfg.cand_hidden, t.emb_size),
+        )
+        # learned temperature (log-parameterised, floored at min_temperature)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self.log_temperature.exp().clamp_min(self.cfg.min_temperature)
+
+    def user_embed(self, b: RankerBatch) -> torch.Tensor:
+        """[B, D] unit vectors from the user + history half of `b` (candidates are ignored)."""
+        x = self.context_tokens(self.table, b)
+        valid = b.context_valid
+        # a user without id or history: let the (zero) user token stand in so pooling is defined
+        valid = valid.clone()
+        valid[:, 0] |= ~valid.any(dim=1)
+        eye = torch.eye(x.shape[1], dtype=torch.bool, device=x.device)
+        mask = valid.unsqueeze(1) | eye.unsqueeze(0)
+        h = self.trunk(x, mask, context_positions(valid, self.cfg.trunk.history_len))
+        w = valid.to(h.dtype).unsqueeze(-1)
+        pooled = (h * w).sum(1) / w.sum(1)
+        return F.normalize(pooled, dim=-1)
+
+    def candidate_embed(self, post_rows: torch.Tensor, author_rows: torch.Tensor) -> torch.Tensor:
+        """post/author hashed rows [..., 2] -> [..., D] unit vectors."""
+        e = self.table(torch.cat([post_rows, author_rows], dim=-1))
+        return F.normalize(self.cand_mlp(e), dim=-1)
+
+    @torch.no_grad()
+    def embed_posts(
+        self, post_ids: np.ndarray, author_ids: np.ndarray, batch_size: int = 65_536
+    ) -> np.ndarray:
+        """Raw ids -> float32 [N, D] candidate vectors (the index's input)."""
+        hc = self.cfg.hash_config
+        post_ids, author_ids = np.asarray(post_ids, np.int64), np.asarray(author_ids, np.int64)
+        out = np.empty((len(post_ids), self.cfg.dim), dtype=np.float32)
+        for s in range(0, len(post_ids), batch_size):
+            p = torch.from_numpy(hc.rows(post_ids[s : s + batch_size], "post"))
+            a = torch.from_numpy(hc.rows(author_ids[s : s + batch_size], "author"))
+            out[s : s + len(p)] = self.candidate_embed(p, a).float().numpy()
+        return out
+
+
+def model_version_of(state: dict[str, torch.Tensor], step: int) -> str:
+    h = hashlib.sha1()
+    for k in sorted(state)[:8]:
+        h.update(state[k].detach().float().flatten()[:256].numpy().tobytes())
+    return f"retrieval-{step}-{h.hexdigest()[:10]}"
+
+
+def save_two_tower(
+    out_dir: str | Path, model: TwoTowerModel, step: int = 0, extra: dict[str, Any] | None = None
+) -> str:
+    """model.safetensors, then config.json last (its presence marks a complete checkpoint)."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    version = model_version_of(state, step)
+    save_tensors(d / MODEL_FILE, state)
+    meta = {
+        "format": FORMAT,
+        "model_version": version,
+        "step": step,
+        "saved_at_ms": int(time.time() * 1000),
+        "model": model.cfg.to_dict(),
+        "hash_tables": model.cfg.hash_config.to_dict(),
+        **(extra or {}),
+    }
+    tmp = d / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, d / CONFIG_FILE)
+    return version
+
+
+def load_two_tower(model_dir: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
+    """safetensors + JSON only: nothing is unpickled."""
+    p = Path(model_dir) / CONFIG_FILE
+    if not p.exists():
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE} (not a retrieval checkpoint)")
+    meta = json.loads(p.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{model_dir}: unsupported checkpoint format {meta.get('format')!r}")
+    model = TwoTowerModel(TwoTowerConfig.from_dict(meta["model"]))
+    model.load_state_dict(load_file(str(Path(model_dir) / MODEL_FILE)), strict=True)
+    model.eval()
+    return model, meta

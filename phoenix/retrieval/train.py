@@ -1,0 +1,299 @@
+"""Two-tower training (reference §2.3, checklist 36): sampled softmax over in-batch positives of
+other users plus random global negatives from the corpus, log-Q corrected for popularity, with a
+learned temperature. Held-out = the most recent impressions by time; metrics = recall@k of held-out
+positive engagements vs a popularity baseline and random."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from phoenix.ranker.data import (
+    ImpressionTable,
+    Requests,
+    build_requests,
+    impressions_from_log,
+    make_batch,
+    read_log,
+    resolve_logs,
+)
+from phoenix.ranker.optim import RowwiseAdagrad
+from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
+
+log = logging.getLogger(__name__)
+
+POSITIVE_ACTIONS = (1, 4, 5, 6, 11, 13, 14, 21, 29, 30, 37)
+NEGATIVE_ACTIONS = (16, 17, 23, 25)
+
+
+def _mask_of(actions: tuple[int, ...]) -> np.uint64:
+    return np.uint64(sum(1 << a for a in actions))
+
+
+POSITIVE_MASK = _mask_of(POSITIVE_ACTIONS)
+NEGATIVE_MASK = _mask_of(NEGATIVE_ACTIONS)
+
+
+def is_positive(action_mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(action_mask, dtype=np.uint64)
+    return ((m & POSITIVE_MASK) != 0) & ((m & NEGATIVE_MASK) == 0)
+
+
+@dataclass(slots=True)
+class RetrievalTrainConfig:
+    model: TwoTowerConfig = dataclasses.field(default_factory=TwoTowerConfig)
+    seed: int = 0
+    epochs: float = 3.0
+    max_steps: int = 0  # 0 = derived from epochs
+    max_seconds: float = 0.0  # 0 = no wall-clock cap
+    batch_size: int = 256
+    num_global_negatives: int = 512
+    lr: float = 1e-2
+    embedding_lr: float = 0.2
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    eval_fraction: float = 0.15
+    eval_max_users: int = 2_000
+    ks: tuple[int, ...] = (100, 1000)
+    num_threads: int = 0
+    progress: bool = True
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> RetrievalTrainConfig:
+        base: dict[str, Any] = dict(model=TwoTowerConfig.tiny(), batch_size=64, num_global_negatives=128)
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Corpus:
+    """Every retrievable post (id, author) and its training-positive count (for log-Q and the
+    popularity baseline)."""
+
+    post_ids: np.ndarray
+    author_ids: np.ndarray
+    pos_count: np.ndarray
+
+    def index_of(self, post_ids: np.ndarray) -> np.ndarray:
+        order = np.argsort(self.post_ids)
+        pos = np.searchsorted(self.post_ids, post_ids, sorter=order)
+        return order[np.clip(pos, 0, len(order) - 1)]
+
+
+def _corpus(t: ImpressionTable, world_posts: Path | None, train_pos: np.ndarray) -> Corpus:
+    if world_posts is not None and world_posts.exists():
+        df = pl.read_parquet(world_posts, columns=["post_id", "author_id"])
+    else:
+        df = pl.DataFrame({"post_id": t.post_id, "author_id": t.author_id})
+    df = df.unique("post_id").sort("post_id")
+    post_ids, author_ids = df["post_id"].to_numpy(), df["author_id"].to_numpy()
+    c = Corpus(post_ids, author_ids, np.zeros(len(post_ids), dtype=np.int64))
+    idx = c.index_of(t.post_id[train_pos])
+    c.pos_count = np.bincount(idx, minlength=len(post_ids))
+    return c
+
+
+def _eval_requests(t: ImpressionTable, history_len: int) -> tuple[Requests, np.ndarray, list[np.ndarray]]:
+    """One request per user with held-out positives: history = the user's training impressions
+    (most recent `history_len`), no candidates. Returns (requests, user ids, held-out post ids)."""
+    n = len(t)
+    new_user = np.r_[True, t.user_id[1:] != t.user_id[:-1]]
+    starts = np.flatnonzero(new_user)
+    ends = np.r_[starts[1:], n]
+    rs, re_, users, targets = [], [], [], []
+    pos = is_positive(t.action_mask)
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        ev = t.is_eval[s:e]
+        held = t.post_id[s:e][ev & pos[s:e]]
+        if len(held) == 0:
+            continue
+        first_eval = s + int(np.argmax(ev))
+        rs.append(max(s, first_eval - history_len))
+        re_.append(first_eval)
+        users.append(t.user_id[s])
+        targets.append(np.unique(held))
+    hs, he = np.array(rs, dtype=np.int64), np.array(re_, dtype=np.int64)
+    req = Requests(he, he, hs, he, np.ones(len(he), dtype=bool))
+    return req, np.array(users, dtype=np.int64), targets
+
+
+def _recall(
+    scores: np.ndarray, targets: list[np.ndarray], corpus: Corpus, seen: list[np.ndarray], ks: tuple[int, ...]
+) -> dict[str, float]:
+    """scores [U, N] over the corpus; seen posts are excluded; recall averaged over positives."""
+    hits = {k: 0 for k in ks}
+    total = 0
+    kmax = min(max(ks), scores.shape[1])
+    for u in range(scores.shape[0]):
+        s = scores[u].copy()
+        if len(seen[u]):
+            s[corpus.index_of(seen[u])] = -np.inf
+        top = np.argpartition(-s, kmax - 1)[:kmax]
+        top = top[np.argsort(-s[top], kind="stable")]
+        tgt = corpus.index_of(targets[u])
+        total += len(tgt)
+        for k in ks:
+            hits[k] += int(np.isin(tgt, top[:k]).sum())
+    return {f"recall@{k}": hits[k] / max(total, 1) for k in ks}
+
+
+@torch.no_grad()
+def evaluate(
+    model: TwoTowerModel, t: ImpressionTable, corpus: Corpus, cfg: RetrievalTrainConfig
+) -> dict[str, Any]:
+    model.eval()
+    req, users, targets = _eval_requests(t, cfg.model.trunk.history_len)
+    if len(users) > cfg.eval_max_users:
+        keep = np.random.default_rng(cfg.seed).choice(len(users), cfg.eval_max_users, replace=False)
+        keep.sort()
+        req, users, targets = req.subset(keep), users[keep], [targets[i] for i in keep]
+    seen = [np.unique(t.post_id[s:e]) for s, e in zip(req.hist_start, req.hist_end, strict=True)]
+    cand = torch.from_numpy(model.embed_posts(corpus.post_ids, corpus.author_ids))
+    out: dict[str, Any] = {"eval_users": int(len(users)), "eval_positives": int(sum(len(x) for x in targets))}
+    model_scores = []
+    for s in range(0, len(users), 256):
+        rows = np.arange(s, min(s + 256, len(users)))
+        b = make_batch(t, req, rows).batch
+        model_scores.append((model.user_embed(b) @ cand.T).numpy())
+    if model_scores:
+        out["model"] = _recall(np.concatenate(model_scores), targets, corpus, seen, cfg.ks)
+        pop = np.broadcast_to(corpus.pos_count.astype(np.float64), (len(users), len(corpus.post_ids)))
+        out["popularity"] = _recall(np.array(pop), targets, corpus, seen, cfg.ks)
+    n = len(corpus.post_ids)
+    out["random"] = {f"recall@{k}": min(1.0, k / n) for k in cfg.ks}
+    out["corpus_posts"] = int(n)
+    model.train()
+    return out
+
+
+def train_retrieval(
+    logs_path: str | Path, out_dir: str | Path, config: RetrievalTrainConfig | None = None
+) -> dict[str, Any]:
+    """Train from an engagement-log Parquet file or a world directory; writes the checkpoint
+    (config.json + model.safetensors) and metrics.json into `out_dir`; returns the metrics."""
+    cfg = config or RetrievalTrainConfig()
+    t_start = time.monotonic()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    eng_path, _ = resolve_logs(logs_path)
+    world_posts = Path(logs_path) / "posts.parquet" if Path(logs_path).is_dir() else None
+    hc = cfg.model.hash_config
+    t = ImpressionTable.build(impressions_from_log(read_log(eng_path)), hc, cfg.eval_fraction)
+    hist_len = cfg.model.trunk.history_len
+    # one request per impression: history = that user's impressions strictly before it
+    req = build_requests(t, hist_len, 1, session_gap_ms=0)
+    pos = is_positive(t.action_mask)
+    train_req = req.subset(pos[req.cand_start] & ~req.is_eval)
+    if len(train_req) == 0:
+        raise ValueError(f"{logs_path}: no positive engagements in the training period")
+    corpus = _corpus(t, world_posts, pos & ~t.is_eval)
+    n_corpus = len(corpus.post_ids)
+    # log-Q: in-batch candidates are drawn in proportion to their positive count
+    q_post = (corpus.pos_count + 1.0) / (corpus.pos_count.sum() + n_corpus)
+    corpus_post_rows = torch.from_numpy(hc.rows(corpus.post_ids, "post"))
+    corpus_author_rows = torch.from_numpy(hc.rows(corpus.author_ids, "author"))
+    train_q = torch.from_numpy(q_post[corpus.index_of(t.post_id[train_req.cand_start])]).float()
+
+    model = TwoTowerModel(cfg.model)
+    model.train()
+    dense = [p for n, p in model.named_parameters() if not n.startswith("table.")]
+    opt = torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    emb_opt = RowwiseAdagrad(model.table.table.weight, lr=cfg.embedding_lr)
+    steps_per_epoch = max(1, len(train_req) // cfg.batch_size)
+    total_steps = cfg.max_steps or max(1, int(cfg.epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.1)
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    losses: list[float] = []
+    step = 0
+    m = cfg.num_global_negatives
+    log_q_global = float(np.log(max(m, 1) / n_corpus))
+    with Progress(
+        TextColumn("retrieval"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        disable=not cfg.progress,
+    ) as bar:
+        task = bar.add_task("train", total=total_steps, loss="-")
+        while step < total_steps:
+            order = rng.permutation(len(train_req))
+            n_full = max(1, len(order) // cfg.batch_size)
+            for s in range(0, n_full * cfg.batch_size, cfg.batch_size):
+                if step >= total_steps or (cfg.max_seconds and time.monotonic() - t_start > cfg.max_seconds):
+                    total_steps = step
+                    break
+                rows = order[s : s + cfg.batch_size]
+                b = make_batch(t, train_req, rows).batch
+                u = model.user_embed(b)
+                c_pos = model.candidate_embed(b.cand_post_rows[:, 0], b.cand_author_rows[:, 0])
+                neg = torch.from_numpy(rng.integers(0, n_corpus, size=m))
+                c_neg = model.candidate_embed(corpus_post_rows[neg], corpus_author_rows[neg])
+                temp = model.temperature
+                logits_in = (u @ c_pos.T) / temp - torch.log(train_q[rows] * len(rows)).unsqueeze(0)
+                # the same post as the row's positive elsewhere in the batch is not a negative
+                pid = torch.from_numpy(t.post_id[train_req.cand_start[rows]])
+                dup = (pid.unsqueeze(0) == pid.unsqueeze(1)) & ~torch.eye(len(rows), dtype=torch.bool)
+                logits_in = logits_in.masked_fill(dup, float("-inf"))
+                logits_g = (u @ c_neg.T) / temp - log_q_global
+                logits_g = logits_g.masked_fill(
+                    torch.from_numpy(corpus.post_ids[neg.numpy()]).unsqueeze(0) == pid.unsqueeze(1),
+                    float("-inf"),
+                )
+                logits = torch.cat([logits_in, logits_g], dim=1)
+                loss = F.cross_entropy(logits, torch.arange(len(rows)))
+                opt.zero_grad()
+                emb_opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(dense, cfg.grad_clip)
+                opt.step()
+                emb_opt.step()
+                if step < total_steps - 1:
+                    sched.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                bar.update(task, advance=1, loss=f"{np.mean(losses[-20:]):.3f}")
+
+    train_seconds = time.monotonic() - t_start
+    metrics = evaluate(model, t, corpus, cfg)
+    metrics.update(
+        steps=step,
+        train_examples=int(len(train_req)),
+        final_loss=float(np.mean(losses[-20:])) if losses else None,
+        temperature=float(model.temperature.detach()),
+        train_seconds=round(train_seconds, 2),
+        total_seconds=round(time.monotonic() - t_start, 2),
+        config=_jsonable(cfg.to_dict()),
+    )
+    out = Path(out_dir)
+    version = save_two_tower(
+        out, model, step, extra={"train_metrics": {k: metrics.get(k) for k in ("model", "popularity")}}
+    )
+    metrics["model_version"] = version
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info("retrieval trained", extra={"model_version": version, "model": metrics.get("model")})
+    return metrics
+
+
+def _jsonable(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _jsonable(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_jsonable(v) for v in d]
+    return d
