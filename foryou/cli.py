@@ -331,8 +331,10 @@ def replay(
 def demo(
     ctx: typer.Context,
     preset: Annotated[str, typer.Option(help="World size: demo | tiny")] = "demo",
-    tiny_model: Annotated[bool, typer.Option(help="Tiny ranker (smoke runs)")] = False,
+    tiny_model: Annotated[bool, typer.Option(help="Tiny ranker and retrieval models (smoke runs)")] = False,
     ranker_max_steps: Annotated[int, typer.Option(help="0 = one epoch")] = 0,
+    retrieval_max_steps: Annotated[int, typer.Option(help="0 = one epoch")] = 0,
+    retrieval: Annotated[bool, typer.Option(help="Out-of-network retrieval (two-tower + FAISS)")] = True,
 ) -> None:
     """The main job: embedded Kafka + Redis, synthetic world, ingestion, training, serving, three feeds."""
     from foryou.demo import DemoConfig, run_demo
@@ -340,9 +342,14 @@ def demo(
 
     settings = _settings(ctx)
     setup_logging("WARNING", json_lines=False)
-    result = run_demo(
-        settings, console, DemoConfig(preset=preset, tiny_model=tiny_model, ranker_max_steps=ranker_max_steps)
+    config = DemoConfig(
+        preset=preset,
+        tiny_model=tiny_model,
+        ranker_max_steps=ranker_max_steps,
+        retrieval_max_steps=retrieval_max_steps,
+        retrieval=retrieval,
     )
+    result = run_demo(settings, console, config)
     if not all(result["feeds"].values()) or not result["feeds"]:  # type: ignore[union-attr]
         raise typer.Exit(1)
 
@@ -351,14 +358,16 @@ def demo(
 def up(
     ctx: typer.Context,
     preset: Annotated[str, typer.Option(help="World size: demo | tiny")] = "demo",
-    tiny_model: Annotated[bool, typer.Option(help="Tiny ranker")] = False,
+    tiny_model: Annotated[bool, typer.Option(help="Tiny ranker and retrieval models")] = False,
+    retrieval: Annotated[bool, typer.Option(help="Out-of-network retrieval (two-tower + FAISS)")] = True,
 ) -> None:
     """The demo's services kept running in the foreground until Ctrl-C (embedded infra, world, models)."""
     from foryou.demo import DemoConfig, run_demo
     from foryou.logs import setup_logging
 
     setup_logging("WARNING", json_lines=False)
-    run_demo(_settings(ctx), console, DemoConfig(preset=preset, tiny_model=tiny_model), hold=True)
+    config = DemoConfig(preset=preset, tiny_model=tiny_model, retrieval=retrieval)
+    run_demo(_settings(ctx), console, config, hold=True)
 
 
 @app.command()

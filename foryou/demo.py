@@ -49,6 +49,9 @@ class DemoConfig:
     num_users: int = 3
     ranker_epochs: float = 1.0
     ranker_max_steps: int = 0
+    retrieval_epochs: float = 1.0
+    retrieval_max_steps: int = 0
+    retrieval: bool = True  # False: in-network feeds only (no two-tower model, no FAISS index)
     tiny_model: bool = False
 
 
@@ -104,6 +107,25 @@ def _world(settings: Settings, console: Console, cfg: DemoConfig):  # type: igno
     return world, path
 
 
+def _cached_checkpoint(
+    settings: Settings, console: Console, kind: str, world_dir: Path, config: dict[str, object], train
+) -> Path:
+    """Train `kind` into data_dir/models/<kind>-<key>, or reuse that directory: the key covers the
+    world (world.json includes now_ms, which the ids depend on) and every training setting."""
+    world_json = json.loads((world_dir / "world.json").read_text())
+    key = hashlib.sha256(json.dumps([world_json, config], sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+    out = Path(settings.data_dir) / "models" / f"{kind}-{key}"
+    if (out / "model.safetensors").exists() and (out / "metrics.json").exists():
+        console.print(f"[bold]{kind}[/bold] reusing cached checkpoint {out}")
+        return out
+    t0 = time.monotonic()
+    train(out)
+    console.print(f"[bold]{kind}[/bold] trained in {time.monotonic() - t0:.0f} s → {out}")
+    return out
+
+
 def _train_ranker(settings: Settings, console: Console, cfg: DemoConfig, world_dir: Path) -> Path:
     from phoenix.ranker.config import RankerConfig, TrainConfig
     from phoenix.ranker.train import train_ranker
@@ -112,20 +134,29 @@ def _train_ranker(settings: Settings, console: Console, cfg: DemoConfig, world_d
     tcfg = TrainConfig(
         model=model, epochs=cfg.ranker_epochs, max_steps=cfg.ranker_max_steps, seed=cfg.seed, eval_every=0
     )
-    world_json = json.loads((world_dir / "world.json").read_text())  # includes now_ms: ids depend on it
-    key = hashlib.sha256(
-        json.dumps([world_json, asdict(cfg), tcfg.to_dict()], sort_keys=True, default=str).encode()
-    ).hexdigest()[:16]
-    out = Path(settings.data_dir) / "models" / f"ranker-{key}"
-    if (out / "model.safetensors").exists() and (out / "metrics.json").exists():
-        console.print(f"[bold]ranker[/bold] reusing cached checkpoint {out}")
-        return out
-    t0 = time.monotonic()
-    metrics = train_ranker(world_dir, out, tcfg)
-    console.print(
-        f"[bold]ranker[/bold] trained in {time.monotonic() - t0:.0f} s → {out} ({len(metrics)} metrics)"
+    return _cached_checkpoint(
+        settings,
+        console,
+        "ranker",
+        world_dir,
+        {"demo": asdict(cfg), "train": tcfg.to_dict()},
+        lambda out: train_ranker(world_dir, out, tcfg),
     )
-    return out
+
+
+def _train_retrieval(settings: Settings, console: Console, cfg: DemoConfig, world_dir: Path) -> Path:
+    from phoenix.retrieval.train import RetrievalTrainConfig, train_retrieval
+
+    make = RetrievalTrainConfig.tiny if cfg.tiny_model else RetrievalTrainConfig
+    tcfg = make(epochs=cfg.retrieval_epochs, max_steps=cfg.retrieval_max_steps, seed=cfg.seed)
+    return _cached_checkpoint(
+        settings,
+        console,
+        "retrieval",
+        world_dir,
+        {"demo": asdict(cfg), "train": tcfg.to_dict()},
+        lambda out: train_retrieval(world_dir, out, tcfg),
+    )
 
 
 def _pick_users(world, n: int) -> list[int]:  # type: ignore[no-untyped-def]
@@ -163,6 +194,16 @@ async def _demo(
         stack.config.ranker_dir = str(
             await asyncio.to_thread(_train_ranker, settings, console, cfg, world_dir)
         )
+        if cfg.retrieval:
+            stack.config.retrieval_dir = str(
+                await asyncio.to_thread(_train_retrieval, settings, console, cfg, world_dir)
+            )
+            with console.status("building the FAISS index from the posts topic…"):
+                await stack.start_retrieval()
+            index = stack.retrieval.handler.index
+            console.print(
+                f"[bold]retrieval[/bold] FAISS {index.kind} index of {len(index):,} posts (posts topic)"
+            )
         await stack.start_serving()
         console.print("[bold]serving[/bold] " + "  ".join(f"{k}={v}" for k, v in stack.addresses.items()))
         if hold:
@@ -193,7 +234,10 @@ def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsRespons
             no_wrap=col != "top action probabilities",
         )
     for c in selected:
-        top = sorted(c.action_probs.items(), key=lambda kv: -kv[1])[:3]
+        # positive-action probabilities only (the map also carries continuous heads like dwell_time)
+        top = sorted(
+            ((k, v) for k, v in c.action_probs.items() if k in SHOWN_ACTIONS), key=lambda kv: -kv[1]
+        )[:3]
         table.add_row(
             str(c.position + 1),
             str(c.post_id),

@@ -63,6 +63,15 @@ class Stack:
         if self.retrieval is not None:
             await self.retrieval.wait_caught_up(timeout_s)
 
+    async def start_retrieval(self, timeout_s: float = 120.0) -> None:
+        """Start retrieval after the fact (the demo trains its model after ingestion started) and
+        wait until its index has replayed the posts topic."""
+        if self.retrieval is None:
+            self.retrieval = await _start_retrieval(self.settings, self.config)
+        if self.retrieval is not None:
+            self.addresses["retrieval"] = self.retrieval.address
+            await self.retrieval.wait_caught_up(timeout_s)
+
     async def start_serving(self) -> None:
         from phoenix.ranker.handler import RankingHandler
         from phoenix.ranker.servicer import serve_ranking

@@ -34,6 +34,8 @@ def test_demo_prints_three_feeds_and_leaves_no_process(tmp_path: Path) -> None:
             "--tiny-model",
             "--ranker-max-steps",
             "20",
+            "--retrieval-max-steps",
+            "20",
         ],
         env=env,
         capture_output=True,
@@ -44,6 +46,9 @@ def test_demo_prints_three_feeds_and_leaves_no_process(tmp_path: Path) -> None:
     feeds = re.findall(r"For You feed of user (\d+) \((\d+) posts", proc.stdout)
     assert len(feeds) == 3
     assert all(int(n) > 0 for _, n in feeds)
+    # both sources reach the feed: Thunder (in-network) and two-tower retrieval over FAISS
+    assert "in-network" in proc.stdout and "out-of-network" in proc.stdout
+    assert "FAISS" in proc.stdout
     assert "removed" in proc.stdout and "demo finished in" in proc.stdout
     assert not (tmp_path / "infra.json").exists()
     # the broker and Redis the demo started (it prints their addresses) are gone
