@@ -76,13 +76,13 @@ def records(lo: int, hi: int, now_s: int, n_posts: int, rng: np.random.Generator
     return out
 
 
-def build_store(n_posts: int, now_s: int, rng: np.random.Generator) -> PostStore:
+def build_store(n_posts: int, now_s: int, rng: np.random.Generator, stream: int) -> PostStore:
     gc.collect()
     rss0 = rss_bytes()
     store = PostStore(capacity=1024)
     t0 = time.perf_counter()
     for lo in range(0, n_posts, 50_000):
-        store.insert(records(lo, min(n_posts, lo + 50_000), now_s, n_posts, rng), now_s=now_s)
+        store.insert(records(lo, min(n_posts, lo + 50_000), now_s, stream, rng), now_s=now_s)
     store.rebuild_snapshot()
     took = time.perf_counter() - t0
     gc.collect()
@@ -130,13 +130,17 @@ async def grpc_bench(store: PostStore, rng: np.random.Generator) -> None:
             lat, n = [], 0
             for q in range(320):
                 fol = rng.integers(1, N_AUTHORS + 1, 1_000).tolist()
+                if q == 20:
+                    c0 = time.process_time()
                 t0 = time.perf_counter()
                 resp = await stub.GetInNetworkPosts(make_request(VIEWER, fol), timeout=5)
                 if q >= 20:
                     lat.append(time.perf_counter() - t0)
                 n = len(resp.posts)
+            cpu_ms = (time.process_time() - c0) / len(lat) * 1000
         print(
-            f"gRPC round trip (same process, 1,200 posts returned), 1,000 followees ({n} posts): {pct(lat)}"
+            f"gRPC round trip (client + server in one process), 1,000 followees ({n} posts): {pct(lat)}"
+            f" | process cpu {cpu_ms:.2f} ms/call"
         )
     finally:
         await server.stop(0.5)
@@ -160,21 +164,59 @@ def broker(tmp: str) -> Iterator[Settings]:
         yield s
 
 
+TEXTS = (
+    "just posted something " * 3,
+    "ça marche très bien 👍",
+    "new video 🎬🔥 check it",
+    "short",
+    "x" * 180,
+)
+
+
+def post_event(i: int, n_events: int, now_ms: int, ids: list[int]) -> tuple[int, ev.PostEvent]:
+    """Event i of the ingest stream: 60% originals (1 in 7 with a video and its duration), 15%
+    reposts, 24% replies (to earlier posts), 1% deletes of earlier posts; texts of 5-180 chars,
+    a third with non-ASCII characters. Returns (author, event)."""
+    a = i % 50_000 + 1
+    ts = now_ms - (n_events - i)
+    pid = make_id(ts, i & 0xFFF)
+    ids.append(pid)
+    k = (i * 7919) % 100
+    earlier = ids[(i * 104_729) % len(ids)]
+    if k == 99:
+        return a, ev.PostEvent(delete=ev.PostDelete(post_id=earlier, author_id=a, deleted_at_ms=ts))
+    post = ev.Post(post_id=pid, author_id=a, created_at=ts // 1000, text=TEXTS[i % len(TEXTS)])
+    if k < 60:
+        if k < 9:
+            post.has_video, post.video_duration_ms = True, 12_000
+    elif k < 75:
+        post.is_retweet, post.source_post_id, post.source_user_id = True, earlier, a % 977 + 1
+    else:
+        post.is_reply, post.in_reply_to_post_id, post.in_reply_to_user_id = True, earlier, a % 977 + 1
+        post.conversation_id = earlier
+    return a, ev.PostEvent(create=post)
+
+
 def ingest_bench(n_events: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, broker(tmp) as settings:
         producer = make_producer(settings, **{"linger.ms": 20})
         now_ms = int(time.time() * 1000)
         topic = settings.topic("posts")
         t0 = time.perf_counter()
+        ids: list[int] = []
+        size = 0
         for i in range(n_events):
-            a = i % 50_000 + 1
-            ts = now_ms - (n_events - i)
-            post = ev.Post(post_id=make_id(ts, i & 0xFFF), author_id=a, created_at=ts // 1000, text="x" * 40)
-            producer.produce(topic, key=str(a).encode(), value=ev.PostEvent(create=post).SerializeToString())
+            a, event = post_event(i, n_events, now_ms, ids)
+            value = event.SerializeToString()
+            size += len(value)
+            producer.produce(topic, key=str(a).encode(), value=value)
             if i % 20_000 == 0:
                 producer.poll(0)
         producer.flush(60)
-        print(f"publish: {n_events:,} PostEvents in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"publish: {n_events:,} PostEvents (mean {size / n_events:.0f} B) in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
 
         async def run() -> None:
             svc = ThunderService(settings, ThunderConfig.default(catchup_max_lag=0))
@@ -182,14 +224,17 @@ def ingest_bench(n_events: int) -> None:
             try:
                 while svc.consumer.stats.consumed == 0:
                     await asyncio.sleep(0.001)
-                t_first = time.perf_counter()
+                t_first, c_first = time.perf_counter(), time.process_time()
+                first = svc.consumer.stats.consumed
                 while svc.consumer.stats.consumed < n_events:
                     await asyncio.sleep(0.005)
-                took = time.perf_counter() - t_first
+                took, cpu = time.perf_counter() - t_first, time.process_time() - c_first
+                n = n_events - first
                 await svc.wait_caught_up(60)
                 print(
                     f"ingest from the real broker (consume + decode + insert, after the first batch): "
-                    f"{n_events:,} events in {took:.2f} s = {n_events / took:,.0f} events/s; "
+                    f"{n:,} events in {took:.2f} s = {n / took:,.0f} events/s wall; process cpu "
+                    f"{cpu / n * 1e6:.2f} us/event (= {n / cpu:,.0f} events per cpu-second); "
                     f"caught up -> SERVING; store holds {svc.store.num_posts:,}"
                 )
             finally:
@@ -212,10 +257,14 @@ def main() -> None:
     print(load())
     rng = np.random.default_rng(0)
     now_s = int(time.time())
-    store = build_store(args.posts, now_s, rng)
+    # the stream is generated for posts + 20k, so the last 20k (inserted later) are the newest
+    store = build_store(args.posts, now_s, rng, args.posts + 20_000)
     lookup_bench(store, now_s, rng)
     # serving state between snapshot folds: the newest 20k posts only in the per-author delta
-    store.insert(records(args.posts, args.posts + 20_000, now_s, args.posts, rng), now_s=now_s)
+    added = store.insert(
+        records(args.posts, args.posts + 20_000, now_s, args.posts + 20_000, rng), now_s=now_s
+    )
+    print(f"+{added:,} posts inserted, {store.delta_size:,} list entries not yet folded into the snapshot")
     lookup_bench(store, now_s, rng, label=" (+20k unfolded inserts)")
     store.rebuild_snapshot()
     asyncio.run(grpc_bench(store, rng))

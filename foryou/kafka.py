@@ -149,10 +149,18 @@ class ConsumerStats:
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
+BatchDecoder = Callable[[list[bytes | None]], tuple[Any, Sequence[tuple[int, str]]]]
+
+
 class BatchConsumer(Generic[T]):
     """Consume in batches, decode each message (malformed -> counted, logged, dead-lettered, skipped),
     hand the decoded batch to `apply`, then commit. Offsets are committed only after `apply` returns,
     so a crash replays rather than loses.
+
+    With `decode_batch` instead of `decode`, the raw values of a whole batch go to one call that
+    returns (payload, [(index of a malformed value, reason), ...]); `apply` then gets that payload
+    (and is not called when every message was malformed). No per-message `Decoded` is built: for
+    high-rate consumers that decode a batch into columns.
 
     With `group_id` the consumer subscribes (committed offsets, rebalancing). With `start="beginning"`
     and no commits (`commit=False`) it assigns every partition from offset 0 — the full-replay mode
@@ -164,22 +172,26 @@ class BatchConsumer(Generic[T]):
         settings: Settings,
         name: str,
         topics: Sequence[str],
-        decode: Callable[[bytes], T],
-        apply: Callable[[list[Decoded[T]]], None],
+        decode: Callable[[bytes], T] | None,
+        apply: Callable[[list[Decoded[T]]], None] | Callable[[Any], None],
         *,
         group_id: str | None = None,
         replay_from_beginning: bool = False,
         batch_size: int | None = None,
         dlq: DeadLetterQueue | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        decode_batch: BatchDecoder | None = None,
     ) -> None:
         if group_id is None and not replay_from_beginning:
             raise ValueError("need a group_id or replay_from_beginning=True")
+        if (decode is None) == (decode_batch is None):
+            raise ValueError("need exactly one of decode and decode_batch")
         self.name = name
         self.topics = list(topics)
         self._settings = settings
         self._decode = decode
-        self._apply = apply
+        self._decode_batch = decode_batch
+        self._apply: Callable[[Any], None] = apply
         self._commit = group_id is not None and not replay_from_beginning
         self._replay = replay_from_beginning
         self._batch_size = batch_size or settings.consumer_batch_size
@@ -213,6 +225,25 @@ class BatchConsumer(Generic[T]):
         if not msgs:
             return 0
         t0 = time.perf_counter()
+        if self._decode_batch is not None:
+            consumed, applied = self._decode_apply_batch(msgs)
+        else:
+            consumed, applied = self._decode_apply(msgs)
+        if consumed and self._commit:
+            self._consumer.commit(asynchronous=False)
+        for t in set(map(Message.topic, msgs)):
+            CONSUMED.labels(self.name, t).inc(consumed)
+            APPLIED.labels(self.name, t).inc(applied)
+        with self._lock:
+            self.stats.consumed += consumed
+            self.stats.applied += applied
+            self.stats.batches += 1
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
+        return consumed
+
+    def _decode_apply(self, msgs: list[Message]) -> tuple[int, int]:
+        """Per-message decode into `Decoded`s, then apply. Returns (consumed, applied)."""
+        assert self._decode is not None
         decoded: list[Decoded[T]] = []
         consumed = 0
         for m in msgs:
@@ -235,17 +266,36 @@ class BatchConsumer(Generic[T]):
             except Exception:
                 self._rewind(msgs)  # nothing applied is skipped: the batch is consumed again
                 raise
-        if consumed and self._commit:
-            self._consumer.commit(asynchronous=False)
-        for t in {m.topic() for m in msgs}:
-            CONSUMED.labels(self.name, t).inc(consumed)
-            APPLIED.labels(self.name, t).inc(len(decoded))
-        with self._lock:
-            self.stats.consumed += consumed
-            self.stats.applied += len(decoded)
-            self.stats.batches += 1
-        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
-        return consumed
+        return consumed, len(decoded)
+
+    def _decode_apply_batch(self, msgs: list[Message]) -> tuple[int, int]:
+        """Raw values of the batch to `decode_batch`, malformed ones to the DLQ, then apply."""
+        assert self._decode_batch is not None
+        errors = list(map(Message.error, msgs))  # C-level loops: no Python step per message
+        ok = msgs
+        if errors.count(None) < len(msgs):
+            ok = [m for m, err in zip(msgs, errors, strict=True) if err is None]
+            for err in errors:
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer %s error: %s", self.name, err)
+        values: list[bytes | None] = list(map(Message.value, ok))
+        if not ok:
+            return 0, 0
+        try:
+            payload, bad = self._decode_batch(values)
+        except Exception:
+            self._rewind(msgs)  # a decoder bug, not bad data: retry rather than skip
+            raise
+        for i, reason in bad:  # malformed: set aside, never crash
+            self._dead_letter(ok[i], f"decode: {reason}")
+        applied = len(ok) - len(bad)
+        if applied:
+            try:
+                self._apply(payload)
+            except Exception:
+                self._rewind(msgs)
+                raise
+        return len(ok), applied
 
     def _rewind(self, msgs: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}

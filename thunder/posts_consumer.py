@@ -6,19 +6,28 @@ start rebuilds the store from the topic, as the reference's fresh-group replay d
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from foryou.kafka import BatchConsumer, Decoded
+from foryou.kafka import BatchConsumer, BatchDecoder
 from foryou.settings import Settings
 from protos import events_pb2 as ev
 from thunder.replay_start import retention_start_offsets
+
+# librdkafka fetch settings for replay throughput: bigger fetches and a deeper prefetch queue,
+# so consume() rarely waits on the broker (posts events are ~60-300 B)
+FETCH_OVERRIDES: dict[str, Any] = {
+    "fetch.min.bytes": 1_000_000,
+    "fetch.wait.max.ms": 20,
+    "queued.min.messages": 500_000,
+}
 
 
 class PostsConsumer(BatchConsumer[ev.PostEvent]):
     def __init__(
         self,
         settings: Settings,
-        decode: Callable[[bytes], ev.PostEvent],
-        apply: Callable[[list[Decoded[ev.PostEvent]]], None],
+        decode_batch: BatchDecoder,
+        apply: Callable[[Any], None],
         retention_s: int,
         group_id: str,
         batch_size: int | None = None,
@@ -29,10 +38,12 @@ class PostsConsumer(BatchConsumer[ev.PostEvent]):
             settings,
             "thunder",
             [settings.topic(settings.posts_topic)],
-            decode,
+            None,
             apply,
             group_id=group_id,
             batch_size=batch_size,
+            decode_batch=decode_batch,
+            consumer_overrides=FETCH_OVERRIDES,
         )
         self.retention_s = retention_s
         self.group_id = group_id

@@ -15,7 +15,7 @@ from protos import thunder_pb2_grpc
 from thunder import metrics
 from thunder.config import ThunderConfig
 from thunder.handler import InNetworkPostsHandler
-from thunder.ingest import PostEventApplier, decode_post_event
+from thunder.ingest import PostEventApplier, decode_post_events
 from thunder.posts_consumer import PostsConsumer
 from thunder.servicer import SERVICE_NAME, InNetworkPostsServicer
 from thunder.store import PostStore
@@ -36,7 +36,7 @@ class ThunderService:
         # a fresh group per start: the store is rebuilt by replaying the retained topic (reference)
         self.consumer = PostsConsumer(
             settings,
-            decode_post_event,
+            decode_post_events,
             PostEventApplier(self.store),
             retention_s=self.config.store.retention_s,
             group_id=f"{self.config.group_id}-{uuid.uuid4().hex[:8]}",

@@ -121,7 +121,8 @@ def _random_post(rng: random.Random, pid: int, now: int, known: list[int]) -> Po
     kind = rng.random()
     if kind < 0.5 or not known:
         return PostRecord(pid, author, created, has_video=rng.random() < 0.3)
-    parent = rng.choice(known)
+    # mostly an earlier post; sometimes one that arrives later (same batch or after)
+    parent = rng.choice(known) if rng.random() < 0.8 else pid + rng.randint(1, 30)
     if kind < 0.7:
         return PostRecord(
             pid, author, created, is_retweet=True, source_post_id=parent, source_user_id=rng.randint(1, 12)
@@ -132,6 +133,8 @@ def _random_post(rng: random.Random, pid: int, now: int, known: list[int]) -> Po
         author,
         created,
         is_reply=True,
+        is_retweet=rng.random() < 0.1,  # both flags: reply rule and self-repost rule apply
+        source_user_id=rng.randint(1, 12),
         in_reply_to_post_id=parent,
         in_reply_to_user_id=rng.randint(1, 12),
         conversation_id=conv,

@@ -214,3 +214,40 @@ def test_applier_video_needs_5_seconds_and_created_at_falls_back_to_the_snowflak
     rec = s.get(no_time)
     assert rec is not None and rec.created_at == (now_ms - 1000) // 1000
     assert s.get_posts(VIEWER, [10]).post_ids == [no_time, long_, short]
+
+
+def test_reply_parent_facts_follow_the_parent_through_folds_trims_and_row_reuse() -> None:
+    """A folded reply entry remembers its parent's row; once the parent is deleted and its row is
+    recycled for an unrelated original, the reply must still be dropped."""
+    s = PostStore(StoreConfig(retention_s=1000))
+    s.insert([post(1, 20, 200), post(2, 10, 100, is_reply=True, in_reply_to_post_id=1)], now_s=NOW)
+    s.rebuild_snapshot()
+    assert ids(s, [10]) == [2]
+    s.delete([(1, NOW)])
+    assert ids(s, [10]) == []
+    s.trim(now_s=NOW)  # the parent's row waits in quarantine
+    s.trim(now_s=NOW)  # ... and is free now
+    s.insert([post(3, 30, 50)], now_s=NOW)  # reuses the parent's row
+    s.rebuild_snapshot()
+    assert s.get(3) is not None and s._n == 2
+    assert ids(s, [10, 30]) == [3]
+    # the parent id never comes back (tombstone), so the reply stays out after more trims
+    s.trim(now_s=NOW)
+    assert ids(s, [10, 30]) == [3]
+
+
+def test_reply_that_is_also_a_repost() -> None:
+    """Both flags: the self-repost check reads the reposted user, the reply rule the replied-to one."""
+    s = PostStore()
+    root = post(1, 20, 500, conversation_id=1)
+    mid = post(2, 21, 400, is_reply=True, in_reply_to_post_id=1, in_reply_to_user_id=20, conversation_id=1)
+    both = dict(is_retweet=True, is_reply=True, in_reply_to_post_id=2, conversation_id=1)
+    followed = post(3, 10, 300, in_reply_to_user_id=21, source_user_id=40, **both)  # type: ignore[arg-type]
+    not_followed = post(4, 10, 200, in_reply_to_user_id=22, source_user_id=40, **both)  # type: ignore[arg-type]
+    own = post(5, 10, 100, in_reply_to_user_id=21, source_user_id=VIEWER, **both)  # type: ignore[arg-type]
+    s.insert([root, mid, followed, not_followed, own], now_s=NOW)
+    want = [3, 2]  # 2: a reply to the root by the followed 21
+    assert ids(s, [10, 21, 40]) == want
+    s.rebuild_snapshot()
+    assert ids(s, [10, 21, 40]) == want
+    assert ids(s, [10, 40]) == []  # the replied-to account (21) is not followed
