@@ -5,7 +5,7 @@ packages provide in-process handlers (their own costs are benchmarked in their a
 adds a simulated model time). Prints p50/p99 sequential and with 4 concurrent clients, and a
 per-stage / per-component breakdown.
 
-    .venv/bin/python bench/feed_bench.py [--requests 100] [--ranker-ms 0]
+    .venv/bin/python bench/feed_bench.py [--requests 100] [--workers 2] [--real-ranker] [--profile]
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from foryou import infra
 from foryou import user_state as us
 from foryou.settings import Settings
 from foryou.snowflake import make_id
-from home_mixer.clients import HomeMixerClients, InProcessThunderClient, RedisUserState
-from home_mixer.service import HomeMixerConfig, HomeMixerService
+from home_mixer.clients import HomeMixerClients, InProcessThunderClient, Predictions, RedisUserState
+from home_mixer.predict_decoder import decode_predict_response
+from home_mixer.service import HomeMixerConfig, HomeMixerService, tune_gc
 from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc, phoenix_pb2
 from thunder.config import ThunderConfig
 from thunder.handler import InNetworkPostsHandler
@@ -58,7 +59,8 @@ class StubRetrieval:
 
 class StubRanker:
     """Random probabilities (64 heads, 8 continuous) per post, pre-serialized; a response is the
-    concatenation of the asked posts' pieces (repeated fields concatenate), parsed like gRPC would.
+    concatenation of the asked posts' pieces (repeated fields concatenate), decoded like the gRPC
+    client does.
     The model's own time is the ranker's budget (docs/perf); `sleep_ms` simulates it."""
 
     def __init__(self, post_ids: list[int], sleep_ms: float) -> None:
@@ -74,11 +76,11 @@ class StubRanker:
             self.pieces[pid] = phoenix_pb2.PredictResponse(predictions=[pred]).SerializeToString()
         self.tail = phoenix_pb2.PredictResponse(model_version="stub").SerializeToString()
 
-    async def predict(self, request: phoenix_pb2.PredictRequest) -> phoenix_pb2.PredictResponse:
+    async def predict(self, request: phoenix_pb2.PredictRequest) -> Predictions:
         if self.sleep_s:
             await asyncio.sleep(self.sleep_s)
         raw = b"".join(self.pieces[c.post_id] for c in request.candidates) + self.tail
-        return phoenix_pb2.PredictResponse.FromString(raw)
+        return decode_predict_response(raw)  # what GrpcRankingClient does with the answer
 
 
 def seed(redis_url: str, prefix: str) -> tuple[PostStore, list[tuple[int, int]], list[int]]:
@@ -273,6 +275,8 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
         Settings(redis_url=redis_url, redis_prefix=prefix), clients, HomeMixerConfig(publish_served=False)
     )
     await svc.start()
+    if not args.no_gc_tuning:
+        tune_gc()  # as `foryou serve home-mixer` does after start-up
     req = home_mixer_pb2.GetScoredPostsRequest(viewer_id=VIEWER)
     # the load runs in its own process so client CPU does not share the server's event loop
     ctx = multiprocessing.get_context("spawn")
@@ -326,6 +330,11 @@ def main() -> None:
     ap.add_argument("--real-ranker", action="store_true", help="phoenix RankingHandler instead of the stub")
     ap.add_argument(
         "--workers", type=int, default=0, help="N>0: N home_mixer processes, dependencies over gRPC"
+    )
+    ap.add_argument(
+        "--no-gc-tuning",
+        action="store_true",
+        help="one process: keep the default gc thresholds (workers always tune)",
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)

@@ -51,6 +51,7 @@ class DemoConfig:
     ranker_max_steps: int = 0
     retrieval_epochs: float = 1.0
     retrieval_max_steps: int = 0
+    retrieval_max_seconds: float = 45.0  # keeps `make demo` within 5 minutes on 2 cores
     retrieval: bool = True  # False: in-network feeds only (no two-tower model, no FAISS index)
     tiny_model: bool = False
 
@@ -139,7 +140,7 @@ def _train_ranker(settings: Settings, console: Console, cfg: DemoConfig, world_d
         console,
         "ranker",
         world_dir,
-        {"demo": asdict(cfg), "train": tcfg.to_dict()},
+        tcfg.to_dict(),
         lambda out: train_ranker(world_dir, out, tcfg),
     )
 
@@ -148,13 +149,18 @@ def _train_retrieval(settings: Settings, console: Console, cfg: DemoConfig, worl
     from phoenix.retrieval.train import RetrievalTrainConfig, train_retrieval
 
     make = RetrievalTrainConfig.tiny if cfg.tiny_model else RetrievalTrainConfig
-    tcfg = make(epochs=cfg.retrieval_epochs, max_steps=cfg.retrieval_max_steps, seed=cfg.seed)
+    tcfg = make(
+        epochs=cfg.retrieval_epochs,
+        max_steps=cfg.retrieval_max_steps,
+        max_seconds=cfg.retrieval_max_seconds,
+        seed=cfg.seed,
+    )
     return _cached_checkpoint(
         settings,
         console,
         "retrieval",
         world_dir,
-        {"demo": asdict(cfg), "train": tcfg.to_dict()},
+        tcfg.to_dict(),
         lambda out: train_retrieval(world_dir, out, tcfg),
     )
 
@@ -184,7 +190,11 @@ async def _demo(
     try:
         await stack.start_ingestion()
         stats = await asyncio.to_thread(publish_world, world, settings, None, True)
-        console.print(f"[bold]kafka[/bold] published {stats}")
+        console.print(
+            "[bold]kafka[/bold] published "
+            + ", ".join(f"{n:,} {topic}" for topic, n in stats.per_topic.items())
+            + f" events in {stats.seconds:.1f} s"
+        )
         with console.status("waiting for Thunder and the ingesters to catch up…"):
             await stack.wait_caught_up()
         console.print(
@@ -244,8 +254,8 @@ def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsRespons
             c.fields.get("author_screen_name") or str(c.author_id),
             "in-network" if c.in_network else "out-of-network",
             ", ".join(f"{k} {v:.2f}" for k, v in top),
-            f"{c.weighted_score:.3f}",
-            f"{c.final_score:.3f}",
+            f"{c.weighted_score:.4g}",
+            f"{c.final_score:.4g}",
         )
     console.print(table)
     removed: dict[str, int] = {}

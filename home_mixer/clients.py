@@ -123,10 +123,17 @@ class GrpcRankingClient:
         self._channel = grpc.aio.insecure_channel(
             address, options=[("grpc.max_receive_message_length", 64 << 20)]
         )
-        self._stub = phoenix_pb2_grpc.RankingServiceStub(self._channel)
+        from home_mixer.predict_decoder import decode_predict_response
 
-    async def predict(self, request: phoenix_pb2.PredictRequest) -> phoenix_pb2.PredictResponse:
-        return await self._stub.Predict(request, timeout=self.timeout_s)
+        # the answer is decoded straight into matrices (Predictions), not into a PredictResponse
+        self._predict = self._channel.unary_unary(
+            "/foryou.phoenix.RankingService/Predict",
+            request_serializer=phoenix_pb2.PredictRequest.SerializeToString,
+            response_deserializer=decode_predict_response,
+        )
+
+    async def predict(self, request: phoenix_pb2.PredictRequest) -> Predictions:
+        return await self._predict(request, timeout=self.timeout_s)
 
     async def close(self) -> None:
         await self._channel.close()

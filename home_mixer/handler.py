@@ -64,7 +64,10 @@ class ScoredPostsHandler:
         query.post_lookup = PostLookup(self.clients.user_state)
         res = await self.pipeline.execute(query, request_id=query.request_id)
         selected = res.selected  # already cut to query.params.result_size by the pipeline
-        degraded = sorted({_dependency(t) for t in res.failures})
+        deps = {_dependency(t) for t in res.failures}
+        if self.pipeline.served_log_failing():
+            deps.add("kafka")  # this request's impressions are likely lost too
+        degraded = sorted(deps)
         for dep in degraded:
             DEGRADED.labels(SERVICE, dep).inc()
         if degraded:

@@ -53,8 +53,10 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
     ) -> None:
         store = clients.user_state
         side_effects: list[Any] = [ServedHistorySideEffect(store)]
+        self.served_impressions: ServedImpressionsSideEffect | None = None
         if producer is not None:
-            side_effects.append(ServedImpressionsSideEffect(producer, served_topic))
+            self.served_impressions = ServedImpressionsSideEffect(producer, served_topic)
+            side_effects.append(self.served_impressions)
         super().__init__(
             query_hydrators=[
                 UserActionSeqQueryHydrator(store),
@@ -89,6 +91,10 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
             result_size=DEFAULT_PARAMS.result_size,  # per request: result_size_for
             config=config or DEFAULT_CONFIG,
         )
+
+    def served_log_failing(self) -> bool:
+        """Is the `served` impression log currently failing to deliver (Kafka down)?"""
+        return self.served_impressions is not None and self.served_impressions.check()
 
     def result_size_for(self, query: ScoredPostsQuery) -> int:
         return query.params.result_size  # a debug override may ask for more or fewer than 35

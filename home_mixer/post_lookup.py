@@ -19,7 +19,7 @@ class PostLookup:
 
     async def get(self, post_ids: Sequence[int]) -> dict[int, events_pb2.Post | None]:
         ids = tuple(dict.fromkeys(post_ids))
-        if self._task is None or not set(ids) <= set(self._ids):
+        if self._task is None or (ids != self._ids and not set(ids) <= set(self._ids)):
             self._ids = ids
             self._task = asyncio.ensure_future(self._fetch(ids))
         # shield: one hydrator timing out must not cancel the lookup the others share

@@ -4,11 +4,13 @@ wiping the ids its source provided."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from candidate_pipeline import Hydrator
 from home_mixer.candidate import PostCandidate
+from home_mixer.post_lookup import PostLookup
 from home_mixer.query import ScoredPostsQuery
 from protos import events_pb2
 
@@ -27,19 +29,26 @@ def lookup_ids(candidates: Sequence[PostCandidate]) -> list[int]:
 
 
 async def fetch_core(query: ScoredPostsQuery, candidates: Sequence[PostCandidate]) -> list[CoreData]:
+    """The post (and reposted original) of every candidate. The three post hydrators of one stage
+    call this concurrently with the same list: they share one task (one MGET, one decode pass)."""
     lookup = query.post_lookup
     if lookup is None:
         raise RuntimeError("query has no post lookup")
     memo = lookup.memo.get("core")
+    if memo is None or memo[0] is not candidates:
+        memo = (candidates, asyncio.ensure_future(_core_data(lookup, candidates)))
+        lookup.memo["core"] = memo
+    # shield: one hydrator timing out must not cancel the work the others share
+    return await asyncio.shield(memo[1])  # type: ignore[arg-type, no-any-return]
+
+
+async def _core_data(lookup: PostLookup, candidates: Sequence[PostCandidate]) -> list[CoreData]:
     posts = await lookup.get(lookup_ids(candidates))
-    if memo is not None and memo[0] is candidates:  # hydrators of one stage share the same list
-        return memo[1]  # type: ignore[return-value]
     out = []
     for c in candidates:
         p = posts.get(c.post_id)
         src = (p.source_post_id if p is not None and p.is_retweet else 0) or c.retweeted_post_id
         out.append(CoreData(p, posts.get(src) if src else None))
-    lookup.memo["core"] = (candidates, out)
     return out
 
 
@@ -60,10 +69,12 @@ class CoreDataCandidateHydrator(Hydrator[ScoredPostsQuery, PostCandidate]):
         if p.is_retweet and p.source_post_id:
             c.retweeted_post_id = p.source_post_id
             c.retweeted_user_id = p.source_user_id or c.retweeted_user_id
-        if p.HasField("in_reply_to_post_id") and p.in_reply_to_post_id > 0:
-            c.in_reply_to_post_id = p.in_reply_to_post_id
-        if p.HasField("conversation_id") and p.conversation_id > 0:
-            c.conversation_id = p.conversation_id
+        # optional fields read 0 when unset: > 0 is "set and valid" without HasField's cost
+        reply_to, conversation = p.in_reply_to_post_id, p.conversation_id
+        if reply_to > 0:
+            c.in_reply_to_post_id = reply_to
+        if conversation > 0:
+            c.conversation_id = conversation
         if not c.ancestors and c.in_reply_to_post_id:
             c.ancestors = [c.in_reply_to_post_id]
             if c.conversation_id and c.conversation_id != c.in_reply_to_post_id:
@@ -71,5 +82,8 @@ class CoreDataCandidateHydrator(Hydrator[ScoredPostsQuery, PostCandidate]):
         o = hydrated.original
         # a repost shows the original's text and carries its labels
         c.text = o.text if o is not None and o.text else p.text
-        labels = list(p.labels) + (list(o.labels) if o is not None else [])
-        c.labels = tuple(dict.fromkeys(lb.lower() for lb in labels))
+        if p.labels or (o is not None and o.labels):
+            labels = list(p.labels) + (list(o.labels) if o is not None else [])
+            c.labels = tuple(dict.fromkeys(lb.lower() for lb in labels))
+        else:
+            c.labels = ()

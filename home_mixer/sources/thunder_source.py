@@ -30,27 +30,27 @@ class ThunderSource(Source[ScoredPostsQuery, PostCandidate]):
         )
         resp = await self.client.get_in_network_posts(req)
         out = []
+        name = self.name
+        # optional fields read 0 when unset: "> 0" means set and valid, without HasField's cost
         for p in resp.posts:
-            reply_to = (
-                p.in_reply_to_post_id
-                if p.HasField("in_reply_to_post_id") and p.in_reply_to_post_id > 0
-                else None
-            )
+            reply_to = p.in_reply_to_post_id
+            conversation = p.conversation_id
             ancestors: list[int] = []
-            if reply_to is not None:
+            if reply_to > 0:
                 ancestors.append(reply_to)
-                if p.HasField("conversation_id") and p.conversation_id > 0 and p.conversation_id != reply_to:
-                    ancestors.append(p.conversation_id)
+                if conversation > 0 and conversation != reply_to:
+                    ancestors.append(conversation)
+            retweet = p.is_retweet
             out.append(
                 PostCandidate(
                     post_id=p.post_id,
                     author_id=p.author_id,
-                    source=self.name,
+                    source=name,
                     served_type=SERVED_TYPE,
-                    in_reply_to_post_id=reply_to,
-                    retweeted_post_id=p.source_post_id if p.is_retweet and p.source_post_id else None,
-                    retweeted_user_id=p.source_user_id if p.is_retweet and p.source_user_id else None,
-                    conversation_id=p.conversation_id if p.HasField("conversation_id") else None,
+                    in_reply_to_post_id=reply_to if reply_to > 0 else None,
+                    retweeted_post_id=(p.source_post_id or None) if retweet else None,
+                    retweeted_user_id=(p.source_user_id or None) if retweet else None,
+                    conversation_id=conversation if conversation > 0 else None,
                     ancestors=ancestors,
                 )
             )

@@ -55,6 +55,18 @@ def test_weighted_scorer_sum_vqv_gate_and_nan(fakes: SimpleNamespace) -> None:
     assert nan.weighted_score == pytest.approx(base - 0.2 * 0.5 + 0.001)  # NaN counts as missing
 
 
+def test_weighted_scorer_negative_total_uses_offset(fakes: SimpleNamespace) -> None:
+    """Through the scorer: a negative total maps into [0, 0.001), below every non-negative total,
+    and a worse total stays lower (order is kept)."""
+    bad = fakes.cand(1, 10, phoenix_scores={"favorite": 0.1, "block_author": 0.5}, in_network=True)
+    worse = fakes.cand(2, 10, phoenix_scores={"report": 0.5}, in_network=True)
+    zero = fakes.cand(3, 10, phoenix_scores={"favorite": 0.0}, in_network=True)
+    run_scorer(WeightedScorer(), fakes.query(), [bad, worse, zero])
+    total = 0.1 * 0.5 - 0.5 * 31.2
+    assert bad.weighted_score == pytest.approx((total + 367.22) / 410.54 * 0.001)
+    assert 0 <= worse.weighted_score < bad.weighted_score < zero.weighted_score == pytest.approx(0.001)
+
+
 def test_weighted_scorer_post_unexplored_in_network_only(fakes: SimpleNamespace) -> None:
     s = {"post_unexplored": 1.0}
     inn = fakes.cand(1, 10, phoenix_scores=dict(s), in_network=True)

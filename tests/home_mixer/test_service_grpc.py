@@ -169,3 +169,83 @@ def test_bounded_concurrency_rejects_excess(fakes: SimpleNamespace) -> None:
     rejected = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert ok and len(ok[0].scored_posts) == 20
     assert rejected and all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in rejected)
+
+
+@pytest.mark.integration
+def test_kafka_down_feed_answers_and_served_log_degradation_is_visible(
+    settings: Settings, fakes: SimpleNamespace
+) -> None:
+    """The `served` producer points at a port with no broker: every feed still answers in full;
+    once the impressions' delivery fails, responses say `kafka` in degraded, the degraded metric
+    and the lost-events counter count it. With a reachable broker the log recovers."""
+    from confluent_kafka import Producer
+
+    from foryou.kafka import make_producer
+
+    w = small_world(fakes)
+    lost = "foryou_home_mixer_served_events_lost_total"
+    lost_before = _sample(lost, {"reason": "delivery"})
+    kafka_before = _sample("foryou_degraded_total", {"service": "home_mixer", "dependency": "kafka"})
+
+    async def go() -> list[home_mixer_pb2.GetScoredPostsResponse]:
+        dead = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 300})
+        clients = HomeMixerClients(w.thunder, w.retrieval, w.ranker, w.store)
+        svc = HomeMixerService(settings, clients, producer=dead)
+        await svc.start()
+        out = []
+        try:
+            async with grpc.aio.insecure_channel(svc.address) as ch:
+                stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+                req = home_mixer_pb2.GetScoredPostsRequest(viewer_id=1)
+                for _ in range(100):  # the first delivery reports arrive after ~0.3-1 s
+                    out.append(await stub.GetScoredPosts(req, timeout=5))
+                    if "kafka" in out[-1].degraded:
+                        break
+                    await asyncio.sleep(0.1)
+                # the broker is reachable again: the next delivered event clears the state
+                side_effect = svc.pipeline.served_impressions
+                assert side_effect is not None
+                side_effect.producer = make_producer(settings)
+                await stub.GetScoredPosts(req, timeout=5)
+                await svc.pipeline.drain_side_effects()
+                await asyncio.to_thread(side_effect.producer.flush, 10)
+                out.append(await stub.GetScoredPosts(req, timeout=5))
+        finally:
+            await svc.stop()
+        return out
+
+    out = asyncio.run(go())
+    assert all(len(r.scored_posts) == 20 for r in out)
+    failing, recovered = out[-2], out[-1]
+    assert failing.degraded == ["kafka"] and recovered.degraded == []
+    assert not any(r.degraded for r in out[:-2])  # nothing else was degraded before
+    assert _sample(lost, {"reason": "delivery"}) >= lost_before + 20
+    assert (
+        _sample("foryou_degraded_total", {"service": "home_mixer", "dependency": "kafka"}) >= kafka_before + 1
+    )
+
+
+def _sample(name: str, labels: dict[str, str]) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_full_producer_queue_drops_and_counts(fakes: SimpleNamespace) -> None:
+    """librdkafka's local queue is full (broker away for long): the side effect drops the events
+    without blocking or raising, counts them and marks the served log failing."""
+    from home_mixer.side_effects.served_impressions_side_effect import ServedImpressionsSideEffect
+
+    class FullProducer:
+        def produce(self, *args: object, **kw: object) -> None:
+            raise BufferError("Local: Queue full")
+
+        def poll(self, timeout: float) -> int:
+            return 0
+
+    se = ServedImpressionsSideEffect(FullProducer(), "served")
+    selected = [fakes.cand(i, 10, score=1.0) for i in range(1, 6)]
+    before = _sample("foryou_home_mixer_served_events_lost_total", {"reason": "queue_full"})
+    asyncio.run(se.run(fakes.query(), selected, []))
+    assert se.check() is True and se.last_error == "producer queue full"
+    assert _sample("foryou_home_mixer_served_events_lost_total", {"reason": "queue_full"}) == before + 5
