@@ -26,6 +26,8 @@ train_app = typer.Typer(help="Train models from an engagement log.", no_args_is_
 app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="Evaluate trained models on the held-out split.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+index_app = typer.Typer(help="Retrieval FAISS index snapshots.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 
 def _print_metrics(title: str, metrics: dict) -> None:
@@ -73,6 +75,118 @@ def eval_ranker_cmd(
     from phoenix.ranker.evaluate import evaluate_ranker
 
     _print_metrics("ranker evaluation", evaluate_ranker(logs, model))
+
+
+RETRIEVAL_PRESETS = ("default", "fast", "tiny")
+
+
+@train_app.command("retrieval")
+def train_retrieval_cmd(
+    logs: Annotated[str, typer.Option(help="Engagement log Parquet, or a world directory")],
+    out: Annotated[str, typer.Option(help="Checkpoint directory")],
+    preset: Annotated[
+        str, typer.Option(help="default | fast (~15 s on 1 core, demo world) | tiny")
+    ] = "default",
+    epochs: Annotated[float | None, typer.Option(help="Override the preset's epochs")] = None,
+    max_steps: Annotated[int, typer.Option(help="0 = from epochs")] = 0,
+    max_seconds: Annotated[float, typer.Option(help="Wall-clock cap on training, 0 = none")] = 0.0,
+    threads: Annotated[int, typer.Option(help="torch threads, 0 = torch default")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the two-tower retrieval model (user tower = ranker trunk, candidate tower = hash MLP)."""
+    from phoenix.retrieval.train import RetrievalTrainConfig, train_retrieval
+
+    if preset not in RETRIEVAL_PRESETS:
+        raise typer.BadParameter(f"preset must be one of {', '.join(RETRIEVAL_PRESETS)}")
+    make = {
+        "default": RetrievalTrainConfig,
+        "fast": RetrievalTrainConfig.fast,
+        "tiny": RetrievalTrainConfig.tiny,
+    }
+    overrides = dict(max_steps=max_steps, max_seconds=max_seconds, num_threads=threads, seed=seed)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    metrics = train_retrieval(logs, out, make[preset](**overrides))
+    console.print(f"checkpoint and metrics.json in {out}")
+    _print_metrics("retrieval", {k: v for k, v in metrics.items() if k != "config"})
+
+
+@eval_app.command("retrieval")
+def eval_retrieval_cmd(
+    logs: Annotated[str, typer.Option(help="Engagement log Parquet, or a world directory")],
+    model: Annotated[str, typer.Option(help="Checkpoint directory")],
+) -> None:
+    """recall@100/@1000 of held-out positives vs popularity, random and (worlds) the oracle's top-k."""
+    from phoenix.retrieval.evaluate import evaluate_retrieval
+
+    with console.status("evaluating retrieval…"):
+        metrics = evaluate_retrieval(logs, model)
+    _print_metrics("retrieval evaluation", metrics)
+
+
+@index_app.command("build")
+def index_build_cmd(
+    model: Annotated[str, typer.Option(help="Retrieval checkpoint directory")],
+    posts: Annotated[str, typer.Option(help="World directory or posts Parquet file")],
+    out: Annotated[str, typer.Option(help="Snapshot directory (replaced atomically)")],
+    exact_max_size: Annotated[int, typer.Option(help="Above this many posts: --kind")] = 100_000,
+    kind: Annotated[str, typer.Option(help="Large-index type: pq | ivf | hnsw")] = "pq",
+    nprobe: Annotated[int, typer.Option(help="IVF lists searched per query")] = 48,
+    hnsw_m: Annotated[int, typer.Option()] = 32,
+    ef_construction: Annotated[int, typer.Option()] = 64,
+    now_ms: Annotated[
+        int, typer.Option(help="Drop posts older than retention at this time; 0 = keep all")
+    ] = 0,
+) -> None:
+    """Embed every post with the candidate tower and write a FAISS index snapshot."""
+    from phoenix.retrieval.bulk_builder import build_index_snapshot
+    from phoenix.retrieval.index import IndexConfig
+
+    if kind not in ("pq", "ivf", "hnsw"):
+        raise typer.BadParameter("kind must be pq, ivf or hnsw")
+    cfg = IndexConfig(
+        exact_max_size=exact_max_size,
+        large_kind=kind,
+        ivf_nprobe=nprobe,
+        hnsw_m=hnsw_m,
+        ef_construction=ef_construction,
+    )
+    with console.status("embedding posts and building the index…"):
+        try:
+            stats = build_index_snapshot(model, posts, out, cfg, now_ms)
+        except (FileNotFoundError, ValueError) as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from None
+    console.print(f"wrote {stats['kind']} index of {stats['posts']:,} posts to {out}")
+    _print_index_stats(stats)
+
+
+@index_app.command("stats")
+def index_stats_cmd(
+    snapshot: Annotated[str, typer.Argument(help="Snapshot directory (index build, or the live service's)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Post count, index type, memory bytes, build seconds and model version of a snapshot."""
+    from phoenix.retrieval.index import read_snapshot_meta
+
+    try:
+        meta = read_snapshot_meta(snapshot)
+    except FileNotFoundError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(meta))
+    else:
+        _print_index_stats(meta)
+
+
+def _print_index_stats(meta: dict) -> None:
+    table = Table("field", "value", title="retrieval index")
+    for k in ("posts", "kind", "dim", "memory_bytes", "build_seconds", "embed_seconds", "model_version"):
+        if k in meta:
+            v = meta[k]
+            table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    console.print(table)
 
 
 @world_app.command("generate")

@@ -21,13 +21,16 @@ from prometheus_client import Counter, Histogram
 
 from foryou import user_state
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
-from phoenix.retrieval.index import IndexConfig, PostIndex
+from phoenix.retrieval.index import IndexConfig, PostIndex, read_snapshot_meta
 from phoenix.retrieval.model import TwoTowerModel, load_two_tower
 from protos import phoenix_pb2
 
 log = logging.getLogger(__name__)
 
 REDIS_ERRORS = Counter("phoenix_retrieval_history_read_errors", "History reads from Redis that failed")
+DEADLINE_EXCEEDED = Counter(
+    "phoenix_retrieval_deadline_exceeded", "Retrieve calls abandoned because the deadline passed"
+)
 RETRIEVE_SECONDS = Histogram(
     "phoenix_retrieval_retrieve_seconds",
     "Retrieve latency (user tower + search)",
@@ -108,6 +111,63 @@ class RetrievalHandler:
         log.info("retrieval model reloaded", extra={"model_version": self.model_version, "posts": len(posts)})
         return self.model_version
 
+    def retain_only(self, post_ids: np.ndarray) -> int:
+        """Removes every indexed post not in `post_ids` (after a snapshot + replay: posts the topic
+        no longer has). Returns the number removed."""
+        with self._update_lock:
+            index = self._state[2]
+            live, _ = index.live_posts()
+            stale = live[~np.isin(live, np.asarray(post_ids, np.int64))]
+            return index.remove(stale) if len(stale) else 0
+
+    # --- snapshots ---
+
+    def save_snapshot(self, directory: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Writes the current index with the model version it was embedded with. Searches go on
+        meanwhile; index updates wait."""
+        t0 = time.perf_counter()
+        # the update lock holds off every mutation, so searches need not wait for the copy
+        with self._update_lock:
+            _, version, index = self._state
+            meta = {"model_version": version, "saved_at_ms": int(time.time() * 1000), **(extra or {})}
+            nbytes = index.save(directory, meta, exclusive=False)
+        out = {"posts": len(index), "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 3)}
+        log.info("retrieval index snapshot written", extra={"path": str(directory), **out})
+        return out
+
+    def load_snapshot(self, directory: str | Path) -> bool:
+        """Replaces the index with a snapshot embedded by the current model version. False (index
+        unchanged) when there is none, it belongs to another model version, or it is unreadable."""
+        try:
+            meta = read_snapshot_meta(directory)
+        except FileNotFoundError:
+            return False
+        except ValueError as e:
+            log.warning("unreadable index snapshot ignored", extra={"path": str(directory), "error": str(e)})
+            return False
+        if meta.get("model_version") != self.model_version:
+            log.info(
+                "index snapshot is for another model version; rebuilding from the topic",
+                extra={
+                    "path": str(directory),
+                    "snapshot": meta.get("model_version"),
+                    "model": self.model_version,
+                },
+            )
+            return False
+        try:
+            index = PostIndex.load(directory, self.config.index)
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("unreadable index snapshot ignored", extra={"path": str(directory), "error": str(e)})
+            return False
+        with self._update_lock:
+            model, version, _ = self._state
+            if version != meta["model_version"]:  # a reload raced the load
+                return False
+            self._state = (model, version, index)
+        log.info("retrieval index loaded from snapshot", extra={"path": str(directory), "posts": len(index)})
+        return True
+
     # --- serving ---
 
     def read_history(self, user_id: int) -> np.ndarray:
@@ -141,31 +201,50 @@ class RetrievalHandler:
         history: np.ndarray | None = None,
         top_k: int | None = None,
         exclude_post_ids: Any = (),
+        deadline: float | None = None,
     ) -> list[tuple[int, int, float]]:
         """(post_id, author_id, score), best first. `history`: SEQ_DTYPE array (oldest first) or
-        None to read it from Redis. Raises ValueError on bad input."""
+        None to read it from Redis. `deadline` (time.monotonic()) is checked before each stage:
+        past it, TimeoutError is raised instead of doing work nobody waits for. Raises ValueError
+        on bad input."""
         if user_id <= 0:
             raise ValueError("user_id must be positive")
         k = top_k or self.config.default_top_k
         if k > self.config.max_top_k:
             raise ValueError(f"top_k {k} exceeds the maximum {self.config.max_top_k}")
+        if history is not None and len(history) and (history["post_id"] <= 0).any():
+            bad = int(np.flatnonzero(history["post_id"] <= 0)[0])
+            raise ValueError(f"action_sequence item {bad}: post_id must be positive")
         t0 = time.perf_counter()
         model, _, index = self._state
+        _check_deadline(deadline, "before reading the history")
         seq = self.read_history(user_id) if history is None else history
+        _check_deadline(deadline, "before the user tower")
         q = self.user_vector(model, user_id, seq)
+        _check_deadline(deadline, "before the index search")
         out = index.search(q, k, exclude_post_ids=exclude_post_ids, exclude_author_id=user_id)
         RETRIEVE_SECONDS.observe(time.perf_counter() - t0)
         return out
 
-    def handle(self, request: phoenix_pb2.RetrieveRequest) -> phoenix_pb2.RetrieveResponse:
+    def handle(
+        self, request: phoenix_pb2.RetrieveRequest, deadline: float | None = None
+    ) -> phoenix_pb2.RetrieveResponse:
         """Proto in, proto out (the in-process client and the servicer both use this)."""
         history = (
             user_state.action_sequence_from_proto(request.action_sequence)
             if request.HasField("action_sequence")
             else None
         )
-        res = self.retrieve(request.user_id, history, request.top_k or None, request.exclude_post_ids)
+        res = self.retrieve(
+            request.user_id, history, request.top_k or None, request.exclude_post_ids, deadline
+        )
         return phoenix_pb2.RetrieveResponse(
             candidates=[phoenix_pb2.RetrievedCandidate(post_id=p, author_id=a, score=s) for p, a, s in res],
             model_version=self.model_version,
         )
+
+
+def _check_deadline(deadline: float | None, stage: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        DEADLINE_EXCEEDED.inc()
+        raise TimeoutError(f"deadline exceeded {stage}")

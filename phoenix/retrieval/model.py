@@ -41,9 +41,15 @@ FORMAT = "phoenix-retrieval/1"
 
 @dataclass(slots=True)
 class TwoTowerConfig:
-    """`trunk` = the ranker architecture used by the user tower (and the hash table sizes)."""
+    """`trunk` = the ranker architecture used by the user tower (and the hash table sizes). The
+    default is the ranker's trunk at half width and history 64 (CPU training budget); on the demo
+    world wider, deeper or longer-history towers did not retrieve better (docs/retrieval.md)."""
 
-    trunk: RankerConfig = dataclasses.field(default_factory=lambda: RankerConfig(num_layers=2))
+    trunk: RankerConfig = dataclasses.field(
+        default_factory=lambda: RankerConfig(
+            emb_size=64, emb_table_width=64, num_layers=2, key_size=16, history_len=64
+        )
+    )
     cand_hidden: int = 256
     init_temperature: float = 0.1
     min_temperature: float = 0.01

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 import grpc
@@ -25,12 +26,15 @@ class RetrievalServicer(phoenix_pb2_grpc.RetrievalServiceServicer):
         self.admin_token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV, "")
 
     async def Retrieve(self, request: phoenix_pb2.RetrieveRequest, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            resp = await asyncio.to_thread(self.handler.handle, request)
+            resp = await asyncio.to_thread(self.handler.handle, request, deadline)
         except ValueError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
+        except TimeoutError as e:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e))
+        if deadline is not None and time.monotonic() > deadline:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded during retrieval")
         return resp
 

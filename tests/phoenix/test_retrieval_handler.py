@@ -3,12 +3,16 @@ model reload swaps the index, Redis failure degrades to an empty history."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
 import torch
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from foryou import user_state
 from foryou.snowflake import make_id
@@ -101,10 +105,76 @@ def test_reload_rebuilds_index_with_new_tower(tmp_path: Path, corpus: tuple[np.n
 
 def test_redis_down_degrades_to_empty_history(tmp_path: Path, corpus: tuple[np.ndarray, np.ndarray]) -> None:
     ids, authors = corpus
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     h = RetrievalHandler.from_dir(_checkpoint(tmp_path / "m", 0), redis_client=dead)
     h.add_posts(ids, authors)
     errors = REDIS_ERRORS._value.get()
     res = h.retrieve(7, None, top_k=10)
     assert REDIS_ERRORS._value.get() == errors + 1
     assert [p for p, _, _ in res] == [p for p, _, _ in h.retrieve(7, user_state.empty_sequence(), top_k=10)]
+
+
+def test_reload_has_no_gap_in_service(tmp_path: Path, corpus: tuple[np.ndarray, np.ndarray]) -> None:
+    """Searches running while a reload re-embeds and swaps always get a full answer."""
+    ids, authors = corpus
+    h = RetrievalHandler.from_dir(_checkpoint(tmp_path / "a", 0))
+    h.add_posts(ids, authors)
+    hist = _history(ids[:3], authors[:3])
+    stop = threading.Event()
+    answers: list[int] = []
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(len(h.retrieve(999, hist, top_k=50)))
+            except BaseException as e:  # noqa: BLE001 - any failure is the assertion
+                errors.append(e)
+
+    t = threading.Thread(target=search)
+    t.start()
+    try:
+        for seed in (1, 2, 3):
+            h.reload(_checkpoint(tmp_path / f"m{seed}", seed))
+    finally:
+        stop.set()
+        t.join(10)
+    assert not errors and answers and set(answers) == {50}
+    assert h.model_version.startswith("retrieval-3-")
+
+
+def test_posts_updater_applies_creates_deletes_and_prunes(tmp_path: Path) -> None:
+    """The live consumer's apply step: creates within retention embedded and added, a delete seen
+    before its create wins, replayed creates are remembered until the replay ends, old deletes
+    are forgotten."""
+    from foryou.kafka import Decoded
+    from phoenix.retrieval.service import PostsIndexUpdater
+    from protos import events_pb2 as ev
+
+    h = RetrievalHandler.from_dir(_checkpoint(tmp_path / "m", 0))
+    up = PostsIndexUpdater(h)
+    now = int(time.time() * 1000)
+    fresh = [make_id(now - 60_000 + i) for i in range(4)]
+    stale = make_id(now - 3 * 24 * 3_600_000)  # beyond the 48 h retention
+
+    def create(p: int) -> ev.PostEvent:
+        return ev.PostEvent(create=ev.Post(post_id=p, author_id=9))
+
+    def delete(p: int) -> ev.PostEvent:
+        return ev.PostEvent(delete=ev.PostDelete(post_id=p))
+
+    events = [delete(fresh[3]), create(fresh[0]), create(fresh[1]), create(stale), create(fresh[3])]
+    up([Decoded(e, "posts", 0, i, now, None) for i, e in enumerate(events)])
+    assert set(h.index.live_posts()[0].tolist()) == {fresh[0], fresh[1]} and up.embedded == 2
+    up(
+        [
+            Decoded(delete(fresh[1]), "posts", 0, 9, now, None),
+            Decoded(create(fresh[2]), "posts", 0, 10, now, None),
+        ]
+    )
+    assert set(h.index.live_posts()[0].tolist()) == {fresh[0], fresh[2]}
+    assert set(up.end_replay().tolist()) == {fresh[0], fresh[1], fresh[2], fresh[3], stale}
+    up([Decoded(create(fresh[0]), "posts", 0, 11, now, None)])  # re-delivered: nothing embedded
+    assert up.embedded == 3 and up.applied == 8
+    up.prune(now + 3 * 24 * 3_600_000)  # every remembered delete is past retention by then
+    assert not up._deleted

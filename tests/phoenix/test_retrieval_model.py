@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from foryou.snowflake import make_id
@@ -146,7 +147,7 @@ def test_index_evicts_posts_older_than_retention() -> None:
 def test_hnsw_recall_and_snapshot(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     d = 16
-    idx = PostIndex(d, IndexConfig(exact_max_size=100, hnsw_m=16, ef_search=200))
+    idx = PostIndex(d, IndexConfig(exact_max_size=100, large_kind="hnsw", hnsw_m=16, ef_search=200))
     ids, vecs = _post_ids(2_000), _unit(rng, 2_000, d)
     idx.add(ids[:50], np.ones(50, np.int64), vecs[:50])
     assert idx.kind == "flat"
@@ -163,3 +164,50 @@ def test_hnsw_recall_and_snapshot(tmp_path: Path) -> None:
     assert len(loaded) == len(idx) == 1_990 and loaded.kind == "hnsw"
     assert [p for p, _, _ in loaded.search(qs[0], 20)] == [p for p, _, _ in idx.search(qs[0], 20)]
     assert int(ids[0]) not in {p for p, _, _ in loaded.search(vecs[0], 5)}
+
+
+@pytest.mark.parametrize("kind", ["ivf", "pq"])
+def test_trained_index_recall_removal_and_snapshot(tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(4)
+    d = 16
+    idx = PostIndex(d, IndexConfig(exact_max_size=500, large_kind=kind, ivf_nprobe=32))
+    ids, vecs = _post_ids(3_000), _unit(rng, 3_000, d)
+    idx.add(ids[:400], np.ones(400, np.int64), vecs[:400])
+    assert idx.kind == "flat"
+    idx.add(ids[400:2_500], np.ones(2_100, np.int64), vecs[400:2_500])
+    assert idx.kind == kind  # trained on the old and the new vectors when crossing the threshold
+    idx.add(ids[2_500:], np.ones(500, np.int64), vecs[2_500:])  # incremental adds to the trained lists
+    idx.remove(ids[:10])
+    qs = _unit(rng, 20, d)
+    recall = np.mean(
+        [len(set(idx.exact_search(q, 100)) & {p for p, _, _ in idx.search(q, 100)}) / 100 for q in qs]
+    )
+    assert recall >= 0.9
+    assert int(ids[0]) not in {p for p, _, _ in idx.search(vecs[0], 5)}
+    assert idx.search(vecs[2_900], 1)[0][0] == int(ids[2_900])
+    assert idx.memory_bytes() > 3_000 * d * 4
+    idx.save(tmp_path / "snap")
+    loaded = PostIndex.load(tmp_path / "snap")
+    assert len(loaded) == 2_990 and loaded.kind == kind
+    assert [p for p, _, _ in loaded.search(qs[0], 20)] == [p for p, _, _ in idx.search(qs[0], 20)]
+    loaded.remove(ids[10:1_000])  # compaction rebuilds (and retrains) from reconstructed vectors
+    assert loaded.stats()["slots"] == 2_000 and loaded.kind == kind
+    assert loaded.search(vecs[2_900], 1)[0][0] == int(ids[2_900])
+
+
+def test_search_widens_when_own_posts_fill_the_top() -> None:
+    """The viewer wrote the 60 posts nearest the query (more than the over-fetch margin): the
+    search widens until it has top_k posts by others."""
+    rng = np.random.default_rng(5)
+    d = 8
+    q = _unit(rng, 1, d)[0]
+    near = q + 0.01 * rng.normal(size=(60, d))
+    vecs = np.r_[near / np.linalg.norm(near, axis=1, keepdims=True), _unit(rng, 200, d)].astype(np.float32)
+    authors = np.r_[np.full(60, 7), np.arange(200) % 5 + 100]
+    ids = _post_ids(260)
+    idx = PostIndex(d)
+    idx.add(ids, authors, vecs)
+    res = idx.search(q, 10, exclude_author_id=7)
+    others = np.flatnonzero(authors != 7)
+    want = ids[others[np.argsort(-(vecs[others] @ q), kind="stable")[:10]]].tolist()
+    assert [p for p, _, _ in res] == want
