@@ -194,7 +194,7 @@ async def _demo(
         stats = await asyncio.to_thread(publish_world, world, settings, None, True)
         console.print(
             "[bold]kafka[/bold] published "
-            + ", ".join(f"{n:,} {topic}" for topic, n in stats.per_topic.items())
+            + ", ".join(f"{topic} {n:,}" for topic, n in sorted(stats.per_topic.items()))
             + f" events in {stats.seconds:.1f} s"
         )
         with console.status("waiting for Thunder and the ingesters to catch up…"):
