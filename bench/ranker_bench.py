@@ -2,7 +2,7 @@
 candidates, fast path vs plain masked forward, achieved GFLOP/s vs the machine's measured fp32
 matmul peak, and training examples/s on the default synthetic world.
 
-    .venv/bin/python bench/ranker_bench.py [--runs 30] [--threads 2] [--bf16] [--skip-train]
+    .venv/bin/python bench/ranker_bench.py [--runs 30] [--threads 2] [--bf16] [--skip-train] [--preset small]
 
 Budget: 1,000 candidates <= 25 ms and >= 40% of the matmul peak.
 """
@@ -51,9 +51,9 @@ def flops_of(fn) -> int:  # noqa: ANN001
     return fc.get_total_flops()
 
 
-def bench_inference(runs: int, bf16: bool, peak: float) -> None:
+def bench_inference(runs: int, bf16: bool, peak: float, preset: str = "default") -> None:
     torch.manual_seed(0)
-    cfg = RankerConfig()
+    cfg = RankerConfig.small() if preset == "small" else RankerConfig()
     model = RankerModel(cfg).eval()
     handler = RankingHandler(
         model, "bench", RankingHandlerConfig(cache_max_entries=0, bf16=bf16, max_in_flight=4)
@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--train-steps", type=int, default=30)
+    ap.add_argument("--preset", choices=("default", "small"), default="default", help="inference model size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     peak = matmul_peak_gflops()
@@ -149,7 +150,7 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"measured fp32 matmul peak {peak:.1f} GFLOP/s (2048^3, best of 10)"
     )
-    bench_inference(args.runs, args.bf16, peak)
+    bench_inference(args.runs, args.bf16, peak, args.preset)
     if not args.skip_train:
         bench_training(args.train_steps)
 

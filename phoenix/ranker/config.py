@@ -54,6 +54,14 @@ class RankerConfig:
         base.update(overrides)
         return cls(**base)
 
+    @classmethod
+    def small(cls, **overrides: Any) -> RankerConfig:
+        """Width 64, 2 layers, 4 query / 2 KV heads of 16, history 128: on the demo world it reaches
+        the default config's held-out AUC after 1 epoch in ~1/10 of the time (docs/ranker.md)."""
+        base: dict[str, Any] = dict(emb_size=64, emb_table_width=64, num_layers=2, key_size=16)
+        base.update(overrides)
+        return cls(**base)
+
     @property
     def hash_config(self) -> HashConfig:
         return HashConfig(self.user_table_size, self.post_table_size, self.author_table_size)

@@ -115,14 +115,17 @@ class Attention(nn.Module):
                     w[(self.hq + j) * self.dk : (self.hq + j + 1) * self.dk] = src
 
     def project(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+        self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q [B,Hq,T,dk], k [B,Hkv,T,dk], v [B,Hkv,T,dk]; cos/sin [B,1,T,dk] (or broadcastable)."""
+        """q [B,Hq,T,dk], k [B,Hkv,T,dk], v [B,Hkv,T,dk]; cos/sin [B,1,T,dk] (or broadcastable);
+        cos/sin None = no RoPE (the caller folded it into the keys it attends to)."""
         b, t, _ = x.shape
         q, k, v = self.qkv(x).split([self.hq * self.dk, self.hkv * self.dk, self.hkv * self.dk], dim=-1)
         q = self.q_norm(q).view(b, t, self.hq, self.dk).transpose(1, 2)
         k = self.k_norm(k).view(b, t, self.hkv, self.dk).transpose(1, 2)
         v = v.view(b, t, self.hkv, self.dk).transpose(1, 2)
+        if cos is None or sin is None:
+            return q, k, v
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def merge(self, o: torch.Tensor) -> torch.Tensor:
@@ -280,7 +283,9 @@ class ContextCache:
     """Per-layer K/V of the user/history tokens of each request, computed once and reused for every
     candidate batch."""
 
-    keys_t: list[torch.Tensor]  # per layer [B, Hkv, dk, Tc + 1] (RoPE applied; last slot = own key)
+    # per layer [B, Hkv, dk, Tc + 1]: RoPE relative to the candidate position and the 1/sqrt(dk)
+    # scale applied; the last slot is filled with each candidate's own-key logit
+    keys_t: list[torch.Tensor]
     values: list[torch.Tensor]  # per layer [B, Hkv, Tc + 1, dk] (last slot zero)
     key_bias: torch.Tensor | None  # [B, 1, 1, Tc + 1]: 0 valid / -inf padding; None = no padding
     candidate_position: torch.Tensor  # [B] the shared right-anchored candidate position
@@ -354,6 +359,16 @@ class RankerModel(nn.Module):
                 )
                 x = x + block.attn.merge(o)
                 x = x + block.ffn(block.ffn_norm(x))
+        # Every candidate sits at the same position p, and RoPE is a rotation: R(p)q . R(j)k =
+        # q . R(-p)R(j)k, and R(p)q . R(p)k = q . k. So the cached keys are rotated by -p once here and
+        # candidates skip RoPE entirely (score_candidates).
+        cand_pos = torch.full((x.shape[0],), 1 + self.cfg.history_len, device=x.device)
+        cos_c, sin_c = self.trunk.rope(cand_pos[:, None], x.dtype)
+        # the 1/sqrt(dk) logit scale is folded into the cached keys (and the own-key logit below)
+        keys = [
+            apply_rope(k, cos_c, -sin_c) * blk.attn.scale
+            for k, blk in zip(keys, self.trunk.blocks, strict=True)
+        ]
         # append a zero key/value slot that each candidate's own key/value fills in score_candidates
         keys_t = [F.pad(k, (0, 0, 0, 1)).transpose(-1, -2).contiguous() for k in keys]
         values = [F.pad(v, (0, 0, 0, 1)) for v in values]
@@ -361,7 +376,6 @@ class RankerModel(nn.Module):
         if mask is not None:
             bias = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, NEG_INF)
             bias = F.pad(bias, (0, 1))[:, None, None, :]
-        cand_pos = torch.full((x.shape[0],), 1 + self.cfg.history_len, device=x.device)
         return ContextCache(keys_t, values, bias, cand_pos)
 
     def score_candidates(self, cache: ContextCache, b: RankerBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -369,20 +383,20 @@ class RankerModel(nn.Module):
         K/V plus its own key, via a joint softmax (own-key logit computed separately)."""
         x = self.candidate_tokens(self.table, b, self.context_tokens.hist_proj)
         bsz, c, _ = x.shape
-        cos, sin = self.trunk.rope(cache.candidate_position[:, None].expand(bsz, c), x.dtype)
         for i, block in enumerate(self.trunk.blocks):
             attn = block.attn
             g = attn.hq // attn.hkv
-            q, k, v = attn.project(block.attn_norm(x), cos, sin)
+            # no RoPE: the cached context keys are pre-rotated to the candidates' shared position
+            q, k, v = attn.project(block.attn_norm(x), None, None)
             # group query heads onto their kv head: [B, Hkv, G*C, dk]
-            qg = (q * attn.scale).reshape(bsz, attn.hkv, g * c, attn.dk)
+            qg = q.reshape(bsz, attn.hkv, g * c, attn.dk)
             # logits against [context keys ; a zero slot], then the own-key logit goes into that slot:
             # one joint softmax without materialising per-candidate K/V copies
             logits = qg @ cache.keys_t[i]
             if cache.key_bias is not None:
                 logits = logits + cache.key_bias
             self_logit = (qg.view(bsz, attn.hkv, g, c, attn.dk) * k.unsqueeze(2)).sum(-1)
-            logits[..., -1] = self_logit.reshape(bsz, attn.hkv, g * c)
+            logits[..., -1] = self_logit.reshape(bsz, attn.hkv, g * c) * attn.scale
             p = torch.softmax(logits, dim=-1)
             o = (p @ cache.values[i]).view(bsz, attn.hkv, g, c, attn.dk)
             o = o + p[..., -1:].view(bsz, attn.hkv, g, c, 1) * v.unsqueeze(2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -110,10 +112,13 @@ def test_fast_path_equals_masked_forward(tiny_model: RankerModel) -> None:
         assert torch.allclose(c1, rc1, atol=1e-4)
 
 
-def test_fast_path_default_config_shapes() -> None:
+@pytest.mark.parametrize("preset", [RankerConfig, RankerConfig.small])
+def test_fast_path_default_config_shapes(preset: Callable[..., RankerConfig]) -> None:
     torch.manual_seed(0)
-    cfg = RankerConfig(user_table_size=1000, post_table_size=1000, author_table_size=1000)
+    cfg = preset(user_table_size=1000, post_table_size=1000, author_table_size=1000)
     model = RankerModel(cfg).eval()
+    with torch.no_grad():  # heads start at zero: give them weights so outputs depend on the trunk
+        model.action_head.weight.normal_(std=0.5)
     b, _, _ = random_batch(cfg, [128], 50, seed=4)
     with torch.inference_mode():
         lo, c = model.forward_fast(b)
