@@ -53,8 +53,13 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return conf
 
 
+# librdkafka's own log lines go through Python logging (structured, leveled) instead of raw
+# stderr; they are delivered when the client is polled, so a closed-down client stays quiet
+RDKAFKA_LOG = logging.getLogger("foryou.rdkafka")
+
+
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    return Producer(producer_config(settings, **overrides))
+    return Producer(producer_config(settings, **overrides), logger=RDKAFKA_LOG)
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
@@ -196,7 +201,7 @@ class BatchConsumer(Generic[T]):
         self._replay = replay_from_beginning
         self._batch_size = batch_size or settings.consumer_batch_size
         conf = consumer_config(settings, group_id or f"{name}-replay", **(consumer_overrides or {}))
-        self._consumer = Consumer(conf)
+        self._consumer = Consumer(conf, logger=RDKAFKA_LOG)
         self._dlq = dlq or DeadLetterQueue(settings)
         self.stats = ConsumerStats()
         self._assigned = False
