@@ -51,7 +51,11 @@ def train_ranker_cmd(
     logs: Annotated[str, typer.Option(help="Engagement log Parquet, or a world directory")],
     out: Annotated[str, typer.Option(help="Checkpoint directory (resumes if it holds one)")],
     tiny: Annotated[bool, typer.Option(help="Tiny model (tests, smoke runs)")] = False,
-    epochs: Annotated[float, typer.Option()] = 2.0,
+    small: Annotated[bool, typer.Option(help="Small model (width 64, 2 layers)")] = False,
+    epochs: Annotated[float, typer.Option(help="Ranking stage (all heads)")] = 1.0,
+    exposure_epochs: Annotated[
+        float, typer.Option(help="Exposure stage first (in-batch negatives only; docs/ranker.md)")
+    ] = 1.0,
     max_steps: Annotated[int, typer.Option(help="0 = from epochs")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
@@ -59,8 +63,10 @@ def train_ranker_cmd(
     from phoenix.ranker.config import RankerConfig, TrainConfig
     from phoenix.ranker.train import train_ranker
 
-    model = RankerConfig.tiny() if tiny else RankerConfig()
-    cfg = TrainConfig(model=model, epochs=epochs, max_steps=max_steps, seed=seed)
+    model = RankerConfig.tiny() if tiny else RankerConfig.small() if small else RankerConfig()
+    cfg = TrainConfig(
+        model=model, epochs=epochs, exposure_epochs=exposure_epochs, max_steps=max_steps, seed=seed
+    )
     metrics = train_ranker(logs, out, cfg)
     console.print(f"checkpoint, metrics.json and training curves in {out}")
     _print_metrics("ranker", {k: v for k, v in metrics.items() if k != "history"})

@@ -9,6 +9,9 @@ from typing import Any
 from phoenix.hashing import HashConfig
 
 NUM_ACTIONS = 64  # discrete heads, slot i = ActionName i
+# Discrete slot 0 (ActionName INVALID, never a label) is the exposure head: trained to tell the
+# user's real impressions (0) from other users' impressions (1), see docs/ranker.md.
+EXPOSURE_SLOT = 0
 NUM_CONTINUOUS = 8  # continuous heads, slot 1 = dwell seconds
 PRODUCT_SURFACE_VOCAB = 16
 DWELL_CAP_S = 30.0  # reference: non-gallery dwell head = 30 * sigmoid, history dwell feature clip
@@ -91,21 +94,29 @@ class TrainConfig:
 
     model: RankerConfig = dataclasses.field(default_factory=RankerConfig)
     seed: int = 0
-    epochs: float = 2.0
+    epochs: float = 1.0  # ranking stage (all heads), after the exposure stage
+    # curriculum (docs/ranker.md): first `exposure_epochs` train only the exposure slot on in-batch
+    # negatives, so the trunk learns to match candidates against the history; `exposure_loss`
+    # keeps that slot trained during the ranking stage
+    exposure_epochs: float = 1.0
+    exposure_loss: bool = True
+    # author rows of the hash table start from a PPMI-SVD of the user x author impression matrix
+    # with this many dimensions (0 = random init)
+    warm_start_dim: int = 16
     batch_size: int = 32  # requests (user + history + up to max_candidates candidates) per step
     max_candidates: int = 32  # impressions of one user grouped into one request
     session_gap_ms: int = 60 * 60_000  # a new request starts after this gap between impressions
     lr: float = 5e-3
-    embedding_lr: float = 0.3  # row-wise AdaGrad on the hash table
+    embedding_lr: float = 0.05  # row-wise AdaGrad on the hash table
     weight_decay: float = 1e-3
     warmup_steps: int = 50
     grad_clip: float = 1.0
-    dwell_loss_weight: float = 0.1
-    in_batch_negatives: bool = False
+    dwell_loss_weight: float = 1.0  # x squared error of dwell / 30 s
+    in_batch_negatives: bool = False  # reference labelling: negatives count as NOT_DWELLED
     eval_fraction: float = 0.15  # the most recent impressions (by time) are held out
     eval_every: int = 200  # steps; 0 = only at the end
     checkpoint_every: int = 200
-    max_steps: int = 0  # 0 = derived from epochs
+    max_steps: int = 0  # 0 = derived from epochs (both stages keep their share when capped)
     num_threads: int = 0  # 0 = torch default
     progress: bool = True
 

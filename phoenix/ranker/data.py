@@ -20,7 +20,7 @@ import polars as pl
 import torch
 
 from phoenix.hashing import HashConfig
-from phoenix.ranker.config import NUM_ACTIONS
+from phoenix.ranker.config import EXPOSURE_SLOT, NUM_ACTIONS
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.model import RankerBatch
 from protos import events_pb2
@@ -203,9 +203,10 @@ def make_batch(
     cand_author = _gather(t.author_rows, cidx, cval)
     cand_surface = _gather(t.surface, cidx, cval)
     cand_index = np.where(cval, cidx, -1)
-    if in_batch_negatives and len(rows) > 1:
-        # another request's candidates (a different user where possible), labelled NOT_DWELLED only
-        shift = 1 if rng is None else int(rng.integers(1, len(rows)))
+    if in_batch_negatives:
+        # another request's candidates (a different user where possible), labelled NOT_DWELLED only;
+        # the negative half is always there (empty for a one-request batch) so its layout is fixed
+        shift = 1 if rng is None or len(rows) == 1 else int(rng.integers(1, len(rows)))
         perm = np.roll(np.arange(len(rows)), shift)
         other_user = t.user_id[cs[perm]] != t.user_id[cs]
         nval = cval[perm] & other_user[:, None]
@@ -238,6 +239,28 @@ def make_batch(
         cand_surface=tt(cand_surface),
     )
     return TrainBatch(batch, tt(labels), tt(label_mask), tt(dwell), tt(dwell_mask), cand_index)
+
+
+def exposure_labels(tb: TrainBatch, exposure_only: bool) -> TrainBatch:
+    """Relabel a batch built with in-batch negatives for the exposure objective: slot
+    EXPOSURE_SLOT is 1 on the negatives (another user's impressions) and 0 on the real candidates,
+    every other head is untrained on negatives. `exposure_only` (the curriculum's first stage) also
+    masks every other head and the dwell loss on the real candidates."""
+    c = tb.cand_index.shape[1] // 2
+    neg = (tb.batch.cand_post_rows[:, c:, 0] != 0).float()
+    labels, mask = tb.labels.clone(), tb.label_mask.clone()
+    labels[:, c:] = 0.0
+    mask[:, c:] = 0.0
+    labels[:, c:, EXPOSURE_SLOT] = neg
+    mask[:, c:, EXPOSURE_SLOT] = neg
+    real = torch.from_numpy(tb.cand_index[:, :c] >= 0).float()
+    labels[:, :c, EXPOSURE_SLOT] = 0.0
+    dwell_mask = tb.dwell_mask
+    if exposure_only:
+        mask[:, :c] = 0.0
+        dwell_mask = torch.zeros_like(dwell_mask)
+    mask[:, :c, EXPOSURE_SLOT] = real
+    return TrainBatch(tb.batch, labels, mask, tb.dwell_target, dwell_mask, tb.cand_index)
 
 
 def batches_by_length(req: Requests, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

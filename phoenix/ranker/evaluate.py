@@ -25,7 +25,7 @@ from phoenix.ranker.data import (
     resolve_logs,
 )
 from phoenix.ranker.features import action_multi_hot
-from phoenix.ranker.metrics import action_metrics, gap_closure
+from phoenix.ranker.metrics import action_metrics, gap_closure, roc_auc
 from phoenix.ranker.model import RankerModel
 from protos import events_pb2
 
@@ -76,6 +76,35 @@ def score_table(
     }
 
 
+def dwell_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float | None]:
+    """The dwell head predicts expected (capped) dwell seconds, 0 for impressions not dwelled:
+    RMSE and R² against predicting the eval mean, plus MAE (reference continuous metrics)."""
+    if len(true) == 0:
+        return {"dwell_rmse_s": None, "dwell_baseline_rmse_s": None, "dwell_r2": None, "dwell_mae_s": None}
+    mse = float(np.mean((pred - true) ** 2))
+    var = float(np.var(true))
+    return {
+        "dwell_rmse_s": mse**0.5,
+        "dwell_baseline_rmse_s": var**0.5,
+        "dwell_r2": 1.0 - mse / var if var > 0 else None,
+        "dwell_mae_s": float(np.abs(pred - true).mean()),
+    }
+
+
+def history_ablation(
+    model: RankerModel, t: ImpressionTable, eval_req: Requests, idx: np.ndarray
+) -> dict[str, float]:
+    """Headline ROC-AUCs with every history emptied: equal to the model's own AUCs when the model
+    ignores the history (the failure docs/ranker.md diagnoses)."""
+    empty = Requests(
+        eval_req.cand_start, eval_req.cand_end, eval_req.hist_start, eval_req.hist_start, eval_req.is_eval
+    )
+    idx0, p0, _ = predict_requests(model, t, empty)
+    p0 = p0[np.argsort(idx0)]
+    y = action_multi_hot(t.action_mask[idx])
+    return {k: float(roc_auc(y[:, a], p0[:, a])) for k, a in HEADLINE.items() if y[:, a].any()}
+
+
 def evaluate_split(
     model: RankerModel,
     t: ImpressionTable,
@@ -122,10 +151,7 @@ def evaluate_split(
         "eval_requests": len(eval_req),
         "actions": [action_name(a) for a in actions],
         "metrics": table,
-        "dwell_mae_s": float(np.abs(dwell - dwell_true).mean()) if len(idx) else float("nan"),
-        "dwell_baseline_mae_s": float(np.abs(np.median(dwell_true) - dwell_true).mean())
-        if len(idx)
-        else None,
+        **dwell_metrics(dwell, dwell_true),
     }
     if oracle_actions:
         out["gap_closure"] = {
@@ -134,6 +160,7 @@ def evaluate_split(
             )
             for a in oracle_actions
         }
+    out["without_history"] = history_ablation(model, t, eval_req, idx)
     out["headline"] = {
         k: {s: table[s][action_name(a)]["roc_auc"] for s in table if action_name(a) in table[s]}
         for k, a in HEADLINE.items()

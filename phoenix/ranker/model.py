@@ -21,6 +21,7 @@ from torch import nn
 
 from phoenix.ranker.config import (
     DWELL_CAP_S,
+    EXPOSURE_SLOT,
     NUM_ACTIONS,
     NUM_CONTINUOUS,
     PRODUCT_SURFACE_VOCAB,
@@ -208,6 +209,12 @@ class HashEmbeddingTable(nn.Module):
         return e.reshape(*rows.shape[:-1], rows.shape[-1] * e.shape[-1])
 
 
+def without_post_ids(e: torch.Tensor) -> torch.Tensor:
+    """Concatenated [post h0, post h1, author h0, author h1] embeddings with the post half zeroed."""
+    half = e.shape[-1] // 2
+    return torch.cat([torch.zeros_like(e[..., :half]), e[..., half:]], dim=-1)
+
+
 class ContextTokenBuilder(nn.Module):
     """User token + history tokens (width emb_size), scaled by sqrt(emb_size).
 
@@ -225,10 +232,16 @@ class ContextTokenBuilder(nn.Module):
         self.dwell_vec = nn.Parameter(torch.randn(d) / math.sqrt(d))
         self.input_scale = math.sqrt(d)
 
-    def forward(self, table: HashEmbeddingTable, b: RankerBatch) -> torch.Tensor:
+    def forward(self, table: HashEmbeddingTable, b: RankerBatch, authors_only: bool = False) -> torch.Tensor:
+        """`authors_only` zeroes the user and post id embeddings (training curriculum, see
+        RankerModel.forward)."""
         user = self.user_proj(table(b.user_rows)).unsqueeze(1)
         ids = torch.cat([b.hist_post_rows, b.hist_author_rows], dim=-1)
-        hist = self.hist_proj(table(ids))
+        e = table(ids)
+        if authors_only:
+            user = torch.zeros_like(user)
+            e = without_post_ids(e)
+        hist = self.hist_proj(e)
         hist = hist + b.hist_actions.to(hist.dtype) @ self.action_emb.to(hist.dtype)
         hist = hist + self.surface_emb(b.hist_surface.clamp(0, PRODUCT_SURFACE_VOCAB - 1)).to(hist.dtype)
         dwell = (b.hist_dwell_s.clamp(0.0, DWELL_CAP_S) / DWELL_CAP_S).to(hist.dtype)
@@ -249,12 +262,17 @@ class CandidateTokenBuilder(nn.Module):
         self.input_scale = math.sqrt(d)
 
     def forward(
-        self, table: HashEmbeddingTable, b: RankerBatch, shared_proj: nn.Linear | None = None
+        self,
+        table: HashEmbeddingTable,
+        b: RankerBatch,
+        shared_proj: nn.Linear | None = None,
+        authors_only: bool = False,
     ) -> torch.Tensor:
         ids = torch.cat([b.cand_post_rows, b.cand_author_rows], dim=-1)
         proj = self.proj if self.proj is not None else shared_proj
         assert proj is not None, "shared_entity_proj needs the history projection"
-        x = proj(table(ids))
+        e = table(ids)
+        x = proj(without_post_ids(e) if authors_only else e)
         x = x + self.surface_emb(b.cand_surface.clamp(0, PRODUCT_SURFACE_VOCAB - 1)).to(x.dtype)
         return x * self.input_scale
 
@@ -303,10 +321,20 @@ class RankerModel(nn.Module):
         self.token_dropout = nn.Dropout(cfg.dropout)
         self.action_head = nn.Linear(cfg.emb_size, NUM_ACTIONS)
         self.continuous_head = nn.Linear(cfg.emb_size, NUM_CONTINUOUS)
-        nn.init.zeros_(self.action_head.weight)
         nn.init.constant_(self.action_head.bias, -4.0)  # engagement is rare: start near p = 0.02
         nn.init.zeros_(self.continuous_head.weight)
         nn.init.zeros_(self.continuous_head.bias)
+        with torch.no_grad():
+            # history/candidate tokens start as pure id embeddings: the shared action, surface and
+            # dwell vectors would otherwise add one common direction that hides the ids from QK
+            self.context_tokens.action_emb.zero_()
+            self.context_tokens.dwell_vec.zero_()
+            self.context_tokens.surface_emb.weight.zero_()
+            self.candidate_tokens.surface_emb.weight.zero_()
+            # a random (not zero) head: with zero weights no gradient reaches the trunk until the
+            # head has grown, and it then follows candidate-only features (docs/ranker.md)
+            self.action_head.weight.normal_(std=cfg.emb_size**-0.5)
+            self.action_head.bias[EXPOSURE_SLOT] = 0.0  # half of its examples are positives
 
     def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.action_head(h).float(), self.continuous_head(h).float()
@@ -316,10 +344,14 @@ class RankerModel(nn.Module):
         """Raw continuous outputs -> values; dwell seconds = 30 * sigmoid (reference, non-gallery)."""
         return DWELL_CAP_S * torch.sigmoid(raw)
 
-    def forward(self, b: RankerBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Plain masked forward over [user, history, candidates]: (logits [B,C,64], raw [B,C,8])."""
-        ctx = self.context_tokens(self.table, b)
-        cand = self.candidate_tokens(self.table, b, self.context_tokens.hist_proj)
+    def forward(self, b: RankerBatch, authors_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plain masked forward over [user, history, candidates]: (logits [B,C,64], raw [B,C,8]).
+
+        `authors_only` (the exposure stage of training) hides the user and post ids, leaving the
+        authors: the exposure task can then only be solved by matching candidates against the
+        history, not by memorising which user saw which post."""
+        ctx = self.context_tokens(self.table, b, authors_only)
+        cand = self.candidate_tokens(self.table, b, self.context_tokens.hist_proj, authors_only)
         valid = b.context_valid
         c = cand.shape[1]
         pos_ctx = context_positions(valid, self.cfg.history_len)

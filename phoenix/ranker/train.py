@@ -1,5 +1,5 @@
 """`foryou train ranker --logs PATH --out DIR`: multi-task BCE over the 64 action heads (masked) +
-0.1 x dwell MAE, AdamW on dense weights + row-wise AdaGrad on the hash table, warmup + cosine LR,
+dwell squared error, AdamW on dense weights + row-wise AdaGrad on the hash table, warmup + cosine LR,
 deterministic seed, rich progress bar, periodic eval, resumable checkpoints, metrics.json and
 training-curve PNGs in the output directory."""
 
@@ -32,6 +32,7 @@ from phoenix.ranker.data import (
     TrainBatch,
     batches_by_length,
     build_requests,
+    exposure_labels,
     impressions_from_log,
     make_batch,
     read_log,
@@ -41,23 +42,25 @@ from phoenix.ranker.evaluate import HEADLINE, action_name, evaluate_split, predi
 from phoenix.ranker.metrics import roc_auc
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.optim import RowwiseAdagrad
+from phoenix.ranker.warm_start import author_cooccurrence_init
 
 PERIODIC_EVAL_REQUESTS = 2_000
 
 
 def ranking_loss(
-    model: RankerModel, tb: TrainBatch, dwell_weight: float
+    model: RankerModel, tb: TrainBatch, dwell_weight: float, authors_only: bool = False
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    logits, cont = model(tb.batch)
+    logits, cont = model(tb.batch, authors_only)
     bce = F.binary_cross_entropy_with_logits(logits, tb.labels, reduction="none") * tb.label_mask
     n = (tb.label_mask.amax(-1) > 0).sum().clamp(min=1)
     discrete = bce.sum() / n
+    # squared error: the head estimates the expected capped dwell (0 when not dwelled). With an
+    # absolute error its optimum is the median, which is 0 here (most impressions are not dwelled)
     target = tb.dwell_target.clamp(0, DWELL_CAP_S) / DWELL_CAP_S
-    mae = ((torch.sigmoid(cont[..., 1]) - target).abs() * tb.dwell_mask).sum() / tb.dwell_mask.sum().clamp(
-        min=1
-    )
-    total = discrete + dwell_weight * mae
-    return total, {"loss": total.item(), "bce": discrete.item(), "dwell_mae": mae.item()}
+    err = (torch.sigmoid(cont[..., 1]) - target).square() * tb.dwell_mask
+    mse = err.sum() / tb.dwell_mask.sum().clamp(min=1)
+    total = discrete + dwell_weight * mse
+    return total, {"loss": total.item(), "bce": discrete.item(), "dwell_mse": mse.item()}
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -167,7 +170,14 @@ def train_ranker(
     data_s = time.monotonic() - t0
 
     steps_per_epoch = math.ceil(len(train_req) / cfg.batch_size)
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    epochs = cfg.exposure_epochs + cfg.epochs
+    total_steps = cfg.max_steps or max(1, math.ceil(epochs * steps_per_epoch))
+    exposure_steps = round(total_steps * cfg.exposure_epochs / epochs) if epochs > 0 else 0
+    if not resuming and cfg.warm_start_dim > 0:
+        tr = ~table.is_eval
+        author_cooccurrence_init(
+            model.table, mcfg.hash_config, table.user_id[tr], table.author_id[tr], cfg.warm_start_dim
+        )
     adam = torch.optim.AdamW(
         _dense_params(model), lr=cfg.lr, betas=(0.95, 0.98), weight_decay=cfg.weight_decay
     )
@@ -190,7 +200,11 @@ def train_ranker(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     model.train()
-    ema: float | None = None
+    ema: float | None = None  # of the current stage's loss (the two stages' losses differ in kind)
+    first_ema: float | None = None
+    exposure_first_ema: float | None = None
+    exposure_final_ema: float | None = None
+    ema_stage_is_exposure = False
     skipped = 0
     t_train = time.monotonic()
     examples = 0
@@ -214,13 +228,23 @@ def train_ranker(
                     batches_by_length(train_req, cfg.batch_size, np.random.default_rng([cfg.seed, epoch])),
                 )
             rows = epoch_batches[1][pos]
+            exposure_stage = step < exposure_steps
+            exposure = exposure_stage or cfg.exposure_loss
             tb = make_batch(
-                table, train_req, rows, np.random.default_rng([cfg.seed, epoch, pos]), cfg.in_batch_negatives
+                table,
+                train_req,
+                rows,
+                np.random.default_rng([cfg.seed, epoch, pos]),
+                exposure or cfg.in_batch_negatives,
             )
-            scale = lr_factor(step, cfg.warmup_steps, total_steps)
+            if exposure:
+                tb = exposure_labels(tb, exposure_only=exposure_stage)
+            # each stage ends its own cosine: the exposure stage decays over its steps, the ranking
+            # stage picks the run-long cosine up where it stands
+            scale = lr_factor(step, cfg.warmup_steps, exposure_steps if exposure_stage else total_steps)
             for g in adam.param_groups:
                 g["lr"] = cfg.lr * scale
-            loss, parts = ranking_loss(model, tb, cfg.dwell_loss_weight)
+            loss, parts = ranking_loss(model, tb, cfg.dwell_loss_weight, exposure_stage)
             adam.zero_grad(set_to_none=True)
             adagrad.zero_grad()
             loss.backward()
@@ -232,10 +256,15 @@ def train_ranker(
                 skipped += 1  # reference: skip the whole update on non-finite gradients
             examples += int((tb.cand_index >= 0).sum())
             step += 1
+            if not exposure_stage and ema_stage_is_exposure:
+                exposure_first_ema, exposure_final_ema = first_ema, ema
+                ema, first_ema = None, None
+            ema_stage_is_exposure = exposure_stage
             ema = parts["loss"] if ema is None else 0.98 * ema + 0.02 * parts["loss"]
+            first_ema = ema if first_ema is None else first_ema
             if step % 10 == 0 or step == total_steps:
                 history["loss"].append((step, ema))
-            info = f"loss {ema:.4f}"
+            info = f"{'exposure ' if exposure_stage else ''}loss {ema:.4f}"
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == total_steps) and len(periodic_req):
                 res = periodic_eval()
                 history["eval"].append((step, res))
@@ -250,6 +279,7 @@ def train_ranker(
     metrics: dict[str, Any] = {
         "model_version": version,
         "steps": step,
+        "exposure_steps": exposure_steps,
         "skipped_steps": skipped,
         "train_requests": len(train_req),
         "eval_requests": len(eval_req),
@@ -258,8 +288,11 @@ def train_ranker(
         "data_prep_s": round(data_s, 2),
         "train_s": round(train_s, 2),
         "examples_per_s": round(examples / train_s, 1) if train_s > 0 else None,
+        # of the last stage run in this call (ranking, unless the run stopped in the exposure stage)
         "final_train_loss_ema": ema,
-        "first_train_loss_ema": history["loss"][0][1] if history["loss"] else None,
+        "first_train_loss_ema": first_ema,
+        "exposure_first_loss_ema": exposure_first_ema,
+        "exposure_final_loss_ema": exposure_final_ema,
         "config": cfg.to_dict(),
     }
     if evaluate and len(eval_req):

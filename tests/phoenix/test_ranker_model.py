@@ -21,7 +21,7 @@ from phoenix.ranker.testing import random_request as random_batch
 def tiny_model() -> RankerModel:
     torch.manual_seed(0)
     model = RankerModel(RankerConfig.tiny()).eval()
-    # heads start at zero; give them weights so outputs depend on the trunk
+    # larger head weights than the init, so outputs depend strongly on the trunk
     with torch.no_grad():
         model.action_head.weight.normal_(std=0.5)
         model.continuous_head.weight.normal_(std=0.5)
