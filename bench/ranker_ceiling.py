@@ -63,7 +63,8 @@ def main() -> None:
     d = d.with_columns(pl.col("^pref_.*$").fill_null(0.0))
     ts = d["timestamp_ms"].to_numpy()
     ev = ts >= np.quantile(ts, 1.0 - args.eval_fraction)
-    d = d.filter(pl.Series(ev))
+    seen_posts = d.filter(pl.Series(~ev))["post_id"].unique()
+    d = d.filter(pl.Series(ev)).with_columns(pl.col("post_id").is_in(seen_posts.implode()).alias("seen"))
     y = d["y"].to_numpy()
     qa = d["qa"].to_numpy()
     inn = d["in_network"].to_numpy().astype(bool)
@@ -94,16 +95,18 @@ def main() -> None:
 
     sec = cfg.get("secondary_topic_frac", 0.2)
     oracle_auc = roc_auc(y, d[oracle_column(FAV)].to_numpy())
+    post_level = expected_gate(d["pref_post"].to_numpy())
+    author_level = (1 - sec) * expected_gate(d["pref_primary"].to_numpy()) + sec * expected_gate(
+        d["pref_secondary"].to_numpy()
+    )
+    seen = d["seen"].to_numpy()
     rows = [
         ("oracle (exact label probability)", oracle_auc),
-        ("post topic known, post quality integrated", roc_auc(y, expected_gate(d["pref_post"].to_numpy()))),
+        ("post topic known, post quality integrated", roc_auc(y, post_level)),
+        ("author-level: post topic and quality integrated", roc_auc(y, author_level)),
         (
-            "author-level: post topic and quality integrated",
-            roc_auc(
-                y,
-                (1 - sec) * expected_gate(d["pref_primary"].to_numpy())
-                + sec * expected_gate(d["pref_secondary"].to_numpy()),
-            ),
+            f"post topic known only if trained on ({seen.mean():.0%})",
+            roc_auc(y, np.where(seen, post_level, author_level)),
         ),
         ("author quality alone", roc_auc(y, qa)),
     ]
