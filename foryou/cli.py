@@ -269,6 +269,10 @@ def serve_phoenix(
     ranker_address: Annotated[str, typer.Option(envvar="FORYOU_RANKER_ADDRESS")] = "127.0.0.1:50053",
     retrieval_model: Annotated[str, typer.Option(help="Retrieval checkpoint directory (optional)")] = "",
     retrieval_address: Annotated[str, typer.Option(envvar="FORYOU_RETRIEVAL_ADDRESS")] = "127.0.0.1:50052",
+    sids: Annotated[
+        str,
+        typer.Option(envvar="FORYOU_SIDS_PATH", help="Parquet of post_id + sid (a world's posts.parquet)"),
+    ] = "",
     metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
 ) -> None:
     """Phoenix: RankingService (and RetrievalService with its live FAISS index)."""
@@ -278,7 +282,7 @@ def serve_phoenix(
     from foryou.stack import PhoenixServices
 
     settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
-    svc = PhoenixServices(settings, ranker_model, ranker_address, retrieval_model, retrieval_address)
+    svc = PhoenixServices(settings, ranker_model, ranker_address, retrieval_model, retrieval_address, sids)
 
     async def started() -> None:
         console.print("phoenix: " + "  ".join(f"{k}={v}" for k, v in svc.addresses.items()))
@@ -292,6 +296,10 @@ def serve_all(
     ranker_model: Annotated[str, typer.Option(help="Ranker checkpoint directory")],
     retrieval_model: Annotated[str, typer.Option(help="Retrieval checkpoint directory (optional)")] = "",
     home_mixer_address: Annotated[str, typer.Option(envvar="FORYOU_HOME_MIXER_ADDRESS")] = "127.0.0.1:50050",
+    sids: Annotated[
+        str,
+        typer.Option(envvar="FORYOU_SIDS_PATH", help="Parquet of post_id + sid (a world's posts.parquet)"),
+    ] = "",
     metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
 ) -> None:
     """Ingesters, Thunder, Phoenix and home_mixer in one process."""
@@ -304,7 +312,10 @@ def serve_all(
     stack = Stack(
         settings,
         StackConfig(
-            ranker_dir=ranker_model, retrieval_dir=retrieval_model, home_mixer_address=home_mixer_address
+            ranker_dir=ranker_model,
+            retrieval_dir=retrieval_model,
+            home_mixer_address=home_mixer_address,
+            sids_path=sids,
         ),
     )
 

@@ -188,7 +188,8 @@ async def _demo(
     from foryou.stack import Stack, StackConfig
 
     world, world_dir = _world(settings, console, cfg)
-    stack = Stack(settings, StackConfig())
+    # the ranker hydrates post semantic ids from the world's posts table (the SID lookup)
+    stack = Stack(settings, StackConfig(sids_path=str(Path(world_dir) / "posts.parquet")))
     feeds: dict[int, list[int]] = {}
     try:
         await stack.start_ingestion()

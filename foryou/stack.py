@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 class StackConfig:
     ranker_dir: str = ""
     retrieval_dir: str = ""
+    sids_path: str = ""  # Parquet with post_id + sid: the ranker's semantic-id lookup ("" = none)
     thunder_address: str = "127.0.0.1:0"
     ranker_address: str = "127.0.0.1:0"
     retrieval_address: str = "127.0.0.1:0"
@@ -73,15 +74,7 @@ class Stack:
             await self.retrieval.wait_caught_up(timeout_s)
 
     async def start_serving(self) -> None:
-        from phoenix.ranker.handler import RankingHandler
-        from phoenix.ranker.servicer import serve_ranking
-
-        handler = await asyncio.to_thread(RankingHandler.from_dir, self.config.ranker_dir)
-        self._ranker_server, port = serve_ranking(
-            handler, self.config.ranker_address, admin_token=self.settings.admin_token
-        )
-        host = self.config.ranker_address.rsplit(":", 1)[0]
-        self.addresses["ranker"] = f"{host}:{port}"
+        self._ranker_server, self.addresses["ranker"] = await _start_ranker(self.settings, self.config)
 
         from home_mixer.clients import build_clients_from_addresses
         from home_mixer.service import HomeMixerConfig, HomeMixerService
@@ -137,6 +130,7 @@ class PhoenixServices:
         ranker_address: str,
         retrieval_dir: str = "",
         retrieval_address: str = "127.0.0.1:0",
+        sids_path: str = "",
     ) -> None:
         self.settings = settings
         self.config = StackConfig(
@@ -144,6 +138,7 @@ class PhoenixServices:
             ranker_address=ranker_address,
             retrieval_dir=retrieval_dir,
             retrieval_address=retrieval_address,
+            sids_path=sids_path,
         )
         self.addresses: dict[str, str] = {}
         self._ranker_server: Any = None
@@ -165,7 +160,13 @@ async def _start_ranker(settings: Settings, config: StackConfig) -> tuple[Any, s
     from phoenix.ranker.handler import RankingHandler
     from phoenix.ranker.servicer import serve_ranking
 
-    handler = await asyncio.to_thread(RankingHandler.from_dir, config.ranker_dir)
+    sids = None
+    if config.sids_path:
+        from phoenix.ranker.sids import SidLookup
+
+        sids = await asyncio.to_thread(SidLookup.from_parquet, config.sids_path)
+        log.info("ranker semantic ids loaded", extra={"posts": len(sids), "path": config.sids_path})
+    handler = await asyncio.to_thread(RankingHandler.from_dir, config.ranker_dir, None, sids)
     server, port = serve_ranking(handler, config.ranker_address, admin_token=settings.admin_token)
     return server, f"{config.ranker_address.rsplit(':', 1)[0]}:{port}"
 

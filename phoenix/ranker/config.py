@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from phoenix.hashing import HashConfig
 
 NUM_ACTIONS = 64  # discrete heads, slot i = ActionName i
@@ -39,6 +41,11 @@ class RankerConfig:
     user_table_size: int = 100_000
     post_table_size: int = 100_000
     author_table_size: int = 30_000
+    # semantic ids of post content: a post whose SID is known gets SID rows in the two post slots
+    # of its token instead of post-id hash rows (slot j = level min(j, sid_levels - 1); the
+    # reference's production config likewise drops the post-id hash for SIDs). 0 = post ids only
+    sid_levels: int = 1
+    sid_codebook: int = 256
 
     @classmethod
     def tiny(cls, **overrides: Any) -> RankerConfig:
@@ -70,6 +77,21 @@ class RankerConfig:
         return HashConfig(self.user_table_size, self.post_table_size, self.author_table_size)
 
     @property
+    def table_rows(self) -> int:
+        """Rows of the shared embedding table: the hashed blocks, then 2 x (codebook + 1) SID rows."""
+        return self.hash_config.num_rows + (2 * (self.sid_codebook + 1) if self.sid_levels > 0 else 0)
+
+    def sid_rows(self, codes: np.ndarray) -> np.ndarray:
+        """SID codes [..., >= sid_levels] (1-based, 0 = missing) -> table rows [..., 2] for the
+        two post slots; 0 where the level's code is missing."""
+        base, stride = self.hash_config.num_rows, self.sid_codebook + 1
+        out = np.zeros((*codes.shape[:-1], 2), dtype=np.int64)
+        for slot in range(2):
+            c = np.clip(codes[..., min(slot, self.sid_levels - 1)], 0, self.sid_codebook)
+            out[..., slot] = np.where(c > 0, base + slot * stride + c, 0)
+        return out
+
+    @property
     def ffn_size(self) -> int:
         return -(-int(self.ffn_widening * self.emb_size) // 32) * 32
 
@@ -85,7 +107,9 @@ class RankerConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RankerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        kw = {k: v for k, v in d.items() if k in known}
+        kw.setdefault("sid_levels", 0)  # checkpoints from before SIDs have no SID table
+        return cls(**kw)
 
 
 @dataclass(slots=True)
@@ -114,6 +138,9 @@ class TrainConfig:
     dwell_loss_weight: float = 1.0  # x squared error of dwell / 30 s
     in_batch_negatives: bool = False  # reference labelling: negatives count as NOT_DWELLED
     eval_fraction: float = 0.15  # the most recent impressions (by time) are held out
+    # Parquet with post_id + sid (list of codes); "" = the world directory's posts table if the
+    # logs path is a world with SIDs, else no SIDs
+    sids_path: str = ""
     eval_every: int = 200  # steps; 0 = only at the end
     checkpoint_every: int = 200
     max_steps: int = 0  # 0 = derived from epochs (both stages keep their share when capped)

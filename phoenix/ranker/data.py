@@ -20,9 +20,10 @@ import polars as pl
 import torch
 
 from phoenix.hashing import HashConfig
-from phoenix.ranker.config import EXPOSURE_SLOT, NUM_ACTIONS
+from phoenix.ranker.config import EXPOSURE_SLOT, NUM_ACTIONS, RankerConfig
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.model import RankerBatch
+from phoenix.ranker.sids import SidLookup, with_sid_rows
 from protos import events_pb2
 
 IMPRESSION = events_pb2.ActionName.IMPRESSION
@@ -45,6 +46,17 @@ def resolve_logs(path: str | Path) -> tuple[Path, Path | None]:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file")
     return p, None
+
+
+def resolve_sids(logs_path: str | Path, sids_path: str | Path | None = None) -> SidLookup | None:
+    """The SID source: `sids_path` (Parquet with post_id + sid), else a world directory's posts
+    table when it has a `sid` column, else None (no SIDs)."""
+    if sids_path:
+        return SidLookup.from_parquet(sids_path)
+    posts = Path(logs_path) / "posts.parquet"
+    if Path(logs_path).is_dir() and posts.exists() and "sid" in pl.read_parquet_schema(posts):
+        return SidLookup.from_parquet(posts)
+    return None
 
 
 def read_log(path: str | Path) -> pl.DataFrame:
@@ -93,7 +105,15 @@ class ImpressionTable:
     is_eval: np.ndarray  # bool
 
     @classmethod
-    def build(cls, imp: pl.DataFrame, hc: HashConfig, eval_fraction: float) -> ImpressionTable:
+    def build(
+        cls,
+        imp: pl.DataFrame,
+        hc: HashConfig,
+        eval_fraction: float,
+        sids: SidLookup | None = None,
+        model: RankerConfig | None = None,
+    ) -> ImpressionTable:
+        """`sids` + `model`: posts with a semantic id get SID rows instead of post-id hash rows."""
         ts = imp["timestamp_ms"].to_numpy()
         split = np.quantile(ts, 1.0 - eval_fraction) if eval_fraction > 0 and len(ts) else np.inf
         u, p, a = (imp[c].to_numpy() for c in ("user_id", "post_id", "author_id"))
@@ -106,7 +126,7 @@ class ImpressionTable:
             action_mask=imp["action_mask"].to_numpy().astype(np.uint64),
             dwell_ms=imp["dwell_ms"].to_numpy().astype(np.int64),
             user_rows=hc.rows(u, "user"),
-            post_rows=hc.rows(p, "post"),
+            post_rows=with_sid_rows(model, p, hc.rows(p, "post"), sids) if model else hc.rows(p, "post"),
             author_rows=hc.rows(a, "author"),
             is_eval=ts >= split,
         )

@@ -23,6 +23,7 @@ from phoenix.ranker.data import (
     make_batch,
     read_log,
     resolve_logs,
+    resolve_sids,
 )
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.metrics import action_metrics, gap_closure, roc_auc
@@ -174,7 +175,8 @@ def load_split(
 ) -> tuple[ImpressionTable, Requests, pl.DataFrame | None]:
     eng_path, oracle_path = resolve_logs(logs_path)
     imp = impressions_from_log(read_log(eng_path))
-    t = ImpressionTable.build(imp, model.cfg.hash_config, train_cfg.eval_fraction)
+    sids = resolve_sids(logs_path, train_cfg.sids_path)
+    t = ImpressionTable.build(imp, model.cfg.hash_config, train_cfg.eval_fraction, sids, model.cfg)
     req = build_requests(t, model.cfg.history_len, train_cfg.max_candidates, train_cfg.session_gap_ms)
     oracle = pl.read_parquet(oracle_path) if oracle_path is not None else None
     return t, req, oracle

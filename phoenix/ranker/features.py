@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from phoenix.hashing import HashConfig
-from phoenix.ranker.config import NUM_ACTIONS
+from phoenix.ranker.config import NUM_ACTIONS, RankerConfig
 from phoenix.ranker.model import RankerBatch
+from phoenix.ranker.sids import SidLookup, with_sid_rows
 
 _BITS = np.arange(NUM_ACTIONS, dtype=np.uint64)
 
@@ -76,18 +77,30 @@ class CandidateArrays:
     surfaces: np.ndarray  # [B, C]
 
 
-def build_batch(hc: HashConfig, hist: HistoryArrays, cand: CandidateArrays) -> RankerBatch:
+def build_batch(
+    hc: HashConfig,
+    hist: HistoryArrays,
+    cand: CandidateArrays,
+    sids: SidLookup | None = None,
+    model: RankerConfig | None = None,
+) -> RankerBatch:
+    """`sids` + `model`: history and candidate posts with a semantic id get SID rows."""
+
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a))
 
+    def post_rows(ids: np.ndarray) -> np.ndarray:
+        rows = hc.rows(ids, "post")
+        return with_sid_rows(model, ids, rows, sids) if model is not None else rows
+
     return RankerBatch(
         user_rows=t(hc.rows(hist.user_ids, "user")),
-        hist_post_rows=t(hc.rows(hist.post_ids, "post")),
+        hist_post_rows=t(post_rows(hist.post_ids)),
         hist_author_rows=t(hc.rows(hist.author_ids, "author")),
         hist_actions=t(action_multi_hot(hist.action_masks)),
         hist_surface=t(np.asarray(hist.surfaces, dtype=np.int64)),
         hist_dwell_s=t(np.asarray(hist.dwell_ms, dtype=np.float32) / 1000.0),
-        cand_post_rows=t(hc.rows(cand.post_ids, "post")),
+        cand_post_rows=t(post_rows(cand.post_ids)),
         cand_author_rows=t(hc.rows(cand.author_ids, "author")),
         cand_surface=t(np.asarray(cand.surfaces, dtype=np.int64)),
     )

@@ -21,6 +21,7 @@ from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.ranker.model import RankerModel
+from phoenix.ranker.sids import SidLookup
 
 
 class OverloadedError(RuntimeError):
@@ -129,9 +130,16 @@ def history_fingerprint(user_id: int, h: History, history_len: int) -> bytes:
 
 class RankingHandler:
     def __init__(
-        self, model: RankerModel, model_version: str, config: RankingHandlerConfig | None = None
+        self,
+        model: RankerModel,
+        model_version: str,
+        config: RankingHandlerConfig | None = None,
+        sids: SidLookup | None = None,
     ) -> None:
+        """`sids` hydrates the semantic ids of history and candidate posts by post id (reference:
+        the SID lookup service); None = the model gets no SIDs."""
         self.config = config or RankingHandlerConfig()
+        self.sids = sids
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
         self._loaded = _Loaded(self._prepare(model), model_version)
@@ -140,9 +148,11 @@ class RankingHandler:
         self.cache = ScoreCache(self.config.cache_ttl_s, self.config.cache_max_entries)
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, config: RankingHandlerConfig | None = None) -> RankingHandler:
+    def from_dir(
+        cls, model_dir: str | Path, config: RankingHandlerConfig | None = None, sids: SidLookup | None = None
+    ) -> RankingHandler:
         model, meta = load_model(model_dir)
-        return cls(model, meta["model_version"], config)
+        return cls(model, meta["model_version"], config, sids)
 
     def _prepare(self, model: RankerModel) -> RankerModel:
         model.eval()
@@ -220,7 +230,11 @@ class RankingHandler:
         )
         with torch.inference_mode():
             ctx_batch = build_batch(
-                cfg.hash_config, hist, CandidateArrays(*(np.zeros((1, 0), np.int64),) * 3)
+                cfg.hash_config,
+                hist,
+                CandidateArrays(*(np.zeros((1, 0), np.int64),) * 3),
+                self.sids,
+                cfg,
             )
             cache = model.encode_context(ctx_batch)
             for s in range(0, len(todo), self.config.candidate_batch):
@@ -231,7 +245,7 @@ class RankingHandler:
                     np.asarray(cand.author_ids, dtype=np.int64)[idx][None],
                     np.asarray(cand.surfaces, dtype=np.int64)[idx][None],
                 )
-                b = build_batch(cfg.hash_config, hist, ca)
+                b = build_batch(cfg.hash_config, hist, ca, self.sids, cfg)
                 logits, raw = model.score_candidates(cache, b)
                 probs[idx] = torch.sigmoid(logits[0]).numpy()
                 cont[idx] = model.continuous_values(raw[0]).numpy()

@@ -198,7 +198,8 @@ class HashEmbeddingTable(nn.Module):
 
     def __init__(self, cfg: RankerConfig) -> None:
         super().__init__()
-        self.table = nn.Embedding(cfg.hash_config.num_rows, cfg.emb_table_width, padding_idx=0, sparse=True)
+        # hashed user/post/author rows, then the semantic-id rows (RankerConfig.sid_row)
+        self.table = nn.Embedding(cfg.table_rows, cfg.emb_table_width, padding_idx=0, sparse=True)
         nn.init.normal_(self.table.weight, std=1.0 / math.sqrt(cfg.emb_table_width))
         with torch.no_grad():
             self.table.weight[0].zero_()
@@ -209,10 +210,12 @@ class HashEmbeddingTable(nn.Module):
         return e.reshape(*rows.shape[:-1], rows.shape[-1] * e.shape[-1])
 
 
-def without_post_ids(e: torch.Tensor) -> torch.Tensor:
-    """Concatenated [post h0, post h1, author h0, author h1] embeddings with the post half zeroed."""
-    half = e.shape[-1] // 2
-    return torch.cat([torch.zeros_like(e[..., :half]), e[..., half:]], dim=-1)
+def without_post_ids(e: torch.Tensor, rows: torch.Tensor, first_sid_row: int) -> torch.Tensor:
+    """Concatenated [post slot 0, post slot 1, author h0, author h1] embeddings of `rows` [..., 4]
+    with the post-id hash rows zeroed; semantic-id rows (>= first_sid_row) are kept."""
+    keep = torch.ones(rows.shape, dtype=e.dtype, device=e.device)
+    keep[..., :2] = (rows[..., :2] >= first_sid_row).to(e.dtype)
+    return (e.view(*rows.shape, -1) * keep.unsqueeze(-1)).reshape(e.shape)
 
 
 class ContextTokenBuilder(nn.Module):
@@ -230,17 +233,18 @@ class ContextTokenBuilder(nn.Module):
         self.surface_emb = nn.Embedding(PRODUCT_SURFACE_VOCAB, d)
         nn.init.normal_(self.surface_emb.weight, std=1.0 / math.sqrt(d))
         self.dwell_vec = nn.Parameter(torch.randn(d) / math.sqrt(d))
+        self.first_sid_row = cfg.hash_config.num_rows
         self.input_scale = math.sqrt(d)
 
     def forward(self, table: HashEmbeddingTable, b: RankerBatch, authors_only: bool = False) -> torch.Tensor:
-        """`authors_only` zeroes the user and post id embeddings (training curriculum, see
-        RankerModel.forward)."""
+        """`authors_only` zeroes the user and post-id embeddings, keeping authors and semantic ids
+        (training curriculum, see RankerModel.forward)."""
         user = self.user_proj(table(b.user_rows)).unsqueeze(1)
         ids = torch.cat([b.hist_post_rows, b.hist_author_rows], dim=-1)
         e = table(ids)
         if authors_only:
             user = torch.zeros_like(user)
-            e = without_post_ids(e)
+            e = without_post_ids(e, ids, self.first_sid_row)
         hist = self.hist_proj(e)
         hist = hist + b.hist_actions.to(hist.dtype) @ self.action_emb.to(hist.dtype)
         hist = hist + self.surface_emb(b.hist_surface.clamp(0, PRODUCT_SURFACE_VOCAB - 1)).to(hist.dtype)
@@ -259,6 +263,7 @@ class CandidateTokenBuilder(nn.Module):
         self.proj = None if cfg.shared_entity_proj else nn.Linear(4 * w, d, bias=False)
         self.surface_emb = nn.Embedding(PRODUCT_SURFACE_VOCAB, d)
         nn.init.normal_(self.surface_emb.weight, std=1.0 / math.sqrt(d))
+        self.first_sid_row = cfg.hash_config.num_rows
         self.input_scale = math.sqrt(d)
 
     def forward(
@@ -272,7 +277,7 @@ class CandidateTokenBuilder(nn.Module):
         proj = self.proj if self.proj is not None else shared_proj
         assert proj is not None, "shared_entity_proj needs the history projection"
         e = table(ids)
-        x = proj(without_post_ids(e) if authors_only else e)
+        x = proj(without_post_ids(e, ids, self.first_sid_row) if authors_only else e)
         x = x + self.surface_emb(b.cand_surface.clamp(0, PRODUCT_SURFACE_VOCAB - 1)).to(x.dtype)
         return x * self.input_scale
 
@@ -348,8 +353,8 @@ class RankerModel(nn.Module):
         """Plain masked forward over [user, history, candidates]: (logits [B,C,64], raw [B,C,8]).
 
         `authors_only` (the exposure stage of training) hides the user and post ids, leaving the
-        authors: the exposure task can then only be solved by matching candidates against the
-        history, not by memorising which user saw which post."""
+        authors and semantic ids: the exposure task can then only be solved by matching candidates
+        against the history, not by memorising which user saw which post."""
         ctx = self.context_tokens(self.table, b, authors_only)
         cand = self.candidate_tokens(self.table, b, self.context_tokens.hist_proj, authors_only)
         valid = b.context_valid

@@ -7,6 +7,7 @@ import numpy as np
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.ranker.model import RankerBatch
+from phoenix.ranker.sids import SidLookup
 
 
 def random_request(
@@ -30,4 +31,14 @@ def random_request(
     )
     c = num_candidates
     cand = CandidateArrays(ids((b, c)), ids((b, c)), rng.integers(0, 16, (b, c)))
-    return build_batch(cfg.hash_config, hist, cand), hist, cand
+    sids = random_sids(cfg, np.concatenate([hp.ravel(), cand.post_ids.ravel()]), seed)
+    return build_batch(cfg.hash_config, hist, cand, sids, cfg), hist, cand
+
+
+def random_sids(cfg: RankerConfig, post_ids: np.ndarray, seed: int = 0) -> SidLookup | None:
+    """Random semantic ids (every level known) for `post_ids`; None when the config has no SIDs."""
+    if cfg.sid_levels == 0:
+        return None
+    ids = np.unique(post_ids[post_ids != 0])
+    codes = np.random.default_rng(seed + 1).integers(1, cfg.sid_codebook + 1, (len(ids), cfg.sid_levels))
+    return SidLookup(ids, codes)

@@ -37,6 +37,7 @@ from phoenix.ranker.data import (
     make_batch,
     read_log,
     resolve_logs,
+    resolve_sids,
 )
 from phoenix.ranker.evaluate import HEADLINE, action_name, evaluate_split, predict_requests
 from phoenix.ranker.metrics import roc_auc
@@ -159,7 +160,8 @@ def train_ranker(
     t0 = time.monotonic()
     eng_path, oracle_path = resolve_logs(logs_path)
     imp = impressions_from_log(read_log(eng_path))
-    table = ImpressionTable.build(imp, mcfg.hash_config, cfg.eval_fraction)
+    sids = resolve_sids(logs_path, cfg.sids_path)
+    table = ImpressionTable.build(imp, mcfg.hash_config, cfg.eval_fraction, sids, mcfg)
     req = build_requests(table, mcfg.history_len, cfg.max_candidates, cfg.session_gap_ms)
     train_req, eval_req = req.subset(~req.is_eval), req.subset(req.is_eval)
     if len(train_req) == 0:
@@ -283,6 +285,7 @@ def train_ranker(
         "skipped_steps": skipped,
         "train_requests": len(train_req),
         "eval_requests": len(eval_req),
+        "sid_posts": len(sids) if sids is not None and mcfg.sid_levels > 0 else 0,
         "train_impressions": int((~table.is_eval).sum()),
         "eval_impressions": int(table.is_eval.sum()),
         "data_prep_s": round(data_s, 2),

@@ -47,7 +47,7 @@ class TwoTowerConfig:
 
     trunk: RankerConfig = dataclasses.field(
         default_factory=lambda: RankerConfig(
-            emb_size=64, emb_table_width=64, num_layers=2, key_size=16, history_len=64
+            emb_size=64, emb_table_width=64, num_layers=2, key_size=16, history_len=64, sid_levels=0
         )
     )
     cand_hidden: int = 256
@@ -56,7 +56,7 @@ class TwoTowerConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> TwoTowerConfig:
-        base: dict[str, Any] = dict(trunk=RankerConfig.tiny(), cand_hidden=32)
+        base: dict[str, Any] = dict(trunk=RankerConfig.tiny(sid_levels=0), cand_hidden=32)
         base.update(overrides)
         return cls(**base)
 

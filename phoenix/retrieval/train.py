@@ -87,6 +87,7 @@ class RetrievalTrainConfig:
             num_kv_heads=1,
             key_size=16,
             history_len=32,
+            sid_levels=0,
         )
         base: dict[str, Any] = dict(
             model=TwoTowerConfig(trunk=trunk, cand_hidden=64),

@@ -51,6 +51,11 @@ class WorldConfig:
     in_network_logit_boost: float = 1.0
     gate_slope: float = 14.0  # gate = sigmoid(slope * (affinity - gate_center)) (reference)
     gate_center: float = 0.15
+    # post content (reference §2.4.5): multimodal vectors -> semantic ids by RQ-KMeans; drawn from
+    # their own random stream, so the rest of the world does not depend on these knobs
+    mm_dim: int = 64  # reference: 1024
+    sid_levels: int = 6
+    sid_codebook: int = 256
 
     @classmethod
     def tiny(cls, seed: int = 0, **overrides: Any) -> WorldConfig:

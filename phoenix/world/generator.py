@@ -10,6 +10,7 @@ import polars as pl
 from foryou.snowflake import make_ids
 from phoenix.world import engagement_model as em
 from phoenix.world.config import HOUR_MS, WorldConfig
+from phoenix.world.sid import multimodal_vectors, rq_kmeans
 from phoenix.world.vocab import COMMON_WORDS, topic_names, topic_vocab
 from phoenix.world.world import World
 from protos import events_pb2
@@ -47,6 +48,15 @@ def _csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     count = np.bincount(keys, minlength=n)
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     return order, start, count
+
+
+def _post_sids(c: WorldConfig, topic: np.ndarray, author: np.ndarray) -> np.ndarray:
+    """int16 [N, sid_levels] semantic ids of the posts' content."""
+    if c.sid_levels <= 0:
+        return np.zeros((len(topic), 0), np.int16)
+    rng = np.random.default_rng([c.seed, 0x51D])  # own stream: the rest of the world is unchanged
+    vectors = multimodal_vectors(topic, author, c.n_topics, c.n_authors, c.mm_dim, rng)
+    return rq_kmeans(vectors, c.sid_levels, c.sid_codebook, seed=c.seed)
 
 
 def generate_world(config: WorldConfig) -> World:
@@ -200,6 +210,8 @@ def generate_world(config: WorldConfig) -> World:
         arr[is_repost] = arr[target[is_repost]]
     duration = np.where(has_video, duration, 0)
 
+    sids = _post_sids(c, topic, author)
+    sids[is_repost] = sids[target[is_repost]]  # same content, same SID
     post_ids = make_ids(created, np.arange(N, dtype=np.int64))
     # conversation root: follow reply/repost targets to a fixed point (targets are never reposts)
     root = np.arange(N)
@@ -266,8 +278,9 @@ def generate_world(config: WorldConfig) -> World:
             "quality": quality,
             "popularity": popularity,
             "deleted_at_ms": deleted_at,
+            "sid": list(sids),
         },
-        schema_overrides={"labels": pl.List(pl.Utf8)},
+        schema_overrides={"labels": pl.List(pl.Utf8), "sid": pl.List(pl.Int16)},
     )
 
     # --- engagement sessions ---
