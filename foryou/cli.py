@@ -52,7 +52,7 @@ def train_ranker_cmd(
     out: Annotated[str, typer.Option(help="Checkpoint directory (resumes if it holds one)")],
     tiny: Annotated[bool, typer.Option(help="Tiny model (tests, smoke runs)")] = False,
     small: Annotated[bool, typer.Option(help="Small model (width 64, 2 layers)")] = False,
-    epochs: Annotated[float, typer.Option(help="Ranking stage (all heads)")] = 1.0,
+    epochs: Annotated[float, typer.Option(help="Ranking stage (all heads)")] = 2.0,
     exposure_epochs: Annotated[
         float, typer.Option(help="Exposure stage first (in-batch negatives only; docs/ranker.md)")
     ] = 1.0,
@@ -463,8 +463,8 @@ def demo(
     ctx: typer.Context,
     preset: Annotated[str, typer.Option(help="World size: demo | tiny")] = "demo",
     tiny_model: Annotated[bool, typer.Option(help="Tiny ranker and retrieval models (smoke runs)")] = False,
-    ranker_max_steps: Annotated[int, typer.Option(help="0 = one epoch")] = 0,
-    retrieval_max_steps: Annotated[int, typer.Option(help="0 = one epoch")] = 0,
+    ranker_max_steps: Annotated[int, typer.Option(help="0 = from the epochs (both stages)")] = 0,
+    retrieval_max_steps: Annotated[int, typer.Option(help="0 = from the epochs")] = 0,
     retrieval: Annotated[bool, typer.Option(help="Out-of-network retrieval (two-tower + FAISS)")] = True,
 ) -> None:
     """The main job: embedded Kafka + Redis, synthetic world, ingestion, training, serving, three feeds."""

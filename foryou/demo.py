@@ -47,7 +47,7 @@ class DemoConfig:
     preset: str = "demo"  # "tiny" for tests
     seed: int = 0
     num_users: int = 3
-    ranker_epochs: float = 1.0
+    ranker_epochs: float = 2.0  # ranking stage, after one exposure epoch (docs/ranker.md)
     ranker_max_steps: int = 0
     retrieval_max_steps: int = 0
     retrieval_max_seconds: float = 90.0  # a cap for loaded machines; `fast` needs ~20 s on a quiet one

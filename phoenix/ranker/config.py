@@ -118,7 +118,7 @@ class TrainConfig:
 
     model: RankerConfig = dataclasses.field(default_factory=RankerConfig)
     seed: int = 0
-    epochs: float = 1.0  # ranking stage (all heads), after the exposure stage
+    epochs: float = 2.0  # ranking stage (all heads), after the exposure stage
     # curriculum (docs/ranker.md): first `exposure_epochs` train only the exposure slot on in-batch
     # negatives, so the trunk learns to match candidates against the history; `exposure_loss`
     # keeps that slot trained during the ranking stage

@@ -43,7 +43,7 @@ from phoenix.ranker.evaluate import HEADLINE, action_name, evaluate_split, predi
 from phoenix.ranker.metrics import roc_auc
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.optim import RowwiseAdagrad
-from phoenix.ranker.warm_start import author_cooccurrence_init
+from phoenix.ranker.warm_start import author_cooccurrence_init, sid_cooccurrence_init
 
 PERIODIC_EVAL_REQUESTS = 2_000
 
@@ -179,6 +179,9 @@ def train_ranker(
         tr = ~table.is_eval
         author_cooccurrence_init(
             model.table, mcfg.hash_config, table.user_id[tr], table.author_id[tr], cfg.warm_start_dim
+        )
+        sid_cooccurrence_init(
+            model.table, mcfg.hash_config.num_rows, table.user_id[tr], table.post_rows[tr], cfg.warm_start_dim
         )
     adam = torch.optim.AdamW(
         _dense_params(model), lr=cfg.lr, betas=(0.95, 0.98), weight_decay=cfg.weight_decay

@@ -60,3 +60,22 @@ def author_cooccurrence_init(
     _, _, authors, avec = ppmi_svd(user_ids, author_ids, min(dim, w.shape[1]))
     set_rows(w, hc.rows(authors, "author"), avec)
     return len(authors)
+
+
+@torch.no_grad()
+def sid_cooccurrence_init(
+    table: HashEmbeddingTable, first_sid_row: int, user_ids: np.ndarray, post_rows: np.ndarray, dim: int
+) -> int:
+    """The same for semantic-id rows: `post_rows` [N, 2] are the impressions' post-slot rows; the
+    slots holding SID rows (>= first_sid_row) start from the PPMI-SVD of user x SID exposure.
+    Returns the number of distinct SIDs set."""
+    known = post_rows[:, 0] >= first_sid_row
+    if dim <= 0 or not known.any():
+        return 0
+    pairs, key = np.unique(post_rows[known], axis=0, return_inverse=True)
+    if len(pairs) < 2 or len(np.unique(user_ids[known])) < 2:
+        return 0
+    w = table.table.weight
+    _, _, keys, vec = ppmi_svd(user_ids[known], key.reshape(-1), min(dim, w.shape[1]))
+    set_rows(w, pairs[keys], vec)
+    return len(keys)
