@@ -15,6 +15,8 @@ app = typer.Typer(
     help="foryou: an open For You feed ranking service.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    # every flag also reads FORYOU_<COMMAND PATH>_<FLAG>, e.g. FORYOU_TRAIN_RANKER_EPOCHS
+    context_settings={"auto_envvar_prefix": "FORYOU"},
 )
 infra_app = typer.Typer(help="Embedded Kafka broker + Redis on free local ports.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
@@ -57,17 +59,38 @@ def train_ranker_cmd(
         float, typer.Option(help="Exposure stage first (in-batch negatives only; docs/ranker.md)")
     ] = 1.0,
     max_steps: Annotated[int, typer.Option(help="0 = from epochs")] = 0,
+    sids: Annotated[
+        str,
+        typer.Option(help="Parquet with post_id + sid; default: the world directory's posts table"),
+    ] = "",
+    in_batch_negatives: Annotated[
+        bool, typer.Option("--in-batch-negatives", help="Add in-batch negatives in the ranking stage")
+    ] = False,
+    threads: Annotated[int, typer.Option(help="torch threads, 0 = torch default")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train the Phoenix ranker (multi-action, candidate-isolated transformer)."""
     from phoenix.ranker.config import RankerConfig, TrainConfig
     from phoenix.ranker.train import train_ranker
 
+    if tiny and small:
+        raise typer.BadParameter("--tiny and --small are exclusive")
     model = RankerConfig.tiny() if tiny else RankerConfig.small() if small else RankerConfig()
     cfg = TrainConfig(
-        model=model, epochs=epochs, exposure_epochs=exposure_epochs, max_steps=max_steps, seed=seed
+        model=model,
+        epochs=epochs,
+        exposure_epochs=exposure_epochs,
+        max_steps=max_steps,
+        sids_path=sids,
+        in_batch_negatives=in_batch_negatives,
+        num_threads=threads,
+        seed=seed,
     )
-    metrics = train_ranker(logs, out, cfg)
+    try:
+        metrics = train_ranker(logs, out, cfg)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
     console.print(f"checkpoint, metrics.json and training curves in {out}")
     _print_metrics("ranker", {k: v for k, v in metrics.items() if k != "history"})
 
@@ -76,11 +99,20 @@ def train_ranker_cmd(
 def eval_ranker_cmd(
     logs: Annotated[str, typer.Option(help="Engagement log Parquet, or a world directory")],
     model: Annotated[str, typer.Option(help="Checkpoint directory")],
+    markdown: Annotated[bool, typer.Option(help="Also print the per-action Markdown tables")] = False,
 ) -> None:
     """ROC-AUC, PR-AUC, RCE, calibration, NDCG vs oracle and baselines on the held-out split."""
-    from phoenix.ranker.evaluate import evaluate_ranker
+    from phoenix.ranker.evaluate import evaluate_ranker, markdown_table
 
-    _print_metrics("ranker evaluation", evaluate_ranker(logs, model))
+    try:
+        ev = evaluate_ranker(logs, model)
+    except (FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    _print_metrics("ranker evaluation", ev)
+    if markdown:
+        print(markdown_table(ev))
+    console.print(f"eval.json written to {model}")
 
 
 RETRIEVAL_PRESETS = ("default", "fast", "tiny")

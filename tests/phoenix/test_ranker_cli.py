@@ -1,0 +1,73 @@
+"""`foryou train ranker` and `foryou eval ranker` on a tiny world, flags from the environment, and
+clear errors for bad paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from foryou.cli import app
+from phoenix.ranker.checkpoint import load_model
+from phoenix.world import WorldConfig, generate_world
+
+runner = CliRunner()
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # rich wraps long lines
+
+
+@pytest.fixture(scope="module")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_world(WorldConfig.tiny(seed=0)).save(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ranker")
+    args = ["train", "ranker", "--logs", str(tiny_world), "--out", str(out), "--tiny", "--threads", "1"]
+    # --max-steps comes from the environment (auto FORYOU_<COMMAND>_<FLAG>)
+    res = runner.invoke(app, args, env={"FORYOU_TRAIN_RANKER_MAX_STEPS": "24"})
+    assert res.exit_code == 0, res.output
+    assert "gap_closure.SERVER_TWEET_FAV" in _flat(res.output)
+    return out
+
+
+def test_train_writes_checkpoint_metrics_and_curves(model_dir: Path) -> None:
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 24
+    for f in ("model.safetensors", "config.json", "training_curves.png", "eval_auc.png"):
+        assert (model_dir / f).exists(), f
+    model, meta = load_model(model_dir)
+    assert meta["model_version"] == metrics["model_version"]
+    assert metrics["sid_posts"] > 0  # the world directory's posts table supplied the SIDs
+    assert meta["train"]["num_threads"] == 1
+
+
+def test_eval_prints_model_oracle_and_baselines(tiny_world: Path, model_dir: Path) -> None:
+    args = ["eval", "ranker", "--logs", str(tiny_world), "--model", str(model_dir), "--markdown"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = _flat(res.output)
+    for key in ("metrics.model.SERVER_TWEET_FAV.roc_auc", "metrics.oracle.SERVER_TWEET_FAV.roc_auc"):
+        assert key in out
+    assert "| SERVER_TWEET_FAV |" in res.output and "matrix_factorization" in res.output
+    saved = json.loads((model_dir / "eval.json").read_text())
+    assert saved["model_version"] == json.loads((model_dir / "metrics.json").read_text())["model_version"]
+    assert {"model", "oracle", "author_popularity", "matrix_factorization"} <= set(saved["metrics"])
+
+
+def test_bad_paths_are_clear_errors(tiny_world: Path, model_dir: Path, tmp_path: Path) -> None:
+    out = ["--out", str(tmp_path / "o")]
+    res = runner.invoke(app, ["train", "ranker", "--logs", str(tmp_path / "nope"), *out])
+    assert res.exit_code == 2 and "no such file" in _flat(res.output)
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+    res = runner.invoke(app, ["train", "ranker", "--logs", str(tiny_world), *out, "--sids", "/nope.parquet"])
+    assert res.exit_code == 2 and "nope.parquet" in _flat(res.output)
+    res = runner.invoke(app, ["eval", "ranker", "--logs", str(tiny_world), "--model", str(tmp_path)])
+    assert res.exit_code == 2 and "error" in res.output
+    res = runner.invoke(app, ["train", "ranker", "--logs", str(tiny_world), *out, "--tiny", "--small"])
+    assert res.exit_code == 2 and "exclusive" in _flat(res.output)
