@@ -102,7 +102,7 @@ def eval_ranker_cmd(
     markdown: Annotated[bool, typer.Option(help="Also print the per-action Markdown tables")] = False,
 ) -> None:
     """ROC-AUC, PR-AUC, RCE, calibration, NDCG vs oracle and baselines on the held-out split."""
-    from phoenix.ranker.evaluate import evaluate_ranker, markdown_table
+    from phoenix.ranker.evaluate import evaluate_ranker, markdown_segments, markdown_table
 
     try:
         ev = evaluate_ranker(logs, model)
@@ -112,6 +112,8 @@ def eval_ranker_cmd(
     _print_metrics("ranker evaluation", ev)
     if markdown:
         print(markdown_table(ev))
+        print()
+        print(markdown_segments(ev))
     console.print(f"eval.json written to {model}")
 
 

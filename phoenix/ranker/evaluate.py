@@ -106,6 +106,45 @@ def history_ablation(
     return {k: float(roc_auc(y[:, a], p0[:, a])) for k, a in HEADLINE.items() if y[:, a].any()}
 
 
+def eval_segments(
+    t: ImpressionTable, eval_req: Requests, idx: np.ndarray, groups: np.ndarray, history_len: int
+) -> dict[str, np.ndarray]:
+    """Boolean masks over the eval impressions `idx` (reference checklist 33: metrics per mask):
+    by history length (none / short = a newer user / full), by whether the post had any training
+    impression (new posts are where post ids know nothing), and by product surface."""
+    hist = (eval_req.hist_end - eval_req.hist_start)[groups]
+    seen_posts = np.unique(t.post_id[~t.is_eval])
+    masks = {
+        "history_none": hist == 0,
+        "history_short": (hist > 0) & (hist < history_len),
+        "history_full": hist >= history_len,
+        "post_seen_in_training": np.isin(t.post_id[idx], seen_posts),
+    }
+    masks["post_new"] = ~masks["post_seen_in_training"]
+    surface = t.surface[idx]
+    for v in np.unique(surface):
+        masks[
+            "surface_" + events_pb2.ProductSurface.Name(int(v)).removeprefix("PRODUCT_SURFACE_").lower()
+        ] = surface == v
+    return masks
+
+
+def segment_aucs(
+    y: np.ndarray, probs: dict[str, np.ndarray], masks: dict[str, np.ndarray]
+) -> dict[str, dict[str, Any]]:
+    """{segment: {"impressions": n, headline action: {scorer: ROC-AUC}}} where the segment has at
+    least MIN_POSITIVES positives and one negative of that action."""
+    out: dict[str, dict[str, Any]] = {}
+    for seg, m in masks.items():
+        row: dict[str, Any] = {"impressions": int(m.sum())}
+        for k, a in HEADLINE.items():
+            lab = y[m, a]
+            if lab.sum() >= MIN_POSITIVES and (1 - lab).sum() > 0:
+                row[k] = {name: float(roc_auc(lab, p[m, a])) for name, p in probs.items()}
+        out[seg] = row
+    return out
+
+
 def evaluate_split(
     model: RankerModel,
     t: ImpressionTable,
@@ -162,6 +201,9 @@ def evaluate_split(
             for a in oracle_actions
         }
     out["without_history"] = history_ablation(model, t, eval_req, idx)
+    scorers = probs if oracle_actions else {k: v for k, v in probs.items() if k != "oracle"}
+    masks = eval_segments(t, eval_req, idx, groups, model.cfg.history_len)
+    out["segments"] = segment_aucs(y, scorers, masks)
     out["headline"] = {
         k: {s: table[s][action_name(a)]["roc_auc"] for s in table if action_name(a) in table[s]}
         for k, a in HEADLINE.items()
@@ -192,6 +234,22 @@ def evaluate_ranker(logs_path: str | Path, model_dir: str | Path, baselines: boo
     out["model_version"] = meta["model_version"]
     (Path(model_dir) / "eval.json").write_text(json.dumps(out, indent=2, default=float))
     return out
+
+
+def markdown_segments(ev: dict[str, Any], action: str = "favorite") -> str:
+    """ROC-AUC of `action` per segment and scorer, as a Markdown table."""
+    segs = {k: v for k, v in ev.get("segments", {}).items() if action in v}
+    scorers = [
+        s for s in ("model", "oracle", "matrix_factorization", "author_popularity") if s in ev["metrics"]
+    ]
+    rows = [
+        f"| segment ({action} ROC-AUC) | impressions | {' | '.join(scorers)} |",
+        "|---|---|" + "---|" * len(scorers),
+    ]
+    for name, v in segs.items():
+        cells = " | ".join(f"{v[action][s]:.3f}" if s in v[action] else "" for s in scorers)
+        rows.append(f"| {name} | {v['impressions']} | {cells} |")
+    return "\n".join(rows)
 
 
 def markdown_table(ev: dict[str, Any], actions: list[str] | None = None) -> str:

@@ -54,6 +54,12 @@ def test_training_lowers_loss_and_beats_random(tiny_world: Path, tmp_path: Path)
     assert "favorite" in m["eval"]["without_history"]
     assert 0.0 < m["eval"]["without_history"]["favorite"] < 1.0
     assert m["eval"]["dwell_rmse_s"] > 0 and m["eval"]["dwell_r2"] is not None
+    # per-segment AUCs: each family of segments partitions the eval impressions
+    seg, n = m["eval"]["segments"], m["eval"]["eval_impressions"]
+    assert sum(seg[f"history_{k}"]["impressions"] for k in ("none", "short", "full")) == n
+    assert seg["post_seen_in_training"]["impressions"] + seg["post_new"]["impressions"] == n
+    assert sum(v["impressions"] for k, v in seg.items() if k.startswith("surface_")) == n
+    assert seg["surface_home_timeline"]["impressions"] > 0
     for f in (
         "config.json",
         "model.safetensors",
