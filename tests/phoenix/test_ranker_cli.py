@@ -11,18 +11,12 @@ from typer.testing import CliRunner
 
 from foryou.cli import app
 from phoenix.ranker.checkpoint import load_model
-from phoenix.world import WorldConfig, generate_world
 
 runner = CliRunner()
 
 
 def _flat(text: str) -> str:
     return " ".join(text.split())  # rich wraps long lines
-
-
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_world(WorldConfig.tiny(seed=0)).save(tmp_path_factory.mktemp("world"))
 
 
 @pytest.fixture(scope="module")

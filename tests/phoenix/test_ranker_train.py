@@ -16,14 +16,6 @@ from phoenix.ranker.evaluate import evaluate_ranker
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.testing import random_request
 from phoenix.ranker.train import train_ranker
-from phoenix.world import WorldConfig, generate_world
-
-
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("world")
-    generate_world(WorldConfig.tiny(seed=0)).save(d)
-    return d
 
 
 def _cfg(**kw: object) -> TrainConfig:

@@ -15,18 +15,12 @@ from phoenix.retrieval.bulk_builder import read_posts
 from phoenix.retrieval.evaluate import evaluate_retrieval
 from phoenix.retrieval.index import PostIndex
 from phoenix.retrieval.model import load_two_tower
-from phoenix.world import WorldConfig, generate_world
 
 runner = CliRunner()
 
 
 def _flat(text: str) -> str:
     return " ".join(text.split())  # rich wraps long lines
-
-
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_world(WorldConfig.tiny(seed=0)).save(tmp_path_factory.mktemp("world"))
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from phoenix.retrieval.model import load_two_tower
 from phoenix.retrieval.train import RetrievalTrainConfig, is_positive, train_retrieval
-from phoenix.world import WorldConfig, generate_world
 
 
 def test_positive_rule() -> None:
     fav, dwell, not_interested, vqv_block = 1 << 1, 1 << 11, 1 << 17, (1 << 13) | (1 << 16)
     got = is_positive(np.array([fav, dwell | fav, fav | not_interested, vqv_block, 0, 1 << 2], np.uint64))
     assert got.tolist() == [True, True, False, False, False, False]
-
-
-@pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_world(WorldConfig.tiny(seed=0)).save(tmp_path_factory.mktemp("world"))
 
 
 def test_training_improves_recall_over_random(tiny_world: Path, tmp_path: Path) -> None:
