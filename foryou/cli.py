@@ -93,6 +93,12 @@ def train_ranker_cmd(
         raise typer.Exit(2) from None
     console.print(f"checkpoint, metrics.json and training curves in {out}")
     _print_metrics("ranker", {k: v for k, v in metrics.items() if k != "history"})
+    if metrics.get("sid_posts") == 0:
+        console.print(
+            "[yellow]warning:[/yellow] trained without post semantic ids (no --sids and no world "
+            "posts table next to the log): new posts are known only by untrained id embeddings "
+            "(docs/ranker.md, Semantic ids)"
+        )
 
 
 @eval_app.command("ranker")

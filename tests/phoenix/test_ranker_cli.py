@@ -27,6 +27,7 @@ def model_dir(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     res = runner.invoke(app, args, env={"FORYOU_TRAIN_RANKER_MAX_STEPS": "24"})
     assert res.exit_code == 0, res.output
     assert "gap_closure.SERVER_TWEET_FAV" in _flat(res.output)
+    assert "without post semantic ids" not in _flat(res.output)
     return out
 
 
@@ -52,6 +53,14 @@ def test_eval_prints_model_oracle_and_baselines(tiny_world: Path, model_dir: Pat
     saved = json.loads((model_dir / "eval.json").read_text())
     assert saved["model_version"] == json.loads((model_dir / "metrics.json").read_text())["model_version"]
     assert {"model", "oracle", "author_popularity", "matrix_factorization"} <= set(saved["metrics"])
+
+
+def test_training_from_a_bare_log_warns_about_missing_sids(tiny_world: Path, tmp_path: Path) -> None:
+    args = ["--logs", str(tiny_world / "engagements.parquet"), "--out", str(tmp_path / "m"), "--tiny"]
+    res = runner.invoke(app, ["train", "ranker", *args, "--max-steps", "2", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "without post semantic ids" in _flat(res.output)
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["sid_posts"] == 0
 
 
 def test_bad_paths_are_clear_errors(tiny_world: Path, model_dir: Path, tmp_path: Path) -> None:
