@@ -1,5 +1,6 @@
-"""Transport-free ranking handler: validation, bounded in-flight requests, deadlines, a score cache
-and hot model reload. The gRPC servicer (servicer.py) only converts protos.
+"""Transport-free ranking handler: validation, bounded in-flight requests with a short admission
+queue, deadlines, a score cache, hot model reload and Prometheus metrics. The gRPC servicer
+(servicer.py) only converts protos.
 
 The score cache is keyed by (model version, history fingerprint, candidate post/author/surface):
 valid because a candidate's scores depend only on the user/history and itself (candidate isolation).
@@ -16,12 +17,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.sids import SidLookup
+
+PREDICT_SECONDS = Histogram(
+    "phoenix_ranker_predict_seconds",
+    "Ranking request time after admission (cache lookups, context encode, candidate scoring)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+QUEUE_SECONDS = Histogram(
+    "phoenix_ranker_queue_wait_seconds",
+    "Time a ranking request waited for an in-flight slot",
+    buckets=(0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+CANDIDATES = Histogram(
+    "phoenix_ranker_candidates",
+    "Candidates per ranking request",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+SCORE_CACHE = Counter("phoenix_ranker_score_cache_total", "Candidate score-cache lookups", ["result"])
+REJECTED = Counter("phoenix_ranker_rejected_total", "Ranking requests refused", ["reason"])
+IN_FLIGHT = Gauge("phoenix_ranker_in_flight", "Ranking requests being scored")
+RELOADS = Counter("phoenix_ranker_reloads_total", "Model reload attempts", ["outcome"])
+MODEL = Info("phoenix_ranker_model", "The ranker checkpoint being served")
 
 
 class OverloadedError(RuntimeError):
@@ -35,6 +58,9 @@ class DeadlineExceededError(RuntimeError):
 @dataclass(slots=True)
 class RankingHandlerConfig:
     max_in_flight: int = 8
+    # a request waits this long for an in-flight slot (bounded by its deadline) before
+    # RESOURCE_EXHAUSTED; the reference's enqueue timeout is 1 s
+    queue_timeout_s: float = 1.0
     candidate_batch: int = 1024  # candidates scored per forward against the cached history K/V
     cache_ttl_s: float = 10_800.0  # reference Phoenix request-cache TTL
     cache_max_entries: int = 200_000
@@ -143,6 +169,7 @@ class RankingHandler:
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
         self._loaded = _Loaded(self._prepare(model), model_version)
+        MODEL.info({"model_version": model_version})
         self._slots = threading.BoundedSemaphore(self.config.max_in_flight)
         self._reload_lock = threading.Lock()
         self.cache = ScoreCache(self.config.cache_ttl_s, self.config.cache_max_entries)
@@ -165,8 +192,14 @@ class RankingHandler:
     def reload(self, model_dir: str | Path) -> str:
         """Load a checkpoint and swap it in; in-flight requests finish on the model they started with."""
         with self._reload_lock:
-            model, meta = load_model(model_dir)
+            try:
+                model, meta = load_model(model_dir)
+            except Exception:
+                RELOADS.labels("failed").inc()
+                raise
             self._loaded = _Loaded(self._prepare(model), meta["model_version"])  # atomic reference swap
+            RELOADS.labels("ok").inc()
+            MODEL.info({"model_version": meta["model_version"]})
             return meta["model_version"]
 
     @staticmethod
@@ -188,13 +221,43 @@ class RankingHandler:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(probs [C, 64] float32 indexed by ActionName, continuous [C, 8] float32; [:, 1] = dwell s).
         `deadline` is a time.monotonic() value."""
-        self._validate(history, candidates)
-        if not self._slots.acquire(blocking=False):
-            raise OverloadedError(f"more than {self.config.max_in_flight} ranking requests in flight")
         try:
+            self._validate(history, candidates)
+        except ValueError:
+            REJECTED.labels("invalid").inc()
+            raise
+        self._admit(deadline)
+        IN_FLIGHT.inc()
+        t0 = time.perf_counter()
+        try:
+            CANDIDATES.observe(len(candidates.post_ids))
             return self._predict(user_id, history, candidates, deadline)
+        except DeadlineExceededError:
+            REJECTED.labels("deadline").inc()
+            raise
         finally:
+            PREDICT_SECONDS.observe(time.perf_counter() - t0)
+            IN_FLIGHT.dec()
             self._slots.release()
+
+    def _admit(self, deadline: float | None) -> None:
+        """Take an in-flight slot, waiting up to queue_timeout_s (never past the deadline)."""
+        t0 = time.monotonic()
+        wait = self.config.queue_timeout_s
+        if deadline is not None:
+            wait = min(wait, deadline - t0)
+        ok = self._slots.acquire(timeout=max(wait, 0.0))
+        QUEUE_SECONDS.observe(time.monotonic() - t0)
+        if ok:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            REJECTED.labels("deadline").inc()
+            raise DeadlineExceededError("deadline exceeded waiting for a ranking slot")
+        REJECTED.labels("overloaded").inc()
+        raise OverloadedError(
+            f"{self.config.max_in_flight} ranking requests in flight and no slot freed within "
+            f"{self.config.queue_timeout_s:g} s"
+        )
 
     def _predict(
         self, user_id: int, history: History, cand: Candidates, deadline: float | None
@@ -213,6 +276,8 @@ class RankingHandler:
         ]
         cached = self.cache.get_many(keys)
         todo = np.array([i for i, v in enumerate(cached) if v is None], dtype=np.int64)
+        SCORE_CACHE.labels("hit").inc(c - len(todo))
+        SCORE_CACHE.labels("miss").inc(len(todo))
         for i, v in enumerate(cached):
             if v is not None:
                 probs[i], cont[i] = v

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import pytest
 import torch
+from prometheus_client import REGISTRY
 
 from phoenix.ranker.checkpoint import save_model
 from phoenix.ranker.config import RankerConfig
@@ -90,7 +91,8 @@ def test_handler_matches_model_and_caches(ckpts: tuple[Path, Path]) -> None:
 
 
 def test_handler_validation_overload_deadline(ckpts: tuple[Path, Path]) -> None:
-    h = RankingHandler.from_dir(ckpts[0], RankingHandlerConfig(max_in_flight=1, cache_max_entries=0))
+    cfg = RankingHandlerConfig(max_in_flight=1, cache_max_entries=0, queue_timeout_s=0.0)
+    h = RankingHandler.from_dir(ckpts[0], cfg)
     hist, cand = _request()
     with pytest.raises(ValueError):
         h.predict(1, hist, Candidates(cand.post_ids, cand.author_ids[:2], cand.surfaces))
@@ -104,6 +106,64 @@ def test_handler_validation_overload_deadline(ckpts: tuple[Path, Path]) -> None:
         h._slots.release()
     probs, _ = h.predict(1, History.empty(), cand)  # empty history is fine
     assert np.isfinite(probs).all()
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_admission_queue_waits_for_a_slot_then_refuses(ckpts: tuple[Path, Path]) -> None:
+    cfg = RankingHandlerConfig(max_in_flight=1, cache_max_entries=0, queue_timeout_s=30.0)
+    h = RankingHandler.from_dir(ckpts[0], cfg)
+    hist, cand = _request()
+    assert h._slots.acquire(blocking=False)  # the only slot is busy ...
+    threading.Timer(0.2, h._slots.release).start()  # ... until another request finishes
+    probs, _ = h.predict(1, hist, cand)  # queued, then admitted: no RESOURCE_EXHAUSTED
+    assert np.isfinite(probs).all()
+    # while the slot stays busy, the request's own deadline ends the wait, not the queue timeout
+    assert h._slots.acquire(blocking=False)
+    try:
+        before = _metric("phoenix_ranker_rejected_total", reason="deadline")
+        with pytest.raises(DeadlineExceededError, match="waiting for a ranking slot"):
+            h.predict(1, hist, cand, deadline=time.monotonic() + 0.05)
+        assert _metric("phoenix_ranker_rejected_total", reason="deadline") == before + 1
+        h.config.queue_timeout_s = 0.05
+        before = _metric("phoenix_ranker_rejected_total", reason="overloaded")
+        with pytest.raises(OverloadedError, match="no slot freed"):
+            h.predict(1, hist, cand)
+        assert _metric("phoenix_ranker_rejected_total", reason="overloaded") == before + 1
+    finally:
+        h._slots.release()
+
+
+def test_metrics_count_requests_candidates_cache_and_reloads(ckpts: tuple[Path, Path]) -> None:
+    h = RankingHandler.from_dir(ckpts[0])
+    hist, cand = _request(n_cand=7, seed=3)
+    before = {
+        "req": _metric("phoenix_ranker_predict_seconds_count"),
+        "cands": _metric("phoenix_ranker_candidates_sum"),
+        "hit": _metric("phoenix_ranker_score_cache_total", result="hit"),
+        "miss": _metric("phoenix_ranker_score_cache_total", result="miss"),
+        "invalid": _metric("phoenix_ranker_rejected_total", reason="invalid"),
+        "ok": _metric("phoenix_ranker_reloads_total", outcome="ok"),
+        "failed": _metric("phoenix_ranker_reloads_total", outcome="failed"),
+    }
+    h.predict(2, hist, cand)
+    h.predict(2, hist, cand)  # all 7 from the cache
+    with pytest.raises(ValueError):
+        h.predict(2, hist, Candidates(cand.post_ids, cand.author_ids[:1], cand.surfaces))
+    assert _metric("phoenix_ranker_predict_seconds_count") == before["req"] + 2
+    assert _metric("phoenix_ranker_candidates_sum") == before["cands"] + 14
+    assert _metric("phoenix_ranker_score_cache_total", result="miss") == before["miss"] + 7
+    assert _metric("phoenix_ranker_score_cache_total", result="hit") == before["hit"] + 7
+    assert _metric("phoenix_ranker_rejected_total", reason="invalid") == before["invalid"] + 1
+    assert _metric("phoenix_ranker_in_flight") == 0
+    version = h.reload(ckpts[1])
+    with pytest.raises(FileNotFoundError):
+        h.reload(ckpts[1].parent / "missing")
+    assert _metric("phoenix_ranker_reloads_total", outcome="ok") == before["ok"] + 1
+    assert _metric("phoenix_ranker_reloads_total", outcome="failed") == before["failed"] + 1
+    assert _metric("phoenix_ranker_model_info", model_version=version) == 1.0
 
 
 def test_reload_swaps_model_without_failing_in_flight(ckpts: tuple[Path, Path]) -> None:
