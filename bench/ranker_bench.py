@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from phoenix.compute import run_compute
 from phoenix.ranker.config import RankerConfig, TrainConfig
 from phoenix.ranker.handler import Candidates, History, RankingHandler, RankingHandlerConfig
 from phoenix.ranker.model import RankerModel
@@ -156,4 +157,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # everything on the compute thread the serving handler uses (phoenix/compute.py), so the peak,
+    # the handler and the masked forward share one OpenMP team, as in a serving process
+    run_compute(main)

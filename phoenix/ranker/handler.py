@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from phoenix.compute import run_compute
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
@@ -293,7 +294,25 @@ class RankingHandler:
             history.dwell_ms,
             cfg.history_len,
         )
+        run_compute(self._score, model, hist, cand, todo, probs, cont, deadline)
+        self.cache.put_many([keys[i] for i in todo], probs[todo], cont[todo])
+        return probs, cont
+
+    def _score(
+        self,
+        model: RankerModel,
+        hist: HistoryArrays,
+        cand: Candidates,
+        todo: np.ndarray,
+        probs: np.ndarray,
+        cont: np.ndarray,
+        deadline: float | None,
+    ) -> None:
+        """Fill probs/cont rows `todo`: encode the user/history once, then score the candidates in
+        batches against it. Runs on the compute thread (phoenix/compute.py)."""
+        cfg = model.cfg
         with torch.inference_mode():
+            self._check_deadline(deadline)  # the request may have waited for the compute thread
             ctx_batch = build_batch(
                 cfg.hash_config,
                 hist,
@@ -314,8 +333,6 @@ class RankingHandler:
                 logits, raw = model.score_candidates(cache, b)
                 probs[idx] = torch.sigmoid(logits[0]).numpy()
                 cont[idx] = model.continuous_values(raw[0]).numpy()
-        self.cache.put_many([keys[i] for i in todo], probs[todo], cont[todo])
-        return probs, cont
 
     @staticmethod
     def _check_deadline(deadline: float | None) -> None:
