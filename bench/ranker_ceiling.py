@@ -1,7 +1,9 @@
 """What a ranker with id inputs can reach on a synthetic world: favorite ROC-AUC on the held-out
 split for the oracle and for oracles that lack what the ids cannot tell about a new post.
 
-    .venv/bin/python bench/ranker_ceiling.py --world /tmp/rq/world [--eval-fraction 0.15]
+    .venv/bin/python bench/ranker_ceiling.py [--world DIR] [--eval-fraction 0.15]
+
+Without --world it generates the default (demo preset, seed 0) world in a temporary directory.
 
 Reads the world's hidden tables (users' topic preferences, author and post topic and quality). The
 "author-level" oracle knows every user preference, author quality and follow edge exactly but not
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +28,20 @@ from phoenix.world.engagement_model import FAV, ImpressionFeatures, affinity_gat
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", required=True)
+    ap.add_argument("--world", default="", help="world directory (default: generate the demo world)")
     ap.add_argument("--eval-fraction", type=float, default=0.15)
     ap.add_argument("--samples", type=int, default=64, help="post-quality draws per impression")
     args = ap.parse_args()
-    w = Path(args.world)
+    if not args.world:
+        from phoenix.world import WorldConfig, generate_world
+
+        with tempfile.TemporaryDirectory() as d:
+            report(generate_world(WorldConfig.demo(seed=0)).save(Path(d)), args)
+    else:
+        report(Path(args.world), args)
+
+
+def report(w: Path, args: argparse.Namespace) -> None:
     cfg = json.loads((w / "world.json").read_text())
     cfg = cfg.get("config", cfg)
     oracle = pl.read_parquet(w / "oracle.parquet")
