@@ -137,6 +137,10 @@ def train_retrieval_cmd(
     max_steps: Annotated[int, typer.Option(help="0 = from epochs")] = 0,
     max_seconds: Annotated[float, typer.Option(help="Wall-clock cap on training, 0 = none")] = 0.0,
     threads: Annotated[int, typer.Option(help="torch threads, 0 = torch default")] = 0,
+    sids: Annotated[
+        str,
+        typer.Option(help="Parquet with post_id + sid; default: the world directory's posts table"),
+    ] = "",
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train the two-tower retrieval model (user tower = ranker trunk, candidate tower = hash MLP)."""
@@ -149,7 +153,9 @@ def train_retrieval_cmd(
         "fast": RetrievalTrainConfig.fast,
         "tiny": RetrievalTrainConfig.tiny,
     }
-    overrides = dict(max_steps=max_steps, max_seconds=max_seconds, num_threads=threads, seed=seed)
+    overrides = dict(
+        max_steps=max_steps, max_seconds=max_seconds, num_threads=threads, seed=seed, sids_path=sids
+    )
     if epochs is not None:
         overrides["epochs"] = epochs
     metrics = train_retrieval(logs, out, make[preset](**overrides))

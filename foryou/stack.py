@@ -160,15 +160,29 @@ async def _start_ranker(settings: Settings, config: StackConfig) -> tuple[Any, s
     from phoenix.ranker.handler import RankingHandler
     from phoenix.ranker.servicer import serve_ranking
 
-    sids = None
-    if config.sids_path:
-        from phoenix.ranker.sids import SidLookup
-
-        sids = await asyncio.to_thread(SidLookup.from_parquet, config.sids_path)
-        log.info("ranker semantic ids loaded", extra={"posts": len(sids), "path": config.sids_path})
+    sids = await _load_sids(config)
     handler = await asyncio.to_thread(RankingHandler.from_dir, config.ranker_dir, None, sids)
     server, port = serve_ranking(handler, config.ranker_address, admin_token=settings.admin_token)
     return server, f"{config.ranker_address.rsplit(':', 1)[0]}:{port}"
+
+
+_SIDS: dict[str, Any] = {}
+
+
+async def _load_sids(config: StackConfig) -> Any:
+    """The post id -> semantic id lookup of `config.sids_path`, loaded once per process and
+    shared by the ranker and retrieval; None without a path."""
+    if not config.sids_path:
+        return None
+    key = f"{config.sids_path}@{Path(config.sids_path).stat().st_mtime_ns}"
+    if key not in _SIDS:
+        from phoenix.ranker.sids import SidLookup
+
+        sids = await asyncio.to_thread(SidLookup.from_parquet, config.sids_path)
+        log.info("semantic ids loaded", extra={"posts": len(sids), "path": config.sids_path})
+        _SIDS.clear()
+        _SIDS[key] = sids
+    return _SIDS[key]
 
 
 async def _start_retrieval(settings: Settings, config: StackConfig) -> Any:
@@ -177,6 +191,7 @@ async def _start_retrieval(settings: Settings, config: StackConfig) -> Any:
         return None
     from phoenix.retrieval.service import RetrievalService  # type: ignore[import-not-found]
 
-    svc = RetrievalService(settings, config.retrieval_dir, grpc_address=config.retrieval_address)
+    sids = await _load_sids(config)
+    svc = RetrievalService(settings, config.retrieval_dir, grpc_address=config.retrieval_address, sids=sids)
     await svc.start()
     return svc

@@ -3,6 +3,7 @@ history and candidate posts by post id). Codes are 1-based; 0 = unknown post / m
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,13 @@ class SidLookup:
 
     def __len__(self) -> int:
         return len(self.post_ids)
+
+    def fingerprint(self) -> str:
+        """Identifies the lookup's content (vectors embedded with one lookup are stale for another)."""
+        h = hashlib.blake2b(digest_size=8)
+        h.update(self.post_ids.tobytes())
+        h.update(self.codes.tobytes())
+        return h.hexdigest()
 
     @classmethod
     def from_frame(cls, posts: pl.DataFrame) -> SidLookup:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.index import IndexConfig, PostIndex
 from phoenix.retrieval.model import load_two_tower
 
@@ -35,6 +36,13 @@ def read_posts(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return df["post_id"].to_numpy().astype(np.int64), df["author_id"].to_numpy().astype(np.int64)
 
 
+def read_sids(path: str | Path) -> SidLookup | None:
+    """The posts' semantic ids when the posts Parquet file has a `sid` column, else None."""
+    p = Path(path)
+    p = p / "posts.parquet" if p.is_dir() else p
+    return SidLookup.from_parquet(p) if "sid" in pl.read_parquet_schema(p) else None
+
+
 def build_index_snapshot(
     model_dir: str | Path,
     posts_path: str | Path,
@@ -46,8 +54,9 @@ def build_index_snapshot(
     Returns the snapshot metadata (posts, kind, memory_bytes, embed/build seconds, model_version)."""
     model, meta = load_two_tower(model_dir)
     post_ids, author_ids = read_posts(posts_path)
+    sids = read_sids(posts_path)
     t0 = time.perf_counter()
-    vecs = model.embed_posts(post_ids, author_ids)
+    vecs = model.embed_posts(post_ids, author_ids, sids=sids)
     embed_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     index = PostIndex(model.cfg.dim, config, capacity_hint=len(post_ids))

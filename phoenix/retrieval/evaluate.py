@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from phoenix.ranker.data import ImpressionTable, impressions_from_log, read_log, resolve_logs
+from phoenix.ranker.data import ImpressionTable, impressions_from_log, read_log, resolve_logs, resolve_sids
 from phoenix.retrieval.model import load_two_tower
 from phoenix.retrieval.train import (
     NEGATIVE_ACTIONS,
@@ -87,14 +87,19 @@ def evaluate_retrieval(
     cfg.model = model.cfg
     eng_path, _ = resolve_logs(logs_path)
     world_posts = Path(logs_path) / "posts.parquet" if Path(logs_path).is_dir() else None
+    sids = resolve_sids(logs_path, cfg.sids_path)
     t = ImpressionTable.build(
-        impressions_from_log(read_log(eng_path)), model.cfg.hash_config, cfg.eval_fraction
+        impressions_from_log(read_log(eng_path)),
+        model.cfg.hash_config,
+        cfg.eval_fraction,
+        sids,
+        model.cfg.trunk,
     )
     corpus = _corpus(t, world_posts, is_positive(t.action_mask) & ~t.is_eval)
     scorers: dict[str, Scorer] = {}
     oracle = oracle_scorer(logs_path, corpus) if Path(logs_path).is_dir() else None
     if oracle is not None:
         scorers["oracle"] = oracle
-    out = evaluate(model, t, corpus, cfg, scorers)
+    out = evaluate(model, t, corpus, cfg, scorers, sids=sids)
     out["model_version"] = meta["model_version"]
     return out

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Histogram
 
 from foryou import user_state
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
+from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.index import IndexConfig, PostIndex, read_snapshot_meta
 from phoenix.retrieval.model import TwoTowerModel, load_two_tower
 from protos import phoenix_pb2
@@ -54,8 +55,12 @@ class RetrievalHandler:
         redis_client: redis.Redis | None = None,
         redis_prefix: str = user_state.DEFAULT_PREFIX,
         config: RetrievalHandlerConfig | None = None,
+        sids: SidLookup | None = None,
     ) -> None:
+        """`sids`: post id -> semantic id lookup for indexed and history posts (None = ids only)."""
         self.config = config or RetrievalHandlerConfig()
+        self.sids = sids
+        self.sids_fingerprint = sids.fingerprint() if sids is not None else ""
         self.redis = redis_client
         self.redis_prefix = redis_prefix
         # (model, version, index) swapped as one tuple: a search sees the old or the new triple
@@ -88,7 +93,7 @@ class RetrievalHandler:
             new = np.array([p not in index for p in post_ids.tolist()], dtype=bool)
             if not new.any():
                 return 0
-            vecs = model.embed_posts(post_ids[new], author_ids[new], self.config.embed_batch_size)
+            vecs = model.embed_posts(post_ids[new], author_ids[new], self.config.embed_batch_size, self.sids)
             return index.add(post_ids[new], author_ids[new], vecs)
 
     def remove_posts(self, post_ids: Any) -> int:
@@ -106,7 +111,8 @@ class RetrievalHandler:
             posts, authors = self._state[2].live_posts()
             fresh = PostIndex(model.cfg.dim, self.config.index, capacity_hint=len(posts))
             if len(posts):
-                fresh.add(posts, authors, model.embed_posts(posts, authors, self.config.embed_batch_size))
+                vecs = model.embed_posts(posts, authors, self.config.embed_batch_size, self.sids)
+                fresh.add(posts, authors, vecs)
             self._state = (model.eval(), str(meta["model_version"]), fresh)
         log.info("retrieval model reloaded", extra={"model_version": self.model_version, "posts": len(posts)})
         return self.model_version
@@ -129,15 +135,21 @@ class RetrievalHandler:
         # the update lock holds off every mutation, so searches need not wait for the copy
         with self._update_lock:
             _, version, index = self._state
-            meta = {"model_version": version, "saved_at_ms": int(time.time() * 1000), **(extra or {})}
+            meta = {
+                "model_version": version,
+                "sids": self.sids_fingerprint,
+                "saved_at_ms": int(time.time() * 1000),
+                **(extra or {}),
+            }
             nbytes = index.save(directory, meta, exclusive=False)
         out = {"posts": len(index), "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 3)}
         log.info("retrieval index snapshot written", extra={"path": str(directory), **out})
         return out
 
     def load_snapshot(self, directory: str | Path) -> bool:
-        """Replaces the index with a snapshot embedded by the current model version. False (index
-        unchanged) when there is none, it belongs to another model version, or it is unreadable."""
+        """Replaces the index with a snapshot embedded by the current model version and SID lookup.
+        False (index unchanged) when there is none, it belongs to another model version or lookup,
+        or it is unreadable."""
         try:
             meta = read_snapshot_meta(directory)
         except FileNotFoundError:
@@ -153,6 +165,12 @@ class RetrievalHandler:
                     "snapshot": meta.get("model_version"),
                     "model": self.model_version,
                 },
+            )
+            return False
+        if meta.get("sids", "") != self.sids_fingerprint:
+            log.info(
+                "index snapshot was embedded with other semantic ids; rebuilding from the topic",
+                extra={"path": str(directory)},
             )
             return False
         try:
@@ -193,7 +211,8 @@ class RetrievalHandler:
         )
         empty = CandidateArrays(*(np.zeros((1, 1), np.int64) for _ in range(3)))
         with torch.no_grad():
-            return model.user_embed(build_batch(model.cfg.hash_config, h, empty))[0].numpy()
+            b = build_batch(model.cfg.hash_config, h, empty, self.sids, model.cfg.trunk)
+            return model.user_embed(b)[0].numpy()
 
     def retrieve(
         self,

@@ -3,7 +3,9 @@
 User tower: the ranker's own token builder and transformer trunk over [user] + history (no
 candidates), attention bidirectional over valid tokens, masked mean-pool, L2-normalised.
 Candidate tower: post + author hash embeddings -> Linear -> SiLU -> Linear -> L2-normalised.
-Both towers share one hash embedding table (the ranker's `HashEmbeddingTable`)."""
+Both towers share one hash embedding table (the ranker's `HashEmbeddingTable`). As in the ranker,
+a post whose semantic id is known gets SID rows in its post slots (reference checklist 35:
+candidate tower from author hashes + SID), in the candidate tower and in the user's history."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from phoenix.ranker.model import (
     Transformer,
     context_positions,
 )
+from phoenix.ranker.sids import SidLookup, with_sid_rows
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -47,7 +50,7 @@ class TwoTowerConfig:
 
     trunk: RankerConfig = dataclasses.field(
         default_factory=lambda: RankerConfig(
-            emb_size=64, emb_table_width=64, num_layers=2, key_size=16, history_len=64, sid_levels=0
+            emb_size=64, emb_table_width=64, num_layers=2, key_size=16, history_len=64, sid_levels=1
         )
     )
     cand_hidden: int = 256
@@ -56,7 +59,7 @@ class TwoTowerConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> TwoTowerConfig:
-        base: dict[str, Any] = dict(trunk=RankerConfig.tiny(sid_levels=0), cand_hidden=32)
+        base: dict[str, Any] = dict(trunk=RankerConfig.tiny(sid_levels=1), cand_hidden=32)
         base.update(overrides)
         return cls(**base)
 
@@ -112,6 +115,11 @@ class TwoTowerModel(nn.Module):
         pooled = (h * w).sum(1) / w.sum(1)
         return F.normalize(pooled, dim=-1)
 
+    def post_rows(self, post_ids: np.ndarray, sids: SidLookup | None) -> np.ndarray:
+        """Hashed post rows [..., 2], SID rows for the posts `sids` knows."""
+        rows = self.cfg.hash_config.rows(post_ids, "post")
+        return with_sid_rows(self.cfg.trunk, post_ids, rows, sids)
+
     def candidate_embed(self, post_rows: torch.Tensor, author_rows: torch.Tensor) -> torch.Tensor:
         """post/author hashed rows [..., 2] -> [..., D] unit vectors."""
         e = self.table(torch.cat([post_rows, author_rows], dim=-1))
@@ -119,14 +127,19 @@ class TwoTowerModel(nn.Module):
 
     @torch.no_grad()
     def embed_posts(
-        self, post_ids: np.ndarray, author_ids: np.ndarray, batch_size: int = 65_536
+        self,
+        post_ids: np.ndarray,
+        author_ids: np.ndarray,
+        batch_size: int = 65_536,
+        sids: SidLookup | None = None,
     ) -> np.ndarray:
-        """Raw ids -> float32 [N, D] candidate vectors (the index's input)."""
+        """Raw ids -> float32 [N, D] candidate vectors (the index's input); `sids` gives the posts
+        it knows SID rows instead of post-id rows."""
         hc = self.cfg.hash_config
         post_ids, author_ids = np.asarray(post_ids, np.int64), np.asarray(author_ids, np.int64)
         out = np.empty((len(post_ids), self.cfg.dim), dtype=np.float32)
         for s in range(0, len(post_ids), batch_size):
-            p = torch.from_numpy(hc.rows(post_ids[s : s + batch_size], "post"))
+            p = torch.from_numpy(self.post_rows(post_ids[s : s + batch_size], sids))
             a = torch.from_numpy(hc.rows(author_ids[s : s + batch_size], "author"))
             out[s : s + len(p)] = self.candidate_embed(p, a).float().numpy()
         return out

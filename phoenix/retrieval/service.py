@@ -28,6 +28,7 @@ from foryou.grpc_server import GrpcServer
 from foryou.kafka import BatchConsumer, Decoded
 from foryou.settings import Settings
 from foryou.snowflake import timestamps_ms
+from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.handler import RetrievalHandler, RetrievalHandlerConfig
 from phoenix.retrieval.servicer import SERVICE_NAME, RetrievalServicer
 from protos import events_pb2, phoenix_pb2_grpc
@@ -109,7 +110,9 @@ class RetrievalService:
         model_dir: str,
         grpc_address: str = "127.0.0.1:0",
         config: RetrievalServiceConfig | None = None,
+        sids: SidLookup | None = None,
     ) -> None:
+        """`sids`: the post id -> semantic id lookup the model was trained with (None = ids only)."""
         self.settings = settings
         self.config = config or RetrievalServiceConfig()
         self.grpc_address = grpc_address
@@ -129,6 +132,7 @@ class RetrievalService:
             redis_client=self._redis,
             redis_prefix=settings.redis_prefix,
             config=self.config.handler,
+            sids=sids,
         )
         self.caught_up = threading.Event()
         self._stop = threading.Event()

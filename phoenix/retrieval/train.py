@@ -28,8 +28,10 @@ from phoenix.ranker.data import (
     make_batch,
     read_log,
     resolve_logs,
+    resolve_sids,
 )
 from phoenix.ranker.optim import RowwiseAdagrad
+from phoenix.ranker.sids import SidLookup, with_sid_rows
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ class RetrievalTrainConfig:
     eval_fraction: float = 0.15
     eval_max_users: int = 2_000
     ks: tuple[int, ...] = (100, 1000)
+    # Parquet with post_id + sid; "" = the world directory's posts table when it has SIDs
+    sids_path: str = ""
     num_threads: int = 0
     progress: bool = True
 
@@ -87,7 +91,7 @@ class RetrievalTrainConfig:
             num_kv_heads=1,
             key_size=16,
             history_len=32,
-            sid_levels=0,
+            sid_levels=1,
         )
         base: dict[str, Any] = dict(
             model=TwoTowerConfig(trunk=trunk, cand_hidden=64),
@@ -185,6 +189,7 @@ def evaluate(
     corpus: Corpus,
     cfg: RetrievalTrainConfig,
     scorers: dict[str, Scorer] | None = None,
+    sids: SidLookup | None = None,
 ) -> dict[str, Any]:
     """recall@k of held-out positives for the model, popularity, random and any `scorers`."""
     model.eval()
@@ -197,7 +202,7 @@ def evaluate(
     # inside the model's history window: the exclusion must not depend on the model's size)
     starts = np.searchsorted(t.user_id, users)  # the table is sorted by user, then time
     seen = [np.unique(t.post_id[s:e]) for s, e in zip(starts.tolist(), req.hist_end.tolist(), strict=True)]
-    cand = torch.from_numpy(model.embed_posts(corpus.post_ids, corpus.author_ids))
+    cand = torch.from_numpy(model.embed_posts(corpus.post_ids, corpus.author_ids, sids=sids))
     out: dict[str, Any] = {"eval_users": int(len(users)), "eval_positives": int(sum(len(x) for x in targets))}
     model_scores = []
     for s in range(0, len(users), 256):
@@ -236,7 +241,9 @@ def train_retrieval(
     eng_path, _ = resolve_logs(logs_path)
     world_posts = Path(logs_path) / "posts.parquet" if Path(logs_path).is_dir() else None
     hc = cfg.model.hash_config
-    t = ImpressionTable.build(impressions_from_log(read_log(eng_path)), hc, cfg.eval_fraction)
+    sids = resolve_sids(logs_path, cfg.sids_path)
+    imp = impressions_from_log(read_log(eng_path))
+    t = ImpressionTable.build(imp, hc, cfg.eval_fraction, sids, cfg.model.trunk)
     hist_len = cfg.model.trunk.history_len
     # one request per impression: history = that user's impressions strictly before it
     req = build_requests(t, hist_len, 1, session_gap_ms=0)
@@ -248,7 +255,9 @@ def train_retrieval(
     n_corpus = len(corpus.post_ids)
     # log-Q: in-batch candidates are drawn in proportion to their positive count
     q_post = (corpus.pos_count + 1.0) / (corpus.pos_count.sum() + n_corpus)
-    corpus_post_rows = torch.from_numpy(hc.rows(corpus.post_ids, "post"))
+    corpus_post_rows = torch.from_numpy(
+        with_sid_rows(cfg.model.trunk, corpus.post_ids, hc.rows(corpus.post_ids, "post"), sids)
+    )
     corpus_author_rows = torch.from_numpy(hc.rows(corpus.author_ids, "author"))
     train_q = torch.from_numpy(q_post[corpus.index_of(t.post_id[train_req.cand_start])]).float()
 
@@ -314,11 +323,12 @@ def train_retrieval(
                 bar.update(task, advance=1, loss=f"{np.mean(losses[-20:]):.3f}")
 
     train_seconds = time.monotonic() - t_start
-    metrics = evaluate(model, t, corpus, cfg)
+    metrics = evaluate(model, t, corpus, cfg, sids=sids)
     metrics.update(
         steps=step,
         train_examples=int(len(train_req)),
         final_loss=float(np.mean(losses[-20:])) if losses else None,
+        sid_posts=len(sids) if sids is not None and cfg.model.trunk.sid_levels > 0 else 0,
         temperature=float(model.temperature.detach()),
         train_seconds=round(train_seconds, 2),
         total_seconds=round(time.monotonic() - t_start, 2),

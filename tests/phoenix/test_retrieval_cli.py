@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from foryou.cli import app
-from phoenix.retrieval.bulk_builder import read_posts
+from phoenix.retrieval.bulk_builder import read_posts, read_sids
 from phoenix.retrieval.evaluate import evaluate_retrieval
 from phoenix.retrieval.index import PostIndex
 from phoenix.retrieval.model import load_two_tower
@@ -72,10 +72,15 @@ def test_index_build_and_stats(tiny_world: Path, model_dir: Path, tmp_path: Path
     model, _ = load_two_tower(model_dir)
     ids, authors = read_posts(tiny_world)
     assert set(idx.live_posts()[0].tolist()) == set(live["post_id"].to_list()) == set(ids.tolist())
-    q = model.embed_posts(ids[:1], authors[:1])[0]
-    assert [p for p, _, _ in idx.search(q, 50)] == idx.exact_search(q, 50)
-    exact = np.argsort(-(model.embed_posts(ids, authors) @ q), kind="stable")[:50]
-    assert [p for p, _, _ in idx.search(q, 50)] == ids[exact].tolist()
+    sids = read_sids(tiny_world)
+    assert sids is not None and len(sids) == posts.height  # the world's posts carry SIDs
+    vecs = model.embed_posts(ids, authors, sids=sids)
+    q = vecs[0]
+    # posts sharing author and SID have equal vectors: compare scores, not the order of ties
+    exact = dict(zip(ids.tolist(), (vecs @ q).tolist(), strict=True))
+    found = idx.search(q, 50)
+    np.testing.assert_allclose([s for _, _, s in found], sorted(exact.values(), reverse=True)[:50], atol=1e-5)
+    np.testing.assert_allclose([s for _, _, s in found], [exact[p] for p, _, _ in found], atol=1e-5)
 
     # a posts Parquet file works as well; above exact_max_size: PQ by default, or --kind hnsw
     for kind in ("pq", "hnsw"):

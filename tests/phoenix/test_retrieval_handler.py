@@ -16,6 +16,7 @@ from redis.retry import Retry
 
 from foryou import user_state
 from foryou.snowflake import make_id
+from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.handler import REDIS_ERRORS, RetrievalHandler
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
 from protos import phoenix_pb2
@@ -178,3 +179,40 @@ def test_posts_updater_applies_creates_deletes_and_prunes(tmp_path: Path) -> Non
     assert up.embedded == 3 and up.applied == 8
     up.prune(now + 3 * 24 * 3_600_000)  # every remembered delete is past retention by then
     assert not up._deleted
+
+
+def test_semantic_ids_shape_vectors_history_and_snapshots(
+    tmp_path: Path, corpus: tuple[np.ndarray, np.ndarray]
+) -> None:
+    ids, authors = corpus
+    authors = authors.copy()
+    authors[[7, 14]] = authors[0]  # same author and (below) same cluster as post 0
+    codes = np.arange(len(ids))[:, None] % 7 + 1  # 7 content clusters, level-1 codes 1..7
+    sids = SidLookup(ids[:200], codes[:200])  # the last 100 posts have no SID
+    ckpt = _checkpoint(tmp_path / "m", 0)
+    h = RetrievalHandler.from_dir(ckpt, sids=sids)
+    plain = RetrievalHandler.from_dir(ckpt)
+    h.add_posts(ids, authors)
+    plain.add_posts(ids, authors)
+    model = h._state[0]
+    vec_sid = h.index._index.reconstruct_n(0, len(ids))
+    vec_id = plain.index._index.reconstruct_n(0, len(ids))
+    np.testing.assert_allclose(vec_sid, model.embed_posts(ids, authors, sids=sids), atol=1e-6)
+    # posts with a SID are embedded from it (same author + same cluster = same vector) ...
+    same = [i for i in range(1, 200) if authors[i] == authors[0] and codes[i, 0] == codes[0, 0]]
+    assert 7 in same and 14 in same
+    assert not np.allclose(vec_sid[:200], vec_id[:200], atol=1e-4)
+    for i in same:
+        np.testing.assert_allclose(vec_sid[i], vec_sid[0], atol=1e-6)
+    # ... posts without one keep their post-id rows
+    np.testing.assert_allclose(vec_sid[200:], vec_id[200:], atol=1e-6)
+    # the user tower sees SIDs in the history too
+    hist = _history(ids[:5], authors[:5])
+    assert not np.allclose(h.user_vector(model, 3, hist), plain.user_vector(model, 3, hist), atol=1e-5)
+    # a snapshot embedded with one lookup is not loaded by a handler with another (or none)
+    snap = tmp_path / "snap"
+    h.save_snapshot(snap)
+    assert not RetrievalHandler.from_dir(ckpt).load_snapshot(snap)
+    assert not RetrievalHandler.from_dir(ckpt, sids=SidLookup(ids[:200], codes[:200] + 1)).load_snapshot(snap)
+    again = RetrievalHandler.from_dir(ckpt, sids=SidLookup(ids[:200], codes[:200]))
+    assert again.load_snapshot(snap) and len(again.index) == len(ids)
