@@ -327,7 +327,8 @@ def serve_phoenix(
     from foryou.serve import prepare, run_until_signal
     from foryou.stack import PhoenixServices
 
-    settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
+    # the ranking service is stateless: Kafka and Redis only feed the retrieval index
+    settings = prepare(_settings(ctx).replace(metrics_port=metrics_port), needs_infra=bool(retrieval_model))
     svc = PhoenixServices(settings, ranker_model, ranker_address, retrieval_model, retrieval_address, sids)
 
     async def started() -> None:

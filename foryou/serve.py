@@ -48,10 +48,11 @@ async def run_until_signal(
             loop.remove_signal_handler(sig)
 
 
-def prepare(settings: Settings) -> Settings:
-    """Logging + /metrics, and the resolved Kafka/Redis addresses."""
+def prepare(settings: Settings, needs_infra: bool = True) -> Settings:
+    """Logging + /metrics, and the resolved Kafka/Redis addresses (unless the services started
+    need neither, e.g. a ranking-only Phoenix)."""
     setup_logging(settings.log_level, settings.log_json)
     if settings.metrics_port:
         port = start_metrics_server(settings.metrics_port)
         log.info("metrics on /metrics", extra={"port": port})
-    return settings.resolved()
+    return settings.resolved() if needs_infra else settings
