@@ -111,7 +111,8 @@ def eval_ranker_cmd(
     from phoenix.ranker.evaluate import evaluate_ranker, markdown_segments, markdown_table
 
     try:
-        ev = evaluate_ranker(logs, model)
+        with console.status("scoring the held-out split (model, oracle, baselines)…"):
+            ev = evaluate_ranker(logs, model)
     except (FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
