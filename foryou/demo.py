@@ -18,12 +18,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
 
 from foryou import infra
 from foryou.settings import Settings
+from phoenix.world import engagement_model as em
+from phoenix.world.ground_truth import GroundTruth
 from protos import home_mixer_pb2 as hm
 from protos import home_mixer_pb2_grpc
 
@@ -225,10 +228,12 @@ async def _demo(
             return {"feeds": feeds}
         async with grpc.aio.insecure_channel(stack.addresses["home_mixer"]) as ch:
             stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+            truth = GroundTruth(world_dir)
             for user in _pick_users(world, cfg.num_users):
                 req = hm.GetDebugScoredPostsRequest(query=hm.GetScoredPostsRequest(viewer_id=user))
                 resp = await stub.GetDebugScoredPosts(req, timeout=30)
                 feeds[user] = _print_feed(console, user, resp)
+                _print_truth(console, truth, user, resp)
         _print_next_steps(console, stack.addresses)
     finally:
         with console.status("shutting down…"):
@@ -274,6 +279,51 @@ def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsRespons
     if resp.degraded:
         console.print(f"  [yellow]degraded: {', '.join(resp.degraded)}[/yellow]")
     return [c.post_id for c in selected]
+
+
+def feed_truth(truth: GroundTruth, user: int, resp: hm.GetDebugScoredPostsResponse) -> dict[str, dict]:
+    """The world's true P(favorite) and P(negative feedback) averaged over the served posts, over
+    every candidate that passed the filters, over the newest of those (a reverse-chronological
+    feed of the same length) and over the best possible feed of that length (top true P(favorite))."""
+    eligible = [c for c in resp.candidates if c.outcome in ("selected", "not_selected")]
+    ids = np.array([c.post_id for c in eligible], dtype=np.int64)
+    served = np.array([c.outcome == "selected" for c in eligible], dtype=bool)
+    p = truth.probabilities(user, ids)
+    fav = p[em.FAV]
+    neg = sum(p[a] for a in (em.NOT_INTERESTED, em.BLOCK_AUTHOR, em.MUTE_AUTHOR, em.REPORT))
+    n = int(served.sum())
+    subsets = {
+        "served": served,
+        "eligible": np.ones(len(ids), dtype=bool),
+        "newest": np.isin(np.arange(len(ids)), np.argsort(-ids)[:n]),  # snowflake ids grow with time
+        "best": np.isin(np.arange(len(ids)), np.argsort(-np.nan_to_num(fav, nan=-1.0))[:n]),
+    }
+    return {
+        name: {
+            "posts": int(m.sum()),
+            "favorite": float(np.nanmean(fav[m])) if m.any() else float("nan"),
+            "negative": float(np.nanmean(neg[m])) if m.any() else float("nan"),
+        }
+        for name, m in subsets.items()
+    }
+
+
+def _print_truth(
+    console: Console, truth: GroundTruth, user: int, resp: hm.GetDebugScoredPostsResponse
+) -> None:
+    t = feed_truth(truth, user, resp)
+    parts = [
+        f"{label} {t[k]['favorite']:.3f} / {t[k]['negative']:.4f}"
+        for k, label in (
+            ("served", "this feed"),
+            ("newest", "newest-first"),
+            ("eligible", f"all {t['eligible']['posts']:,} eligible"),
+            ("best", "best possible"),
+        )
+    ]
+    console.print(
+        "  ground truth, mean P(favorite) / P(negative feedback): " + " · ".join(parts), soft_wrap=True
+    )
 
 
 async def _hold(console: Console, addresses: dict[str, str]) -> None:

@@ -50,6 +50,13 @@ def test_demo_prints_three_feeds_and_leaves_no_process(tmp_path: Path) -> None:
     assert "in-network" in proc.stdout and "out-of-network" in proc.stdout
     assert "FAISS" in proc.stdout
     assert "removed" in proc.stdout and "demo finished in" in proc.stdout
+    # every feed is scored against the world's ground truth: served, newest-first, eligible, best
+    truth = re.findall(r"ground truth, mean P\(favorite\) / P\(negative feedback\): (.*)", proc.stdout)
+    assert len(truth) == 3
+    for line in truth:
+        values = [float(v) for v in re.findall(r"(\d+\.\d+) / (\d+\.\d+)", line) for v in v]
+        assert len(values) == 8 and all(0.0 <= v <= 1.0 for v in values)
+        assert values[0] <= values[6] + 1e-9  # no feed beats the best possible one
     assert not (tmp_path / "infra.json").exists()
     # the broker and Redis the demo started (it prints their addresses) are gone
     ports = re.search(r"kafka 127\.0\.0\.1:(\d+)\s+redis redis://127\.0\.0\.1:(\d+)", proc.stdout)
