@@ -514,6 +514,9 @@ def demo(
     ranker_max_steps: Annotated[int, typer.Option(help="0 = from the epochs (both stages)")] = 0,
     retrieval_max_steps: Annotated[int, typer.Option(help="0 = from the epochs")] = 0,
     retrieval: Annotated[bool, typer.Option(help="Out-of-network retrieval (two-tower + FAISS)")] = True,
+    quality_users: Annotated[
+        int, typer.Option(help="Feeds scored against the world's ground truth for the summary (0 = none)")
+    ] = 100,
 ) -> None:
     """The main job: embedded Kafka + Redis, synthetic world, ingestion, training, serving, three feeds."""
     from foryou.demo import DemoConfig, run_demo
@@ -527,6 +530,7 @@ def demo(
         ranker_max_steps=ranker_max_steps,
         retrieval_max_steps=retrieval_max_steps,
         retrieval=retrieval,
+        quality_users=quality_users,
     )
     result = run_demo(settings, console, config)
     if not all(result["feeds"].values()) or not result["feeds"]:  # type: ignore[union-attr]

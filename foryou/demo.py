@@ -56,6 +56,7 @@ class DemoConfig:
     retrieval_max_seconds: float = 90.0  # a cap for loaded machines; `fast` needs ~20 s on a quiet one
     retrieval: bool = True  # False: in-network feeds only (no two-tower model, no FAISS index)
     tiny_model: bool = False
+    quality_users: int = 100  # feeds scored against the world's ground truth for the summary line
 
 
 def run_demo(
@@ -194,6 +195,7 @@ async def _demo(
     # the ranker hydrates post semantic ids from the world's posts table (the SID lookup)
     stack = Stack(settings, StackConfig(sids_path=str(Path(world_dir) / "posts.parquet")))
     feeds: dict[int, list[int]] = {}
+    quality: dict = {}
     try:
         await stack.start_ingestion()
         stats = await asyncio.to_thread(publish_world, world, settings, None, True)
@@ -225,7 +227,7 @@ async def _demo(
         console.print("[bold]serving[/bold] " + "  ".join(f"{k}={v}" for k, v in stack.addresses.items()))
         if hold:
             await _hold(console, stack.addresses)
-            return {"feeds": feeds}
+            return {"feeds": feeds, "quality": quality}
         async with grpc.aio.insecure_channel(stack.addresses["home_mixer"]) as ch:
             stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
             truth = GroundTruth(world_dir)
@@ -234,11 +236,47 @@ async def _demo(
                 resp = await stub.GetDebugScoredPosts(req, timeout=30)
                 feeds[user] = _print_feed(console, user, resp)
                 _print_truth(console, truth, user, resp)
+            quality = await _quality_summary(console, stub, truth, world, cfg)
         _print_next_steps(console, stack.addresses)
     finally:
         with console.status("shutting down…"):
             await stack.stop()
-    return {"feeds": feeds}
+    return {"feeds": feeds, "quality": quality}
+
+
+async def _quality_summary(console: Console, stub, truth: GroundTruth, world, cfg: DemoConfig) -> dict:  # type: ignore[no-untyped-def]
+    """Mean ground-truth figures over `cfg.quality_users` users who follow someone (a seeded sample)."""
+    followers = world.follows.filter(pl.col("kind") == "follow")["user_id"].unique().sort()
+    users = followers.sample(min(cfg.quality_users, len(followers)), seed=cfg.seed).to_list()
+    rows: list[dict[str, dict]] = []
+    with console.status(f"scoring {len(users)} feeds against the ground truth…"):
+        for user in users:
+            req = hm.GetDebugScoredPostsRequest(query=hm.GetScoredPostsRequest(viewer_id=user))
+            resp = await stub.GetDebugScoredPosts(req, timeout=30)
+            if any(c.outcome == "selected" for c in resp.candidates):
+                rows.append(feed_truth(truth, user, resp))
+    if not rows:
+        return {}
+    out = {
+        k: {m: float(np.nanmean([r[k][m] for r in rows])) for m in ("favorite", "negative")} for k in rows[0]
+    }
+    out["users"] = {"count": len(rows)}
+    parts = [
+        f"{label} {out[k]['favorite']:.3f} / {out[k]['negative']:.4f}"
+        for k, label in (
+            ("served", "served"),
+            ("in_network_only", "in-network only"),
+            ("newest", "newest-first"),
+            ("eligible", "average eligible"),
+            ("best", "best possible"),
+        )
+    ]
+    console.print(
+        f"[bold]feed quality[/bold] over {len(rows)} users (ground truth, mean P(favorite) / P(negative)): "
+        + " · ".join(parts),
+        soft_wrap=True,
+    )
+    return out
 
 
 def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsResponse) -> list[int]:
@@ -292,8 +330,12 @@ def feed_truth(truth: GroundTruth, user: int, resp: hm.GetDebugScoredPostsRespon
     fav = p[em.FAV]
     neg = sum(p[a] for a in (em.NOT_INTERESTED, em.BLOCK_AUTHOR, em.MUTE_AUTHOR, em.REPORT))
     n = int(served.sum())
+    inn = np.array([c.in_network for c in eligible], dtype=bool)
+    score = np.array([c.final_score if c.in_network else -np.inf for c in eligible])
     subsets = {
         "served": served,
+        # the same ranking over the in-network candidates alone: the feed without retrieval
+        "in_network_only": np.isin(np.arange(len(ids)), np.argsort(-score)[: min(n, int(inn.sum()))]),
         "eligible": np.ones(len(ids), dtype=bool),
         "newest": np.isin(np.arange(len(ids)), np.argsort(-ids)[:n]),  # snowflake ids grow with time
         "best": np.isin(np.arange(len(ids)), np.argsort(-np.nan_to_num(fav, nan=-1.0))[:n]),

@@ -36,6 +36,8 @@ def test_demo_prints_three_feeds_and_leaves_no_process(tmp_path: Path) -> None:
             "20",
             "--retrieval-max-steps",
             "20",
+            "--quality-users",
+            "20",
         ],
         env=env,
         capture_output=True,
@@ -57,6 +59,11 @@ def test_demo_prints_three_feeds_and_leaves_no_process(tmp_path: Path) -> None:
         values = [float(v) for v in re.findall(r"(\d+\.\d+) / (\d+\.\d+)", line) for v in v]
         assert len(values) == 8 and all(0.0 <= v <= 1.0 for v in values)
         assert values[0] <= values[6] + 1e-9  # no feed beats the best possible one
+    summary = re.search(r"feed quality over (\d+) users .*: (.*)", proc.stdout)
+    assert summary is not None and int(summary.group(1)) >= 10
+    values = [float(v) for v in re.findall(r"(\d+\.\d+) / (\d+\.\d+)", summary.group(2)) for v in v]
+    assert len(values) == 10 and all(0.0 <= v <= 1.0 for v in values)
+    assert values[0] <= values[8] + 1e-9
     assert not (tmp_path / "infra.json").exists()
     # the broker and Redis the demo started (it prints their addresses) are gone
     ports = re.search(r"kafka 127\.0\.0\.1:(\d+)\s+redis redis://127\.0\.0\.1:(\d+)", proc.stdout)
