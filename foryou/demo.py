@@ -25,6 +25,7 @@ from rich.table import Table
 
 from foryou import infra
 from foryou.settings import Settings
+from phoenix.world import World
 from phoenix.world import engagement_model as em
 from phoenix.world.ground_truth import GroundTruth
 from protos import home_mixer_pb2 as hm
@@ -244,7 +245,13 @@ async def _demo(
     return {"feeds": feeds, "quality": quality}
 
 
-async def _quality_summary(console: Console, stub, truth: GroundTruth, world, cfg: DemoConfig) -> dict:  # type: ignore[no-untyped-def]
+async def _quality_summary(
+    console: Console,
+    stub: home_mixer_pb2_grpc.ScoredPostsServiceStub,
+    truth: GroundTruth,
+    world: World,
+    cfg: DemoConfig,
+) -> dict[str, dict[str, float]]:
     """Mean ground-truth figures over `cfg.quality_users` users who follow someone (a seeded sample)."""
     followers = world.follows.filter(pl.col("kind") == "follow")["user_id"].unique().sort()
     users = followers.sample(min(cfg.quality_users, len(followers)), seed=cfg.seed).to_list()
@@ -260,7 +267,7 @@ async def _quality_summary(console: Console, stub, truth: GroundTruth, world, cf
     out = {
         k: {m: float(np.nanmean([r[k][m] for r in rows])) for m in ("favorite", "negative")} for k in rows[0]
     }
-    out["users"] = {"count": len(rows)}
+    out["users"] = {"count": float(len(rows))}
     parts = [
         f"{label} {out[k]['favorite']:.3f} / {out[k]['negative']:.4f}"
         for k, label in (
