@@ -25,11 +25,12 @@ import grpc
 import numpy as np
 import redis
 
-from foryou import infra
-from foryou import user_state as us
-from foryou.settings import Settings
-from foryou.snowflake import make_id
-from home_mixer.clients import HomeMixerClients, InProcessThunderClient, Predictions, RedisUserState
+from foryou.app import infra
+from foryou.app.in_process import InProcessThunderClient
+from foryou.core import user_state as us
+from foryou.core.settings import Settings
+from foryou.core.snowflake import make_id
+from home_mixer.clients import HomeMixerClients, Predictions, RedisUserState
 from home_mixer.predict_decoder import decode_predict_response
 from home_mixer.service import HomeMixerConfig, HomeMixerService, tune_gc
 from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc, phoenix_pb2
@@ -191,7 +192,7 @@ def print_latency(seq: list[float], conc: list[float], wall: float, degraded: li
 async def run_workers(args: argparse.Namespace, redis_url: str) -> None:
     """Deployment shape: Thunder and the stubs as gRPC servers in this process, `--workers` home_mixer
     processes sharing one port, calling them over gRPC; everything on this machine's 2 cores."""
-    from foryou.grpc_server import GrpcServer, wait_serving
+    from foryou.core.grpc_server import GrpcServer, wait_serving
     from home_mixer.service import start_workers, stop_workers, with_fixed_port
     from protos import thunder_pb2_grpc
     from thunder.servicer import InNetworkPostsServicer
@@ -259,7 +260,7 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     if args.real_ranker:  # phoenix's RankingHandler, default (serving) size, untrained weights
         import torch
 
-        from home_mixer.clients import RankingHandlerClient
+        from foryou.app.in_process import RankingHandlerClient
         from phoenix.ranker.config import RankerConfig
         from phoenix.ranker.handler import RankingHandler, RankingHandlerConfig
         from phoenix.ranker.model import RankerModel

@@ -18,16 +18,16 @@ from collections.abc import Iterator
 import numpy as np
 import redis
 
-from foryou import infra
-from foryou import user_state as us
+from foryou.app import infra
+from foryou.core import user_state as us
+from foryou.core.kafka import BatchConsumer
+from foryou.core.settings import Settings
 from foryou.ingest.action_sequence_ingester import ActionSequenceIngester
 from foryou.ingest.post_content_ingester import PostContentIngester
 from foryou.ingest.redis_ingester import IngestConfig
 from foryou.ingest.social_graph_ingester import SocialGraphIngester
-from foryou.kafka import BatchConsumer
-from foryou.publish import publish_world
-from foryou.settings import Settings
-from phoenix.world import WorldConfig, generate_world
+from world import WorldConfig, generate_world
+from world.publish import publish_world
 
 
 @contextlib.contextmanager

@@ -101,7 +101,7 @@ def bench_training(steps: int) -> None:
     )
     from phoenix.ranker.optim import RowwiseAdagrad
     from phoenix.ranker.train import _dense_params, ranking_loss
-    from phoenix.world import WorldConfig, generate_world
+    from world import WorldConfig, generate_world
 
     tc = TrainConfig()
     world = generate_world(WorldConfig.demo(seed=0))

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from phoenix.ranker.metrics import roc_auc
-from phoenix.world.engagement_model import FAV, ImpressionFeatures, affinity_gate, oracle_column
+from world.engagement_model import FAV, ImpressionFeatures, affinity_gate, oracle_column
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64, help="post-quality draws per impression")
     args = ap.parse_args()
     if not args.world:
-        from phoenix.world import WorldConfig, generate_world
+        from world import WorldConfig, generate_world
 
         with tempfile.TemporaryDirectory() as d:
             report(generate_world(WorldConfig.demo(seed=0)).save(Path(d)), args)

@@ -20,8 +20,8 @@ import faiss
 import numpy as np
 import torch
 
-from foryou import user_state
-from foryou.snowflake import make_ids
+from foryou.core import user_state
+from foryou.core.snowflake import make_ids
 from phoenix.retrieval.handler import RetrievalHandler, RetrievalHandlerConfig
 from phoenix.retrieval.index import IndexConfig, PostIndex
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, load_two_tower

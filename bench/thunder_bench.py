@@ -20,16 +20,16 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
-from foryou import infra
-from foryou.grpc_server import GrpcServer
-from foryou.kafka import ensure_topics, make_producer
-from foryou.settings import Settings
-from foryou.snowflake import make_id
+from foryou.app import infra
+from foryou.core.grpc_server import GrpcServer
+from foryou.core.kafka import ensure_topics, make_producer
+from foryou.core.settings import Settings
+from foryou.core.snowflake import make_id
 from protos import events_pb2 as ev
 from protos import thunder_pb2_grpc
-from thunder.client import make_request
 from thunder.config import ThunderConfig
 from thunder.handler import InNetworkPostsHandler
+from thunder.request import make_request
 from thunder.service import ThunderService
 from thunder.servicer import SERVICE_NAME, InNetworkPostsServicer
 from thunder.store import PostRecord, PostStore

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from candidate_pipeline import ComponentTrace, PipelineResult
-from foryou.metrics import DEGRADED
+from foryou.core.metrics import DEGRADED
 from home_mixer.candidate import PostCandidate
 from home_mixer.clients import HomeMixerClients
 from home_mixer.params import DEFAULT_PARAMS, Params

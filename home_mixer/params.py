@@ -8,6 +8,8 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
+from foryou.core.events import RETENTION_S
+
 # Action heads the weighted scorer combines: name -> (ActionName value, Params weight field).
 ACTION_HEADS: dict[str, int] = {
     "favorite": 1,  # SERVER_TWEET_FAV
@@ -43,7 +45,7 @@ class Params:
     # sizes (config.rs)
     top_k_candidates_to_select: int = 50
     result_size: int = 35
-    max_post_age_s: int = 48 * 60 * 60
+    max_post_age_s: int = RETENTION_S
     thunder_max_results: int = 1200
     phoenix_max_results: int = 1000
     enable_phoenix_source: bool = True

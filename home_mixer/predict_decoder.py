@@ -7,14 +7,13 @@ the result always equals `as_predictions(PredictResponse.FromString(raw))`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from protos import phoenix_pb2
-
-if TYPE_CHECKING:
-    from home_mixer.clients import Predictions
 
 PROBS_WIDTH, CONT_WIDTH = 64, 8
 _PROBS_BYTES, _CONT_BYTES = 4 * PROBS_WIDTH, 4 * CONT_WIDTH
@@ -23,13 +22,43 @@ _CONT_FIELD = 2 + _CONT_BYTES
 _PROBS_FIELD = 3 + _PROBS_BYTES
 
 
+@dataclass(slots=True)
+class Predictions:
+    """Ranker output as matrices: probs [C, 64] indexed by ActionName, continuous [C, 8] ([:, 1] =
+    dwell seconds), rows in the request's candidate order."""
+
+    probs: np.ndarray
+    continuous: np.ndarray
+    model_version: str = ""
+
+
+def _matrix(rows: Sequence[Any], width: int) -> np.ndarray:
+    widths = {len(r) for r in rows}
+    if widths == {width}:
+        return np.array(rows, dtype=np.float64).reshape(len(rows), width)
+    out = np.zeros((len(rows), width))  # ragged: absent heads count as missing (0)
+    for i, r in enumerate(rows):
+        vals = list(r)[:width]
+        out[i, : len(vals)] = vals
+    return out
+
+
+def as_predictions(resp: phoenix_pb2.PredictResponse | Predictions) -> Predictions:
+    if isinstance(resp, Predictions):
+        return resp
+    preds = resp.predictions
+    return Predictions(
+        _matrix([p.action_probs for p in preds], 64),
+        _matrix([p.continuous for p in preds], 8),
+        resp.model_version,
+    )
+
+
 class _Unsupported(Exception):
     pass
 
 
 def decode_predict_response(raw: bytes) -> Predictions:
-    from home_mixer.clients import as_predictions
-
     try:
         return _decode_canonical(bytes(raw))
     except (_Unsupported, IndexError, ValueError):
@@ -37,8 +66,6 @@ def decode_predict_response(raw: bytes) -> Predictions:
 
 
 def _decode_canonical(b: bytes) -> Predictions:
-    from home_mixer.clients import Predictions
-
     starts: list[int] = []
     ends: list[int] = []
     version = ""

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from candidate_pipeline import PipelineConfig
-from foryou.grpc_server import GrpcServer
-from foryou.settings import Settings
+from foryou.core.grpc_server import GrpcServer
+from foryou.core.net import free_port
+from foryou.core.settings import Settings
 from home_mixer.clients import HomeMixerClients
 from home_mixer.handler import ScoredPostsHandler
 from home_mixer.params import DEFAULT_PARAMS, Params
@@ -47,7 +48,7 @@ class HomeMixerService:
         self.settings, self.clients = settings, clients
         self.config = config or HomeMixerConfig()
         if producer is None and self.config.publish_served and settings.kafka_bootstrap:
-            from foryou.kafka import make_producer
+            from foryou.core.kafka import make_producer
 
             producer = make_producer(
                 settings, **{"message.timeout.ms": self.config.served_delivery_timeout_ms}
@@ -108,7 +109,7 @@ async def serve_home_mixer(
 ) -> None:
     """Body of `foryou serve home-mixer`: gRPC clients to the three services, Redis from settings,
     served until SIGINT/SIGTERM. With `config.workers > 1`, that many processes share the port."""
-    from foryou.serve import run_until_signal
+    from foryou.core.serve import run_until_signal
     from home_mixer.clients import build_clients_from_addresses
 
     config = config or HomeMixerConfig()
@@ -135,8 +136,6 @@ def with_fixed_port(config: HomeMixerConfig) -> HomeMixerConfig:
     """Workers must bind the same port: replace port 0 by a free one."""
     host, port = config.grpc_address.rsplit(":", 1)
     if port == "0":
-        from foryou.infra import free_port
-
         return dataclasses.replace(config, grpc_address=f"{host}:{free_port()}")
     return config
 

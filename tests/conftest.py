@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from foryou import infra
-from foryou.kafka import ensure_topics
-from foryou.settings import Settings
+from foryou.app import infra
+from foryou.core.kafka import ensure_topics
+from foryou.core.settings import Settings
 
 
 @pytest.fixture(scope="session")

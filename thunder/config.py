@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from foryou.core.events import RETENTION_S
+
 MAX_POSTS_TO_RETURN = 1200
 MAX_VIDEOS_TO_RETURN = 600
 MAX_INPUT_LIST_SIZE = 10_000
@@ -12,7 +14,7 @@ MAX_REPLY_POSTS_PER_AUTHOR = 30
 MAX_VIDEO_POSTS_PER_AUTHOR = 100
 MAX_TINY_POSTS_PER_USER_SCAN = 500
 MAX_POSTING_LIST_SIZE = 5000
-RETENTION_SECONDS = 172_800
+RETENTION_SECONDS = RETENTION_S
 MIN_VIDEO_DURATION_MS = 5000  # feeder-side video eligibility (reference, later versions)
 
 

@@ -14,28 +14,13 @@ from operator import attrgetter
 
 import numpy as np
 
-from foryou.kafka import Decoded
-from foryou.snowflake import timestamps_ms
+from foryou.core.kafka import Decoded
+from foryou.core.snowflake import timestamps_ms
 from protos import events_pb2 as ev
 from thunder import metrics
 from thunder.config import MIN_VIDEO_DURATION_MS
 from thunder.store import POST_TUPLE_FIELDS, PostRecord, PostStore
 from thunder.wire_decoder import N_COLUMNS, decode_create_columns
-
-
-def decode_post_event(value: bytes) -> ev.PostEvent:
-    msg = ev.PostEvent.FromString(value)
-    kind = msg.WhichOneof("event")
-    if kind == "create":
-        c = msg.create
-        if c.post_id <= 0 or c.author_id <= 0:
-            raise ValueError("create without post_id/author_id")
-    elif kind == "delete":
-        if msg.delete.post_id <= 0:
-            raise ValueError("delete without post_id")
-    else:
-        raise ValueError("PostEvent has neither create nor delete")
-    return msg
 
 
 def to_record(p: ev.Post) -> PostRecord:

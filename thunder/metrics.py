@@ -1,4 +1,4 @@
-"""Thunder's Prometheus metrics (consumer lag and malformed counts come from foryou.kafka)."""
+"""Thunder's Prometheus metrics (consumer lag and malformed counts come from foryou.core.kafka)."""
 
 from __future__ import annotations
 

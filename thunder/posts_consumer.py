@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from foryou.kafka import BatchConsumer, BatchDecoder
-from foryou.settings import Settings
+from foryou.core.kafka import BatchConsumer, BatchDecoder
+from foryou.core.settings import Settings
 from protos import events_pb2 as ev
 from thunder.replay_start import retention_start_offsets
 

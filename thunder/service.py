@@ -9,8 +9,8 @@ import threading
 import time
 import uuid
 
-from foryou.grpc_server import GrpcServer
-from foryou.settings import Settings
+from foryou.core.grpc_server import GrpcServer
+from foryou.core.settings import Settings
 from protos import thunder_pb2_grpc
 from thunder import metrics
 from thunder.config import ThunderConfig

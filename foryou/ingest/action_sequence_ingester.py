@@ -11,9 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from foryou.ingest.redis_ingester import RedisIngester
-from foryou.kafka import Decoded
-from foryou.user_state import (
+from foryou.core.kafka import Decoded
+from foryou.core.user_state import (
     decode_sequence,
     decode_sequence_meta,
     encode_sequence,
@@ -23,6 +22,7 @@ from foryou.user_state import (
     seq_meta_key,
     sequence_items,
 )
+from foryou.ingest.redis_ingester import RedisIngester
 from protos import events_pb2 as ev
 
 log = logging.getLogger(__name__)

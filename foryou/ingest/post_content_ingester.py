@@ -7,10 +7,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from foryou.core.events import decode_post_event
+from foryou.core.kafka import Decoded
+from foryou.core.snowflake import timestamp_ms
+from foryou.core.user_state import TOMBSTONE, encode_post, post_key, post_ttl_ms
 from foryou.ingest.redis_ingester import RedisIngester
-from foryou.kafka import Decoded
-from foryou.snowflake import timestamp_ms
-from foryou.user_state import TOMBSTONE, encode_post, post_key, post_ttl_ms
 from protos import events_pb2 as ev
 
 
@@ -19,17 +20,7 @@ class PostContentIngester(RedisIngester[ev.PostEvent]):
     logical_topic = "posts_topic"
 
     def decode(self, raw: bytes) -> ev.PostEvent:
-        e = ev.PostEvent.FromString(raw)
-        which = e.WhichOneof("event")
-        if which == "create":
-            if e.create.post_id <= 0 or e.create.author_id <= 0:
-                raise ValueError("post create needs positive post_id and author_id")
-        elif which == "delete":
-            if e.delete.post_id <= 0:
-                raise ValueError("post delete needs a positive post_id")
-        else:
-            raise ValueError("PostEvent with neither create nor delete")
-        return e
+        return decode_post_event(raw)
 
     def apply(self, batch: Sequence[Decoded[ev.PostEvent]]) -> None:
         now = int(time.time() * 1000)

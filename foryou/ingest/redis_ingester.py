@@ -9,9 +9,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import redis
 
-from foryou.kafka import BatchConsumer, Decoded
-from foryou.settings import Settings
-from foryou.user_state import DEFAULT_SEQ_CAP
+from foryou.core.kafka import BatchConsumer, Decoded
+from foryou.core.settings import Settings
+from foryou.core.user_state import DEFAULT_SEQ_CAP
 
 T = TypeVar("T")
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import redis
 
+from foryou.core.kafka import BatchConsumer, ensure_topics
+from foryou.core.settings import Settings
 from foryou.ingest.action_sequence_ingester import ActionSequenceIngester
 from foryou.ingest.post_content_ingester import PostContentIngester
 from foryou.ingest.redis_ingester import IngestConfig, RedisIngester
 from foryou.ingest.social_graph_ingester import SocialGraphIngester
-from foryou.kafka import BatchConsumer, ensure_topics
-from foryou.settings import Settings
 
 log = logging.getLogger(__name__)
 INGESTERS: tuple[type[RedisIngester[Any]], ...] = (
@@ -106,7 +106,7 @@ class IngestService:
 
 
 class AsyncIngestService:
-    """The same service behind the async start()/stop() protocol of `foryou.serve.run_until_signal`."""
+    """The same service behind the async start()/stop() protocol of `foryou.core.serve.run_until_signal`."""
 
     def __init__(self, settings: Settings, config: IngestConfig | None = None) -> None:
         self.service = IngestService(settings, config)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import redis
 
+from foryou.core.kafka import Decoded
+from foryou.core.settings import Settings
+from foryou.core.user_state import author_key, social_key
 from foryou.ingest.redis_ingester import IngestConfig, RedisIngester
-from foryou.kafka import Decoded
-from foryou.settings import Settings
-from foryou.user_state import author_key, social_key
 from protos import events_pb2 as ev
 
 UE = ev.UserEventType

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from candidate_pipeline import Hydrator
-from foryou.user_state import AuthorData
+from foryou.core.user_state import AuthorData
 from home_mixer.candidate import PostCandidate
 from home_mixer.clients import UserStateClient, unique
 from home_mixer.query import ScoredPostsQuery

@@ -4,7 +4,7 @@ decode to a time after the epoch and not in the future (beyond a minute of skew)
 from __future__ import annotations
 
 from candidate_pipeline import Filter
-from foryou.snowflake import timestamp_ms
+from foryou.core.snowflake import timestamp_ms
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from candidate_pipeline import Scorer
-from foryou.snowflake import timestamp_ms
+from foryou.core.snowflake import timestamp_ms
 from home_mixer.candidate import PostCandidate
 from home_mixer.params import ACTION_HEADS, Params
 from home_mixer.query import ScoredPostsQuery

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from foryou.grpc_server import check_admin_token, finish_sync_server, make_sync_server
+from foryou.core.grpc_server import check_admin_token, finish_sync_server, make_sync_server
 from phoenix.ranker.handler import (
     Candidates,
     DeadlineExceededError,

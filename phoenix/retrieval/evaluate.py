@@ -1,20 +1,16 @@
 """`foryou eval retrieval`: recall@k of held-out positive engagements for a checkpoint, against the
-popularity baseline, random retrieval and — when the log is a synthetic world directory — the
-oracle's own top-k (every corpus post scored by the world's ground-truth engagement model)."""
+popularity baseline, random retrieval and, when the caller hands one in, an oracle's own top-k
+(the app passes the synthetic world's ground-truth scorer; phoenix never imports the world)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import polars as pl
 
 from phoenix.ranker.data import ImpressionTable, impressions_from_log, read_log, resolve_logs, resolve_sids
 from phoenix.retrieval.model import load_two_tower
 from phoenix.retrieval.train import (
-    NEGATIVE_ACTIONS,
-    POSITIVE_ACTIONS,
     Corpus,
     RetrievalTrainConfig,
     Scorer,
@@ -22,66 +18,19 @@ from phoenix.retrieval.train import (
     evaluate,
     is_positive,
 )
-from phoenix.world import engagement_model as em
 
-
-def oracle_scorer(world_dir: str | Path, corpus: Corpus) -> Scorer | None:
-    """P(positive and no negative action | impression) from the world's engagement model for every
-    (user, corpus post); None when `world_dir` is not a world with users/authors/follows."""
-    d = Path(world_dir)
-    if not d.is_dir() or not all((d / f"{n}.parquet").exists() for n in ("users", "authors", "follows")):
-        return None
-    from phoenix.world import World
-
-    w = World.load(d)
-    cfg = w.config
-    posts = w.posts.select("post_id", "author_id", "topic", "quality", "has_video", "labels")
-    posts = posts.join(pl.DataFrame({"post_id": corpus.post_ids}), on="post_id", how="right")
-    posts = posts.join(
-        w.authors.select("author_id", pl.col("quality").alias("aq")), on="author_id", how="left"
-    )
-    labels = posts["labels"].fill_null([]).to_list()
-    topic = posts["topic"].fill_null(0).to_numpy()
-    a_quality = posts["aq"].fill_null(0.0).to_numpy()
-    q_post = posts["quality"].fill_null(0.0).to_numpy()
-    has_video = posts["has_video"].fill_null(False).to_numpy()
-    spam = np.array(["spam" in x for x in labels])
-    nsfw = np.array(["nsfw" in x for x in labels])
-    authors = posts["author_id"].fill_null(0).to_numpy()
-    n_topics = cfg.n_topics
-    pref = np.zeros((int(w.users["user_id"].max()) + 1, n_topics))
-    for uid, ts, ws in w.users.select("user_id", "topics", "topic_weights").iter_rows():
-        pref[uid, ts] = ws
-    fol = w.follows.filter(pl.col("kind") == "follow").group_by("user_id").agg("target_user_id")
-    followed = dict(zip(fol["user_id"].to_list(), fol["target_user_id"].to_list(), strict=True))
-
-    def score(users: np.ndarray) -> np.ndarray:
-        out = np.empty((len(users), len(authors)))
-        for i, u in enumerate(users.tolist()):
-            in_net = np.isin(authors, followed.get(u, []))
-            f = em.ImpressionFeatures(
-                pref=pref[u, topic] if u < len(pref) else np.zeros(len(topic)),
-                author_quality=a_quality,
-                post_quality=q_post,
-                in_network=in_net,
-                has_video=has_video,
-                spam=spam,
-                nsfw=nsfw,
-            )
-            p = em.action_probabilities(f, cfg.gate_slope, cfg.gate_center, cfg.in_network_logit_boost)
-            none_pos = np.prod([1.0 - p[a] for a in POSITIVE_ACTIONS if a in p], axis=0)
-            none_neg = np.prod([1.0 - p[a] for a in NEGATIVE_ACTIONS if a in p], axis=0)
-            out[i] = (1.0 - none_pos) * none_neg
-        return out
-
-    return score
+# Given the evaluation corpus, a scorer of (users x corpus posts), or None when it has none.
+OracleFactory = Callable[[Corpus], Scorer | None]
 
 
 def evaluate_retrieval(
-    logs_path: str | Path, model_dir: str | Path, config: RetrievalTrainConfig | None = None
+    logs_path: str | Path,
+    model_dir: str | Path,
+    config: RetrievalTrainConfig | None = None,
+    oracle: OracleFactory | None = None,
 ) -> dict[str, Any]:
     """Same held-out split, corpus and metrics as training (eval_fraction, eval_max_users, ks of
-    `config`, default the training defaults), plus the oracle when the log is a world."""
+    `config`, default the training defaults), plus `oracle`'s top-k when one is given."""
     model, meta = load_two_tower(model_dir)
     cfg = config or RetrievalTrainConfig(model=model.cfg)
     cfg.model = model.cfg
@@ -97,9 +46,9 @@ def evaluate_retrieval(
     )
     corpus = _corpus(t, world_posts, is_positive(t.action_mask) & ~t.is_eval)
     scorers: dict[str, Scorer] = {}
-    oracle = oracle_scorer(logs_path, corpus) if Path(logs_path).is_dir() else None
-    if oracle is not None:
-        scorers["oracle"] = oracle
+    oracle_scorer = oracle(corpus) if oracle is not None else None
+    if oracle_scorer is not None:
+        scorers["oracle"] = oracle_scorer
     out = evaluate(model, t, corpus, cfg, scorers, sids=sids)
     out["model_version"] = meta["model_version"]
     return out

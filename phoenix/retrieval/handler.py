@@ -19,7 +19,7 @@ import redis
 import torch
 from prometheus_client import Counter, Histogram
 
-from foryou import user_state
+from foryou.core import user_state
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.index import IndexConfig, PostIndex, read_snapshot_meta

@@ -27,9 +27,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from foryou.snowflake import timestamps_ms
+from foryou.core.events import RETENTION_MS
+from foryou.core.snowflake import timestamps_ms
 
-RETENTION_MS = 48 * 3_600_000
 SNAPSHOT_META = "index.json"
 SNAPSHOT_FORMAT = "phoenix-retrieval-index/1"
 

@@ -24,15 +24,15 @@ from prometheus_client import Gauge
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from foryou.grpc_server import GrpcServer
-from foryou.kafka import BatchConsumer, Decoded
-from foryou.settings import Settings
-from foryou.snowflake import timestamps_ms
+from foryou.core.events import decode_post_event
+from foryou.core.grpc_server import GrpcServer
+from foryou.core.kafka import BatchConsumer, Decoded
+from foryou.core.settings import Settings
+from foryou.core.snowflake import timestamps_ms
 from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.handler import RetrievalHandler, RetrievalHandlerConfig
 from phoenix.retrieval.servicer import SERVICE_NAME, RetrievalServicer
 from protos import events_pb2, phoenix_pb2_grpc
-from thunder.ingest import decode_post_event
 
 log = logging.getLogger(__name__)
 INDEX_POSTS = Gauge("phoenix_retrieval_index_posts", "Live posts in the retrieval index")

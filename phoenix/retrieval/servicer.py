@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from foryou.grpc_server import check_admin_token
+from foryou.core.grpc_server import check_admin_token
 from phoenix.retrieval.handler import RetrievalHandler
 from protos import phoenix_pb2, phoenix_pb2_grpc
 

@@ -27,7 +27,7 @@ def test_demo_prints_three_feeds_and_leaves_no_process(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "foryou.cli",
+            "foryou.app.cli",
             "demo",
             "--preset",
             "tiny",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from foryou.infra import _alive
+from foryou.app.infra import _alive
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ def _foryou(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FORYOU_KAFKA_BOOTSTRAP", "FORYOU_REDIS_URL")}
     env["FORYOU_DATA_DIR"] = str(data_dir)
     return subprocess.run(
-        [sys.executable, "-m", "foryou.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "foryou.app.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )
 
 

@@ -10,9 +10,9 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from foryou.kafka import BatchConsumer, consumer_config, make_producer
-from foryou.settings import Settings
-from foryou.snowflake import make_id
+from foryou.core.kafka import BatchConsumer, consumer_config, make_producer
+from foryou.core.settings import Settings
+from foryou.core.snowflake import make_id
 from protos import events_pb2 as ev
 
 pytestmark = pytest.mark.integration

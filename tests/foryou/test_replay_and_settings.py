@@ -5,9 +5,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from foryou.kafka import make_producer
-from foryou.replay import replay_topic
-from foryou.settings import Settings
+from foryou.app.replay import replay_topic
+from foryou.core.kafka import make_producer
+from foryou.core.settings import Settings
 from protos import events_pb2 as ev
 
 

@@ -15,7 +15,7 @@ import grpc
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from foryou.infra import free_port
+from foryou.core.net import free_port
 from phoenix.ranker.checkpoint import save_model
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.model import RankerModel
@@ -48,7 +48,7 @@ def test_ranking_only_phoenix_process(tmp_path: Path) -> None:
     args = ["serve", "phoenix", "--ranker-model", str(tmp_path / "ranker")]
     args += ["--ranker-address", f"127.0.0.1:{grpc_port}", "--metrics-port", str(metrics_port)]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from foryou.cli import app; app()", *args],
+        [sys.executable, "-c", "from foryou.app.cli import app; app()", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foryou import snowflake as sf
+from foryou.core import snowflake as sf
 
 
 def test_known_id_decodes_to_its_creation_time() -> None:

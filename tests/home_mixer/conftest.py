@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from foryou.snowflake import make_id
-from foryou.user_state import AuthorData, SocialGraph
+from foryou.core.snowflake import make_id
+from foryou.core.user_state import AuthorData, SocialGraph
 from home_mixer.candidate import PostCandidate
 from home_mixer.params import ACTION_HEADS
 from home_mixer.query import ScoredPostsQuery, UserFeatures

@@ -20,11 +20,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from candidate_pipeline import PipelineConfig
-from foryou.infra import free_port
+from foryou.core.kafka import consumer_config
+from foryou.core.net import free_port
+from foryou.core.settings import Settings
 from foryou.ingest.runner import IngestService
-from foryou.kafka import consumer_config
-from foryou.publish import publish_world
-from foryou.settings import Settings
 from home_mixer.clients import (
     GrpcRankingClient,
     GrpcRetrievalClient,
@@ -34,11 +33,12 @@ from home_mixer.clients import (
 )
 from home_mixer.pipeline import ScoredPostsPipeline
 from home_mixer.service import HomeMixerConfig, HomeMixerService
-from phoenix.world.config import WorldConfig
-from phoenix.world.generator import generate_world
 from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc
 from thunder.config import ThunderConfig
 from thunder.service import ThunderService
+from world.config import WorldConfig
+from world.generator import generate_world
+from world.publish import publish_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

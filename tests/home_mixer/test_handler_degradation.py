@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from candidate_pipeline import PipelineConfig
-from foryou.user_state import AuthorData, SocialGraph
+from foryou.core.user_state import AuthorData, SocialGraph
 from home_mixer.clients import HomeMixerClients
 from home_mixer.handler import ScoredPostsHandler
 from home_mixer.pipeline import ScoredPostsPipeline

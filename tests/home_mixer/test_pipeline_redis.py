@@ -12,10 +12,11 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from foryou import user_state as us
-from foryou.kafka import consumer_config, make_producer
-from foryou.settings import Settings
-from home_mixer.clients import HomeMixerClients, InProcessThunderClient, RedisUserState, served_key
+from foryou.app.in_process import InProcessThunderClient
+from foryou.core import user_state as us
+from foryou.core.kafka import consumer_config, make_producer
+from foryou.core.settings import Settings
+from home_mixer.clients import HomeMixerClients, RedisUserState, served_key
 from home_mixer.handler import ScoredPostsHandler
 from home_mixer.pipeline import ScoredPostsPipeline
 from protos import events_pb2, home_mixer_pb2
@@ -147,7 +148,7 @@ def test_pipeline_with_real_ranker(settings: Settings, fakes: SimpleNamespace) -
     weighted scorer combines, and its model version is what the response reports."""
     import torch
 
-    from home_mixer.clients import RankingHandlerClient
+    from foryou.app.in_process import RankingHandlerClient
     from home_mixer.scorers.weighted_scorer import combined_score, offset_score
     from phoenix.ranker.config import RankerConfig
     from phoenix.ranker.handler import RankingHandler

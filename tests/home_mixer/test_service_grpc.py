@@ -13,9 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from rich.console import Console
 
-from foryou.infra import free_port
-from foryou.settings import Settings
-from foryou.user_state import SocialGraph
+from foryou.core.net import free_port
+from foryou.core.settings import Settings
+from foryou.core.user_state import SocialGraph
 from home_mixer.clients import HomeMixerClients, RedisUserState, build_clients_from_addresses
 from home_mixer.explain import render_feed_table
 from home_mixer.handler import ScoredPostsHandler
@@ -111,7 +111,7 @@ def test_all_grpc_peers_down_still_answers(settings: Settings, fakes: SimpleName
     # the viewer follows someone, so Thunder is actually called
     import redis as sync_redis
 
-    from foryou.user_state import social_key
+    from foryou.core.user_state import social_key
 
     sync_redis.Redis.from_url(settings.redis_url).sadd(social_key("following", 1, settings.redis_prefix), 10)
     resp = asyncio.run(go())
@@ -180,7 +180,7 @@ def test_kafka_down_feed_answers_and_served_log_degradation_is_visible(
     and the lost-events counter count it. With a reachable broker the log recovers."""
     from confluent_kafka import Producer
 
-    from foryou.kafka import make_producer
+    from foryou.core.kafka import make_producer
 
     w = small_world(fakes)
     lost = "foryou_home_mixer_served_events_lost_total"

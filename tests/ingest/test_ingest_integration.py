@@ -12,14 +12,14 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from foryou import user_state as us
+from foryou.core import user_state as us
+from foryou.core.kafka import make_producer
+from foryou.core.settings import Settings
 from foryou.ingest.redis_ingester import IngestConfig
 from foryou.ingest.runner import IngestService
-from foryou.kafka import make_producer
-from foryou.publish import post_to_proto, publish_world, user_events
-from foryou.settings import Settings
-from phoenix.world import World, WorldConfig, generate_world
 from protos import events_pb2 as ev
+from world import World, WorldConfig, generate_world
+from world.publish import post_to_proto, publish_world, user_events
 
 pytestmark = pytest.mark.integration
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
+from foryou.core.settings import Settings
 from foryou.ingest.action_sequence_ingester import ActionSequenceIngester
 from foryou.ingest.post_content_ingester import PostContentIngester
 from foryou.ingest.social_graph_ingester import SocialGraphIngester
-from foryou.settings import Settings
 from protos import events_pb2 as ev
 
 UE = ev.UserEventType

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from foryou.publish import (
+from foryou.core.settings import Settings
+from protos import events_pb2 as ev
+from world import WorldConfig, generate_world
+from world.publish import (
     STREAM_DELETE,
     STREAM_ENGAGEMENT,
     STREAM_POST,
@@ -12,9 +15,6 @@ from foryou.publish import (
     post_to_proto,
     world_messages,
 )
-from foryou.settings import Settings
-from phoenix.world import WorldConfig, generate_world
-from protos import events_pb2 as ev
 
 
 def test_world_messages_are_complete_and_time_ordered() -> None:

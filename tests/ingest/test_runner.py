@@ -9,10 +9,10 @@ import time
 import pytest
 import redis
 
-from foryou import user_state as us
+from foryou.core import user_state as us
+from foryou.core.kafka import make_producer
+from foryou.core.settings import Settings
 from foryou.ingest.runner import AsyncIngestService, run_ingesters, wait_caught_up
-from foryou.kafka import make_producer
-from foryou.settings import Settings
 from protos import events_pb2 as ev
 
 pytestmark = pytest.mark.integration

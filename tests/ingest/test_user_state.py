@@ -9,7 +9,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from foryou import user_state as us
+from foryou.core import user_state as us
 from protos import events_pb2
 
 
@@ -222,7 +222,7 @@ def test_replay_cannot_bring_back_an_evicted_item() -> None:
 
 
 def test_replay_of_demo_sized_log_in_small_batches_is_idempotent() -> None:
-    from phoenix.world import WorldConfig, generate_world
+    from world import WorldConfig, generate_world
 
     w = generate_world(WorldConfig.tiny(seed=2, n_users=40, n_impressions=12_000))
     e = w.engagements

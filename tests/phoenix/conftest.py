@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix.world import WorldConfig, generate_world
+from world import WorldConfig, generate_world
 
 
 @pytest.fixture(scope="session")

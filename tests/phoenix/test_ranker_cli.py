@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from foryou.cli import app
+from foryou.app.cli import app
 from phoenix.ranker.checkpoint import load_model
 
 runner = CliRunner()

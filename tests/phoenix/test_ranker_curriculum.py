@@ -24,7 +24,7 @@ from phoenix.ranker.model import HashEmbeddingTable, RankerModel
 from phoenix.ranker.testing import random_request
 from phoenix.ranker.train import train_ranker
 from phoenix.ranker.warm_start import author_cooccurrence_init
-from phoenix.world import WorldConfig, generate_world
+from world import WorldConfig, generate_world
 
 
 @pytest.fixture(scope="module")

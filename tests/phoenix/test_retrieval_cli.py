@@ -10,11 +10,12 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from foryou.cli import app
+from foryou.app.cli import app
 from phoenix.retrieval.bulk_builder import read_posts, read_sids
 from phoenix.retrieval.evaluate import evaluate_retrieval
 from phoenix.retrieval.index import PostIndex
 from phoenix.retrieval.model import load_two_tower
+from world.retrieval_oracle import retrieval_oracle
 
 runner = CliRunner()
 
@@ -108,7 +109,7 @@ def test_index_commands_report_bad_paths(model_dir: Path, tmp_path: Path) -> Non
 
 
 def test_eval_includes_oracle_top_k(tiny_world: Path, model_dir: Path) -> None:
-    m = evaluate_retrieval(tiny_world, model_dir)
+    m = evaluate_retrieval(tiny_world, model_dir, oracle=retrieval_oracle(tiny_world))
     saved = json.loads((model_dir / "metrics.json").read_text())
     assert m["model"] == saved["model"]  # same split, corpus and users as training's own eval
     # the ground-truth model ranks held-out positives far above chance

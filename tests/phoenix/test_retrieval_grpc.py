@@ -16,8 +16,8 @@ import pytest
 import torch
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from foryou.grpc_server import GrpcServer
-from foryou.snowflake import make_id
+from foryou.core.grpc_server import GrpcServer
+from foryou.core.snowflake import make_id
 from phoenix.retrieval.handler import RetrievalHandler
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel
 from phoenix.retrieval.servicer import SERVICE_NAME, RetrievalServicer

@@ -14,8 +14,8 @@ import torch
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from foryou import user_state
-from foryou.snowflake import make_id
+from foryou.core import user_state
+from foryou.core.snowflake import make_id
 from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.handler import REDIS_ERRORS, RetrievalHandler
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
@@ -148,7 +148,7 @@ def test_posts_updater_applies_creates_deletes_and_prunes(tmp_path: Path) -> Non
     """The live consumer's apply step: creates within retention embedded and added, a delete seen
     before its create wins, replayed creates are remembered until the replay ends, old deletes
     are forgotten."""
-    from foryou.kafka import Decoded
+    from foryou.core.kafka import Decoded
     from phoenix.retrieval.service import PostsIndexUpdater
     from protos import events_pb2 as ev
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from foryou.snowflake import make_id
+from foryou.core.snowflake import make_id
 from phoenix.ranker.data import make_batch
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.retrieval.index import IndexConfig, PostIndex

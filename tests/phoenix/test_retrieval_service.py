@@ -15,10 +15,10 @@ import redis
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from foryou import user_state
-from foryou.kafka import make_producer
-from foryou.settings import Settings
-from foryou.snowflake import make_id
+from foryou.core import user_state
+from foryou.core.kafka import make_producer
+from foryou.core.settings import Settings
+from foryou.core.snowflake import make_id
 from phoenix.retrieval.index import read_snapshot_meta
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
 from phoenix.retrieval.service import INDEX_POSTS, RetrievalService, RetrievalServiceConfig

@@ -15,8 +15,8 @@ from phoenix.ranker.handler import Candidates, History, RankingHandler
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.sids import SidLookup, with_sid_rows
 from phoenix.ranker.testing import random_request
-from phoenix.world import WorldConfig, generate_world
-from phoenix.world.sid import rq_kmeans
+from world import WorldConfig, generate_world
+from world.sid import rq_kmeans
 
 
 @pytest.fixture(scope="module")

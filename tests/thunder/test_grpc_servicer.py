@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from foryou.grpc_server import GrpcServer
+from foryou.core.grpc_server import GrpcServer
 from protos import thunder_pb2 as pb
 from protos import thunder_pb2_grpc
 from thunder.config import ThunderConfig

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Consumer
 
-from foryou.kafka import consumer_config, make_producer
-from foryou.settings import Settings
+from foryou.core.kafka import consumer_config, make_producer
+from foryou.core.settings import Settings
 from thunder.replay_start import retention_start_offsets
 
 pytestmark = pytest.mark.integration

@@ -10,14 +10,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from foryou.kafka import consumer_config, make_producer
-from foryou.settings import Settings
-from foryou.snowflake import make_id
+from foryou.core.kafka import consumer_config, make_producer
+from foryou.core.settings import Settings
+from foryou.core.snowflake import make_id
 from protos import events_pb2 as ev
 from protos import thunder_pb2 as pb
 from protos import thunder_pb2_grpc
-from thunder.client import make_request
 from thunder.config import ThunderConfig
+from thunder.request import make_request
 from thunder.service import ThunderService
 
 pytestmark = pytest.mark.integration

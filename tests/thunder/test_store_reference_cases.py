@@ -4,7 +4,7 @@ duplicate followees, and restart determinism of the ingest applier."""
 
 from __future__ import annotations
 
-from foryou.kafka import Decoded
+from foryou.core.kafka import Decoded
 from protos import events_pb2 as ev
 from thunder.config import StoreConfig
 from thunder.ingest import PostEventApplier
@@ -180,7 +180,7 @@ def test_applier_create_and_delete_in_one_batch_leaves_a_tombstone() -> None:
 def test_applier_video_needs_5_seconds_and_created_at_falls_back_to_the_snowflake() -> None:
     import time
 
-    from foryou.snowflake import make_id
+    from foryou.core.snowflake import make_id
 
     now_ms = int(time.time() * 1000)
     s = PostStore()

@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from phoenix.world import WorldConfig, generate_world
-from phoenix.world import engagement_model as em
-from phoenix.world.ground_truth import GroundTruth
+from world import WorldConfig, generate_world
+from world import engagement_model as em
+from world.ground_truth import GroundTruth
 
 
 @pytest.fixture(scope="module")

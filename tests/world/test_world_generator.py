@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from foryou.snowflake import timestamps_ms
-from phoenix.world import World, WorldConfig, generate_world
-from phoenix.world import engagement_model as em
-from phoenix.world.config import HOUR_MS
+from foryou.core.snowflake import timestamps_ms
+from world import World, WorldConfig, generate_world
+from world import engagement_model as em
+from world.config import HOUR_MS
 
 
 @pytest.fixture(scope="module")

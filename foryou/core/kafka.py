@@ -22,7 +22,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client import Counter, Gauge, Histogram
 
-from foryou.settings import Settings
+from foryou.core.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

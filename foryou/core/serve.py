@@ -8,9 +8,9 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from foryou.logs import setup_logging
-from foryou.metrics import start_metrics_server
-from foryou.settings import Settings
+from foryou.core.logs import setup_logging
+from foryou.core.metrics import start_metrics_server
+from foryou.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from foryou import infra
-from foryou.settings import Settings
-from phoenix.world import World
-from phoenix.world import engagement_model as em
-from phoenix.world.ground_truth import GroundTruth
+from foryou.app import infra
+from foryou.core.settings import Settings
 from protos import home_mixer_pb2 as hm
 from protos import home_mixer_pb2_grpc
+from world import World
+from world import engagement_model as em
+from world.ground_truth import GroundTruth
 
 SHOWN_ACTIONS = {
     "favorite",
@@ -88,7 +88,7 @@ WORLD_REUSE_MS = 6 * 3_600_000  # a saved world this fresh still has all its pos
 def _world(settings: Settings, console: Console, cfg: DemoConfig):  # type: ignore[no-untyped-def]
     """Generate the world, or reuse the one in the data directory when it has the same config and is
     recent (then the cached models trained on it apply too)."""
-    from phoenix.world import World, WorldConfig, generate_world
+    from world import World, WorldConfig, generate_world
 
     now = int(time.time() * 1000)
     path = Path(settings.data_dir) / "world"
@@ -189,8 +189,8 @@ def _pick_users(world, n: int) -> list[int]:  # type: ignore[no-untyped-def]
 async def _demo(
     settings: Settings, console: Console, cfg: DemoConfig, hold: bool = False
 ) -> dict[str, object]:
-    from foryou.publish import publish_world
-    from foryou.stack import Stack, StackConfig
+    from foryou.app.stack import Stack, StackConfig
+    from world.publish import publish_world
 
     world, world_dir = _world(settings, console, cfg)
     # the ranker hydrates post semantic ids from the world's posts table (the SID lookup)

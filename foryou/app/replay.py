@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 from confluent_kafka import Consumer, TopicPartition
 
-from foryou.kafka import consumer_config
-from foryou.settings import Settings
+from foryou.core.kafka import consumer_config
+from foryou.core.settings import Settings
 from protos import events_pb2 as ev
 
 

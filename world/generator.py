@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from foryou.snowflake import make_ids
-from phoenix.world import engagement_model as em
-from phoenix.world.config import HOUR_MS, WorldConfig
-from phoenix.world.sid import multimodal_vectors, rq_kmeans
-from phoenix.world.vocab import COMMON_WORDS, topic_names, topic_vocab
-from phoenix.world.world import World
+from foryou.core.snowflake import make_ids
 from protos import events_pb2
+from world import engagement_model as em
+from world.config import HOUR_MS, WorldConfig
+from world.sid import multimodal_vectors, rq_kmeans
+from world.vocab import COMMON_WORDS, topic_names, topic_vocab
+from world.world import World
 
 MINUTE_MS = 60_000
 PS = events_pb2.ProductSurface

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from foryou.settings import Settings
+from foryou.core.events import RETENTION_S
+from foryou.core.settings import Settings
 
 app = typer.Typer(
     help="foryou: an open For You feed ranking service.",
@@ -171,9 +172,10 @@ def eval_retrieval_cmd(
 ) -> None:
     """recall@100/@1000 of held-out positives vs popularity, random and (worlds) the oracle's top-k."""
     from phoenix.retrieval.evaluate import evaluate_retrieval
+    from world.retrieval_oracle import retrieval_oracle
 
     with console.status("evaluating retrieval…"):
-        metrics = evaluate_retrieval(logs, model)
+        metrics = evaluate_retrieval(logs, model, oracle=retrieval_oracle(logs))
     _print_metrics("retrieval evaluation", metrics)
 
 
@@ -252,7 +254,7 @@ def world_generate(
     """Generate a deterministic synthetic world (posts, engagement log, graph, oracle) as Parquet."""
     import time
 
-    from phoenix.world import WorldConfig, generate_world
+    from world import WorldConfig, generate_world
 
     if preset not in ("tiny", "demo"):
         raise typer.BadParameter("preset must be tiny or demo")
@@ -276,8 +278,8 @@ def world_publish(
     """Publish a world to the `posts`, `engagements` and `user-events` topics in time order."""
     import time
 
-    from foryou.publish import publish_world
-    from phoenix.world import World
+    from world import World
+    from world.publish import publish_world
 
     world = World.load(world_dir).rebased(int(time.time() * 1000))
     stats = publish_world(world, _settings(ctx).resolved(), rate=rate, progress=True)
@@ -297,7 +299,7 @@ def serve_home_mixer_cmd(
     """home_mixer: the For You ScoredPostsService (talks to Thunder, Phoenix and Redis)."""
     import asyncio
 
-    from foryou.serve import prepare
+    from foryou.core.serve import prepare
     from home_mixer.service import HomeMixerConfig, serve_home_mixer
 
     settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
@@ -325,8 +327,8 @@ def serve_phoenix(
     """Phoenix: RankingService (and RetrievalService with its live FAISS index)."""
     import asyncio
 
-    from foryou.serve import prepare, run_until_signal
-    from foryou.stack import PhoenixServices
+    from foryou.app.stack import PhoenixServices
+    from foryou.core.serve import prepare, run_until_signal
 
     # the ranking service is stateless: Kafka and Redis only feed the retrieval index
     settings = prepare(_settings(ctx).replace(metrics_port=metrics_port), needs_infra=bool(retrieval_model))
@@ -353,8 +355,8 @@ def serve_all(
     """Ingesters, Thunder, Phoenix and home_mixer in one process."""
     import asyncio
 
-    from foryou.serve import prepare, run_until_signal
-    from foryou.stack import Stack, StackConfig
+    from foryou.app.stack import Stack, StackConfig
+    from foryou.core.serve import prepare, run_until_signal
 
     settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
     stack = Stack(
@@ -381,8 +383,8 @@ def serve_ingest(
     """Kafka -> Redis user-state ingesters (social graph, action sequences, post and author data)."""
     import asyncio
 
+    from foryou.core.serve import prepare, run_until_signal
     from foryou.ingest.runner import AsyncIngestService
-    from foryou.serve import prepare, run_until_signal
 
     settings = prepare(_settings(ctx).replace(metrics_port=metrics_port))
     asyncio.run(run_until_signal([AsyncIngestService(settings)]))
@@ -413,20 +415,21 @@ def _settings(ctx: typer.Context) -> Settings:
 @infra_app.command("up")
 def infra_up(ctx: typer.Context) -> None:
     """Start the embedded broker and Redis (unless external ones are configured) and create topics."""
-    from foryou import infra
+    from foryou.app import infra
+    from foryou.core import local_infra
 
     settings = _settings(ctx)
     with console.status("starting Kafka broker and Redis…"):
         state = infra.up(settings)
     console.print(f"kafka bootstrap: [bold]{state.kafka_bootstrap}[/bold]")
     console.print(f"redis url:       [bold]{state.redis_url}[/bold]")
-    console.print(f"state file:      {settings.data_dir}/{infra.STATE_FILE}")
+    console.print(f"state file:      {local_infra.state_path(settings.data_dir)}")
 
 
 @infra_app.command("down")
 def infra_down(ctx: typer.Context) -> None:
     """Stop exactly the processes `infra up` started."""
-    from foryou import infra
+    from foryou.app import infra
 
     stopped = infra.down(_settings(ctx))
     console.print("stopped embedded broker and Redis" if stopped else "nothing recorded as running")
@@ -435,7 +438,7 @@ def infra_down(ctx: typer.Context) -> None:
 @infra_app.command("status")
 def infra_status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Report Kafka and Redis health; exit code 1 when unhealthy."""
-    from foryou import infra
+    from foryou.app import infra
 
     st = infra.status(_settings(ctx))
     if as_json:
@@ -456,13 +459,13 @@ def serve_thunder(
     ctx: typer.Context,
     grpc_address: Annotated[str, typer.Option(envvar="FORYOU_THUNDER_ADDRESS")] = "127.0.0.1:50051",
     metrics_port: Annotated[int, typer.Option(envvar="FORYOU_METRICS_PORT")] = 0,
-    retention_s: Annotated[int, typer.Option(envvar="FORYOU_THUNDER_RETENTION_S")] = 172_800,
+    retention_s: Annotated[int, typer.Option(envvar="FORYOU_THUNDER_RETENTION_S")] = RETENTION_S,
     max_concurrent_rpcs: Annotated[int, typer.Option()] = 64,
 ) -> None:
     """Thunder: the in-network post store fed from the `posts` topic."""
     import asyncio
 
-    from foryou.serve import prepare, run_until_signal
+    from foryou.core.serve import prepare, run_until_signal
     from thunder.config import StoreConfig, ThunderConfig
     from thunder.service import ThunderService
 
@@ -491,7 +494,7 @@ def replay(
     """Replay a Kafka topic into Parquet (e.g. the engagement log that trains the models)."""
     from pathlib import Path
 
-    from foryou.replay import replay_topic
+    from foryou.app.replay import replay_topic
 
     settings = _settings(ctx).resolved()
     with console.status(f"replaying {topic}…") as status:
@@ -519,8 +522,8 @@ def demo(
     ] = 100,
 ) -> None:
     """The main job: embedded Kafka + Redis, synthetic world, ingestion, training, serving, three feeds."""
-    from foryou.demo import DemoConfig, run_demo
-    from foryou.logs import setup_logging
+    from foryou.app.demo import DemoConfig, run_demo
+    from foryou.core.logs import setup_logging
 
     settings = _settings(ctx)
     setup_logging("WARNING", json_lines=False)
@@ -545,8 +548,8 @@ def up(
     retrieval: Annotated[bool, typer.Option(help="Out-of-network retrieval (two-tower + FAISS)")] = True,
 ) -> None:
     """The demo's services kept running in the foreground until Ctrl-C (embedded infra, world, models)."""
-    from foryou.demo import DemoConfig, run_demo
-    from foryou.logs import setup_logging
+    from foryou.app.demo import DemoConfig, run_demo
+    from foryou.core.logs import setup_logging
 
     setup_logging("WARNING", json_lines=False)
     config = DemoConfig(preset=preset, tiny_model=tiny_model, retrieval=retrieval)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, start_http_server
 
-from foryou.infra import free_port
+from foryou.core.net import free_port
 
 # A dependency that failed open: the feed still answered, with less.
 DEGRADED = Counter("foryou_degraded_total", "Requests served without a dependency", ["service", "dependency"])

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foryou.core.settings import Settings
 from foryou.ingest.runner import AsyncIngestService
-from foryou.settings import Settings
 from thunder.config import ThunderConfig
 from thunder.service import ThunderService
 

@@ -14,10 +14,10 @@ import numpy as np
 import polars as pl
 from confluent_kafka import Producer
 
-from foryou.kafka import ensure_topics, make_producer
-from foryou.settings import Settings
-from phoenix.world import World
+from foryou.core.kafka import ensure_topics, make_producer
+from foryou.core.settings import Settings
 from protos import events_pb2 as ev
+from world import World
 
 UE = ev.UserEventType
 GRAPH_EVENT = {

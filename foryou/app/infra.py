@@ -20,10 +20,10 @@ from typing import Any
 
 import redis
 
-from foryou.kafka import ensure_topics, wait_for_broker
-from foryou.settings import Settings
-
-STATE_FILE = "infra.json"
+from foryou.core import local_infra
+from foryou.core.kafka import ensure_topics, wait_for_broker
+from foryou.core.net import free_port
+from foryou.core.settings import Settings
 
 
 @dataclass(slots=True)
@@ -34,12 +34,6 @@ class InfraState:
     redis_pid: int | None = None
     broker_cmd: str = ""
     redis_cmd: str = ""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def broker_binary() -> str:
@@ -122,15 +116,12 @@ def start_redis(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def _state_path(settings: Settings) -> Path:
-    return Path(settings.data_dir) / STATE_FILE
-
-
 def read_state(settings: Settings) -> dict[str, Any] | None:
-    p = _state_path(settings)
-    if not p.exists():
-        return None
-    return json.loads(p.read_text())
+    return local_infra.read_state(settings.data_dir)
+
+
+def _state_path(settings: Settings) -> Path:
+    return local_infra.state_path(settings.data_dir)
 
 
 def up(settings: Settings) -> InfraState:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from foryou.core.local_infra import read_state
+
 ENV_PREFIX = "FORYOU_"
 
 
@@ -74,9 +76,7 @@ class Settings:
         """Fill an empty Kafka bootstrap / Redis URL from the embedded infra state file."""
         if self.kafka_bootstrap and self.redis_url:
             return self
-        from foryou.infra import read_state
-
-        state = read_state(self)
+        state = read_state(self.data_dir)
         if state is None:
             raise RuntimeError(
                 "no Kafka/Redis configured: set FORYOU_KAFKA_BOOTSTRAP and FORYOU_REDIS_URL, "

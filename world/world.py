@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from phoenix.world.config import WorldConfig
+from world.config import WorldConfig
 
 FORMAT_VERSION = 1
 FRAMES = ("posts", "engagements", "oracle", "follows", "muted_keywords", "users", "authors")
@@ -43,12 +43,12 @@ class World:
 
     @property
     def impressions(self) -> pl.DataFrame:
-        from phoenix.world.engagement_model import IMPRESSION
+        from world.engagement_model import IMPRESSION
 
         return self.engagements.filter(pl.col("action") == IMPRESSION)
 
     def summary(self) -> dict[str, Any]:
-        from phoenix.world.engagement_model import IMPRESSION
+        from world.engagement_model import IMPRESSION
 
         counts = self.engagements.group_by("action").len().sort("action")
         return {
@@ -97,7 +97,7 @@ class World:
         """The same world moved in time so that `now` is `now_ms` (e.g. wall clock before publishing a
         saved world): every timestamp shifts by the difference and every post id with it (a snowflake
         id is (ms - epoch) << 22 | sequence, so shifting time by d adds d << 22)."""
-        from foryou.snowflake import TIMESTAMP_SHIFT
+        from foryou.core.snowflake import TIMESTAMP_SHIFT
 
         d = int(now_ms) - self.config.now_ms
         if d == 0:

@@ -21,11 +21,11 @@ import numpy as np
 import redis
 import redis.asyncio as aioredis
 
+from foryou.core.events import RETENTION_MS
 from protos import events_pb2, phoenix_pb2
 
 DEFAULT_PREFIX = "fy:"
 DEFAULT_SEQ_CAP = 128
-RETENTION_MS = 48 * 3_600_000  # Thunder retention / AgeFilter
 POST_TTL_MARGIN_MS = 2 * 3_600_000
 MIN_POST_TTL_MS = 3_600_000
 TOMBSTONE = b""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from phoenix.world import engagement_model as em
+from world import engagement_model as em
 
 
 class GroundTruth:

@@ -1,0 +1,70 @@
+"""The user-state client over Redis (the ingesters' key layout)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from foryou.core import user_state
+from foryou.core.user_state import AuthorData, SocialGraph
+from protos import events_pb2, phoenix_pb2
+
+
+def served_key(viewer_id: int, prefix: str) -> str:
+    return f"{prefix}served:{viewer_id}"
+
+
+class RedisUserState:
+    """UserStateClient over the ingesters' key layout (foryou.core.user_state). Short socket timeouts so a
+    dead Redis fails fast and the pipeline degrades instead of hanging."""
+
+    def __init__(
+        self, redis_url: str, prefix: str = user_state.DEFAULT_PREFIX, timeout_s: float = 0.25
+    ) -> None:
+        self.client = aioredis.Redis.from_url(
+            redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+        )
+        self.prefix = prefix
+        self._reader = user_state.AsyncUserStateReader(self.client, prefix)
+
+    async def read_social_graph(self, user_id: int) -> SocialGraph:
+        return await self._reader.read_social_graph(user_id)
+
+    async def read_action_sequence(self, user_id: int) -> phoenix_pb2.ActionSequence:
+        return user_state.action_sequence_to_proto(await self._reader.read_action_sequence(user_id))
+
+    async def mget_posts(self, post_ids: Sequence[int]) -> list[events_pb2.Post | None]:
+        return await self._reader.mget_posts(post_ids)
+
+    async def mget_authors(self, author_ids: Sequence[int]) -> list[AuthorData | None]:
+        return await self._reader.mget_authors(author_ids)
+
+    async def authors_blocking(self, viewer_id: int, author_ids: Sequence[int]) -> set[int]:
+        ids = list(dict.fromkeys(author_ids))
+        if not ids:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for a in ids:
+            pipe.sismember(user_state.social_key("blocked", a, self.prefix), str(viewer_id))
+        res = await pipe.execute()
+        return {a for a, hit in zip(ids, res, strict=True) if hit}
+
+    async def add_served(self, viewer_id: int, post_ids: Sequence[int], ttl_s: int, max_n: int) -> None:
+        if not post_ids:
+            return
+        key = served_key(viewer_id, self.prefix)
+        now_ms = int(time.time() * 1000)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {str(p): now_ms for p in post_ids})
+        pipe.zremrangebyscore(key, "-inf", now_ms - ttl_s * 1000)  # entries older than the window
+        pipe.zremrangebyrank(key, 0, -max_n - 1)  # keep the newest max_n
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+    async def read_served(self, viewer_id: int) -> list[int]:
+        return [int(x) for x in await self.client.zrange(served_key(viewer_id, self.prefix), 0, -1)]
+
+    async def close(self) -> None:
+        await self.client.aclose()
