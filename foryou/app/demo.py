@@ -71,6 +71,10 @@ def run_demo(
         state = infra.up(settings)
     settings = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
     console.print(f"[bold]infra[/bold] kafka {state.kafka_bootstrap}  redis {state.redis_url}")
+    if not external:
+        # the embedded Redis persists but the embedded broker does not: start both from the same
+        # clean slate, so a second demo sees exactly what the first did
+        infra.clear_user_state(settings)
     try:
         result = asyncio.run(_demo(settings, console, cfg, hold))
     finally:

@@ -62,8 +62,10 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: f
     raise TimeoutError(f"{what} did not listen on port {port} within {timeout_s}s")
 
 
-def start_broker(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_broker(log_dir: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    """Tansu on `port` (0: a free one). Its storage is in memory: a restart keeps no topics or
+    messages (docs/RELIABILITY.md)."""
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     cmd = [
         broker_binary(),
@@ -83,8 +85,11 @@ def start_broker(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, bootstrap
 
 
-def start_redis(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_redis(log_dir: Path, port: int = 0, persist: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+    """redis-server on `port` (0: a free one). With `persist`, user state survives a restart: an
+    append-only file in `log_dir`, fsynced every second (at most ~1 s of writes lost on a crash,
+    and the ingesters re-apply those from Kafka)."""
+    port = port or free_port()
     cmd = [
         redis_binary(),
         "--port",
@@ -94,7 +99,11 @@ def start_redis(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes" if persist else "no",
+        "--appendfsync",
+        "everysec",
+        "--appendfilename",
+        "redis.aof",
         "--dir",
         str(log_dir),
         "--daemonize",
@@ -143,6 +152,21 @@ def up(settings: Settings) -> InfraState:
     resolved = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
     ensure_topics(resolved, resolved.topics())
     return state
+
+
+def clear_user_state(settings: Settings) -> int:
+    """Delete every Redis key under the settings' prefix; returns how many were deleted."""
+    r = redis.Redis.from_url(settings.redis_url)
+    deleted = 0
+    batch: list[bytes] = []
+    for key in r.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += int(r.unlink(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(r.unlink(*batch))
+    return deleted
 
 
 def _alive(pid: int | None) -> bool:
