@@ -10,6 +10,7 @@ import time
 import uuid
 
 from foryou.core.grpc_server import GrpcServer
+from foryou.core.serve import serve_once_caught_up, wait_caught_up
 from foryou.core.settings import Settings
 from protos import thunder_pb2_grpc
 from thunder import metrics
@@ -33,6 +34,7 @@ class ThunderService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.server: GrpcServer | None = None
+        self._serve_task: asyncio.Task[None] | None = None  # flips health to SERVING
         # a fresh group per start: the store is rebuilt by replaying the retained topic (reference)
         self.consumer = PostsConsumer(
             settings,
@@ -70,8 +72,8 @@ class ThunderService:
                 time.sleep(0.5)
 
     def _finish_catch_up(self, t0: float) -> None:
-        """Reference `finalize_init`: fold everything replayed into the read snapshot before the
-        first query is admitted, then report SERVING."""
+        """Fold everything replayed into the read snapshot before the first query is admitted,
+        then let the server report SERVING (`caught_up`)."""
         self.store.rebuild_snapshot()
         metrics.update_store_gauges(self.store)
         took = time.monotonic() - t0
@@ -110,20 +112,10 @@ class ThunderService:
             SERVICE_NAME,
         )
         await self.server.start(serving=False)
-        asyncio.get_running_loop().create_task(self._serve_when_caught_up())
-
-    async def _serve_when_caught_up(self) -> None:
-        while not self.caught_up.is_set() and not self._stop.is_set():
-            await asyncio.sleep(0.05)
-        if self.server is not None and not self._stop.is_set():
-            await self.server.set_serving(True)
+        self._serve_task = serve_once_caught_up(self.server, self.caught_up, self._stop)
 
     async def wait_caught_up(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.caught_up.is_set():
-            if time.monotonic() > deadline:
-                raise TimeoutError("thunder did not catch up")
-            await asyncio.sleep(0.05)
+        await wait_caught_up(self.caught_up, timeout_s, "thunder")
 
     async def stop(self) -> None:
         self._stop.set()

@@ -1,10 +1,13 @@
-"""Run one or more services in this process until SIGINT/SIGTERM, then stop them gracefully."""
+"""Run one or more services in this process until SIGINT/SIGTERM, then stop them gracefully; and
+the catch-up gate of services that serve from state rebuilt by a Kafka consumer thread."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -13,6 +16,7 @@ from foryou.core.metrics import start_metrics_server
 from foryou.core.settings import Settings
 
 log = logging.getLogger(__name__)
+CATCH_UP_POLL_S = 0.05  # how often the event loop looks at a consumer thread's caught-up flag
 
 
 class Service(Protocol):
@@ -46,6 +50,40 @@ async def run_until_signal(
                 log.exception("stopping %s failed", type(s).__name__)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+class HealthReporter(Protocol):
+    """The health side of a gRPC server (`foryou.core.grpc_server.GrpcServer`)."""
+
+    async def set_serving(self, serving: bool) -> None: ...
+
+
+def serve_once_caught_up(
+    server: HealthReporter, caught_up: threading.Event, stop: threading.Event
+) -> asyncio.Task[None]:
+    """Report SERVING once the consumer thread sets `caught_up`: until then the service answers
+    from partial state, so the server starts NOT_SERVING. Gives up if `stop` is set first (the
+    service is stopping). Keep the returned task: the event loop holds tasks only weakly."""
+    return asyncio.get_running_loop().create_task(_serve_when_caught_up(server, caught_up, stop))
+
+
+async def _serve_when_caught_up(
+    server: HealthReporter, caught_up: threading.Event, stop: threading.Event
+) -> None:
+    while not caught_up.is_set() and not stop.is_set():
+        await asyncio.sleep(CATCH_UP_POLL_S)
+    if not stop.is_set():
+        await server.set_serving(True)
+
+
+async def wait_caught_up(caught_up: threading.Event, timeout_s: float, what: str) -> None:
+    """Wait (without blocking the event loop) until `caught_up` is set; TimeoutError
+    "<what> did not catch up" after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not caught_up.is_set():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not catch up")
+        await asyncio.sleep(CATCH_UP_POLL_S)
 
 
 def prepare(settings: Settings, needs_infra: bool = True) -> Settings:

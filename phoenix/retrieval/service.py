@@ -27,6 +27,7 @@ from redis.retry import Retry
 from foryou.core.events import decode_post_event
 from foryou.core.grpc_server import GrpcServer
 from foryou.core.kafka import BatchConsumer, Decoded
+from foryou.core.serve import serve_once_caught_up, wait_caught_up
 from foryou.core.settings import Settings
 from foryou.core.snowflake import timestamps_ms
 from phoenix.ranker.sids import SidLookup
@@ -138,6 +139,7 @@ class RetrievalService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.server: GrpcServer | None = None
+        self._serve_task: asyncio.Task[None] | None = None  # flips health to SERVING
         self.snapshot_dir = Path(
             self.config.snapshot_dir
             or Path(settings.data_dir) / "retrieval-index" / settings.topic(settings.posts_topic)
@@ -226,20 +228,10 @@ class RetrievalService:
             SERVICE_NAME,
         )
         await self.server.start(serving=False)
-        self._serve_task = asyncio.get_running_loop().create_task(self._serve_when_caught_up())
-
-    async def _serve_when_caught_up(self) -> None:
-        while not self.caught_up.is_set() and not self._stop.is_set():
-            await asyncio.sleep(0.05)
-        if self.server is not None and not self._stop.is_set():
-            await self.server.set_serving(True)
+        self._serve_task = serve_once_caught_up(self.server, self.caught_up, self._stop)
 
     async def wait_caught_up(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.caught_up.is_set():
-            if time.monotonic() > deadline:
-                raise TimeoutError("retrieval index did not catch up")
-            await asyncio.sleep(0.05)
+        await wait_caught_up(self.caught_up, timeout_s, "retrieval index")
 
     async def stop(self) -> None:
         self._stop.set()

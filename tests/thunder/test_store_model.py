@@ -20,7 +20,10 @@ CFG = StoreConfig(
 
 
 class Model:
-    """Reference semantics, one post at a time (spec 1.5-1.9)."""
+    """The store's rules applied one post at a time with plain dicts and lists: insert (retention
+    window, created_at order, first copy wins, tombstones block, video lists), the posting-list cap,
+    delete, trim, and the query (scan window after exclusion, per-author caps, reply rule, newest
+    first)."""
 
     def __init__(self) -> None:
         self.posts: dict[int, PostRecord] = {}

@@ -1,6 +1,7 @@
-"""More reference store cases (reference spec 1.5-1.8): delete ordering inside and across batches,
-replies whose parent arrives late or is deleted, self-reposts in every map, video list caps,
-duplicate followees, and restart determinism of the ingest applier."""
+"""More store cases for the insert, delete, trim and query rules (docs/thunder.md): delete
+ordering inside and across batches, replies whose parent arrives late or is deleted, self-reposts
+in every map, video list caps, duplicate followees, and restart determinism of the ingest
+applier."""
 
 from __future__ import annotations
 
