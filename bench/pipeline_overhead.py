@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from candidate_pipeline import (
     CandidatePipeline,
     Filter,
+    FilterResult,
     Hydrator,
     PipelineConfig,
     QueryHydrator,
@@ -77,11 +78,12 @@ class F(Filter):
     def __init__(self, mod: int) -> None:
         self.mod = mod
 
-    def filter(self, query: Q, candidates: list[Cand]) -> tuple[list[Cand], list[Cand]]:
-        kept, removed = [], []
+    def filter(self, query: Q, candidates: list[Cand]) -> FilterResult[Cand]:
+        kept: list[Cand] = []
+        removed: list[Cand] = []
         for c in candidates:
             (removed if c.id % self.mod == 0 else kept).append(c)
-        return kept, removed
+        return FilterResult(kept, removed)
 
 
 class S(Scorer):

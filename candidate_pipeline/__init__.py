@@ -5,6 +5,7 @@ from candidate_pipeline.components import (
     Component,
     Filter,
     Hydrator,
+    MaybeAwaitable,
     QueryHydrator,
     Scorer,
     Selector,
@@ -13,19 +14,22 @@ from candidate_pipeline.components import (
     sort_key,
 )
 from candidate_pipeline.context import RequestContext, current_context
-from candidate_pipeline.pipeline import STAGES, CandidatePipeline, PipelineConfig
+from candidate_pipeline.filter_result import FilterResult
+from candidate_pipeline.pipeline import CandidatePipeline, PipelineConfig
 from candidate_pipeline.result import ComponentTrace, PipelineResult, Removed, StageTrace
+from candidate_pipeline.stage import Stage
 from candidate_pipeline.ttl_cache import CacheStore, TtlCache
 
 __all__ = [
-    "STAGES",
     "CacheStore",
     "CachedHydrator",
     "CandidatePipeline",
     "Component",
     "ComponentTrace",
     "Filter",
+    "FilterResult",
     "Hydrator",
+    "MaybeAwaitable",
     "MissingHydration",
     "PipelineConfig",
     "PipelineResult",
@@ -36,6 +40,7 @@ __all__ = [
     "Selector",
     "SideEffect",
     "Source",
+    "Stage",
     "StageTrace",
     "TtlCache",
     "current_context",

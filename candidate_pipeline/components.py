@@ -2,16 +2,23 @@
 `enable`, and may carry its own `timeout_s` (None -> the pipeline's default).
 
 Hooks may be `async def` or plain `def` (a cheap vectorised scorer need not be a coroutine); the
-pipeline awaits whatever is awaitable."""
+pipeline awaits whatever is awaitable. Their base signatures return `MaybeAwaitable[...]` so both
+kinds are valid overrides. The difference matters: once the request deadline has passed the
+pipeline does not start an async hook, while a sync one still runs."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Sequence
+from typing import Any, Generic, TypeAlias, TypeVar
+
+from candidate_pipeline.filter_result import FilterResult
 
 Q = TypeVar("Q")
 C = TypeVar("C")
+T = TypeVar("T")
+
+MaybeAwaitable: TypeAlias = Awaitable[T] | T
 
 
 class Component:
@@ -29,7 +36,7 @@ class QueryHydrator(Component, Generic[Q]):
     """Fetches part of the query (e.g. the viewer's social graph). All query hydrators of a stage see
     the original query; `update` then writes only this hydrator's fields, in declaration order."""
 
-    async def hydrate(self, query: Q) -> Any:
+    def hydrate(self, query: Q) -> MaybeAwaitable[Any]:
         raise NotImplementedError
 
     def update(self, query: Q, hydrated: Any) -> None:
@@ -37,7 +44,7 @@ class QueryHydrator(Component, Generic[Q]):
 
 
 class Source(Component, Generic[Q, C]):
-    async def get_candidates(self, query: Q) -> list[C]:
+    def get_candidates(self, query: Q) -> MaybeAwaitable[list[C]]:
         raise NotImplementedError
 
 
@@ -46,7 +53,7 @@ class Hydrator(Component, Generic[Q, C]):
     candidate it could not hydrate (that candidate keeps its old fields). A result list of the wrong
     length is discarded as a whole."""
 
-    async def hydrate(self, query: Q, candidates: Sequence[C]) -> Sequence[Any]:
+    def hydrate(self, query: Q, candidates: Sequence[C]) -> MaybeAwaitable[Sequence[Any]]:
         raise NotImplementedError
 
     def update(self, candidate: C, hydrated: Any) -> None:
@@ -69,18 +76,18 @@ class Scorer(Hydrator[Q, C]):
     """Like a hydrator, but scorers run one after another after filtering, so each sees the fields
     written by earlier scorers. Implement `score`."""
 
-    async def score(self, query: Q, candidates: Sequence[C]) -> Sequence[Any]:
+    def score(self, query: Q, candidates: Sequence[C]) -> MaybeAwaitable[Sequence[Any]]:
         raise NotImplementedError
 
-    def hydrate(self, query: Q, candidates: Sequence[C]) -> Any:
+    def hydrate(self, query: Q, candidates: Sequence[C]) -> MaybeAwaitable[Sequence[Any]]:
         return self.score(query, candidates)
 
 
 class Filter(Component, Generic[Q, C]):
-    """`filter` returns (kept, removed) and may be sync or async. Every input candidate must be in
-    exactly one of the two lists, else the filter's output is discarded (fail open)."""
+    """`filter` returns a FilterResult(kept, removed) and may be sync or async. Every input candidate
+    must be in exactly one of the two lists, else the filter's output is discarded (fail open)."""
 
-    def filter(self, query: Q, candidates: list[C]) -> Any:
+    def filter(self, query: Q, candidates: list[C]) -> MaybeAwaitable[FilterResult[C]]:
         raise NotImplementedError
 
 
@@ -122,5 +129,5 @@ class SideEffect(Component, Generic[Q, C]):
     """Runs after the response is built (never awaited by the caller); its result and errors are
     ignored apart from logs and metrics."""
 
-    async def run(self, query: Q, selected: Sequence[C], non_selected: Sequence[C]) -> None:
+    def run(self, query: Q, selected: Sequence[C], non_selected: Sequence[C]) -> MaybeAwaitable[None]:
         raise NotImplementedError

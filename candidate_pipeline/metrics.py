@@ -3,6 +3,8 @@ in one process do not re-register), labelled by pipeline class name and componen
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Histogram
 
 _FAST = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -53,13 +55,14 @@ CACHE_LOOKUPS = Counter(
 )
 
 
-_CHILDREN: dict[tuple[int, tuple[str, ...]], object] = {}
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+M = TypeVar("M", Histogram, Counter)
 
 
-def child(metric: Histogram | Counter, *labels: str):  # type: ignore[no-untyped-def]
+def child(metric: M, *labels: str) -> M:
     """`metric.labels(*labels)`, memoised: the framework records ~50 series per request."""
     key = (id(metric), labels)
-    c = _CHILDREN.get(key)
+    c: M | None = _CHILDREN.get(key)
     if c is None:
         c = _CHILDREN[key] = metric.labels(*labels)
     return c

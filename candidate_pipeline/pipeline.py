@@ -24,24 +24,13 @@ from candidate_pipeline.components import (
     Source,
 )
 from candidate_pipeline.context import _CURRENT, RequestContext
+from candidate_pipeline.filter_result import FilterResult
 from candidate_pipeline.result import ComponentTrace, PipelineResult, StageTrace
+from candidate_pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
 Q = TypeVar("Q")
 C = TypeVar("C")
-
-STAGES = (
-    "query_hydrator",
-    "dependent_query_hydrator",
-    "source",
-    "hydrator",
-    "filter",
-    "scorer",
-    "selector",
-    "post_selection_hydrator",
-    "post_selection_filter",
-    "side_effect",
-)
 
 
 @dataclass(slots=True)
@@ -93,19 +82,19 @@ class CandidatePipeline(Generic[Q, C]):
     def name(self) -> str:
         return type(self).__name__
 
-    def components(self) -> dict[str, list[str]]:
+    def components(self) -> dict[Stage, list[str]]:
         """Every stage's component names, in execution order (introspection / debug)."""
-        stages: dict[str, Sequence[Component]] = {
-            "query_hydrator": self.query_hydrators,
-            "dependent_query_hydrator": self.dependent_query_hydrators,
-            "source": self.sources,
-            "hydrator": self.hydrators,
-            "filter": self.filters,
-            "scorer": self.scorers,
-            "selector": [self.selector] if self.selector else [],
-            "post_selection_hydrator": self.post_selection_hydrators,
-            "post_selection_filter": self.post_selection_filters,
-            "side_effect": self.side_effects,
+        stages: dict[Stage, Sequence[Component]] = {
+            Stage.QUERY_HYDRATOR: self.query_hydrators,
+            Stage.DEPENDENT_QUERY_HYDRATOR: self.dependent_query_hydrators,
+            Stage.SOURCE: self.sources,
+            Stage.HYDRATOR: self.hydrators,
+            Stage.FILTER: self.filters,
+            Stage.SCORER: self.scorers,
+            Stage.SELECTOR: [self.selector] if self.selector else [],
+            Stage.POST_SELECTION_HYDRATOR: self.post_selection_hydrators,
+            Stage.POST_SELECTION_FILTER: self.post_selection_filters,
+            Stage.SIDE_EFFECT: self.side_effects,
         }
         return {k: [c.name for c in v] for k, v in stages.items()}
 
@@ -157,28 +146,28 @@ class CandidatePipeline(Generic[Q, C]):
     async def _execute(self, query: Q, run: _Run[Q, C]) -> PipelineResult[Q, C]:
         res: PipelineResult[Q, C] = PipelineResult(query=query, request_id=run.ctx.request_id)
         run.res = res
-        await run.hydrate_query("query_hydrator", self.query_hydrators, query)
+        await run.hydrate_query(Stage.QUERY_HYDRATOR, self.query_hydrators, query)
         if self.dependent_query_hydrators:
-            await run.hydrate_query("dependent_query_hydrator", self.dependent_query_hydrators, query)
+            await run.hydrate_query(Stage.DEPENDENT_QUERY_HYDRATOR, self.dependent_query_hydrators, query)
         candidates = await run.fetch(query)
-        await run.hydrate("hydrator", self.hydrators, query, candidates)
+        await run.hydrate(Stage.HYDRATOR, self.hydrators, query, candidates)
         res.retrieved = list(candidates)
         res.retrieved_count = len(candidates)
-        candidates = await run.filter("filter", self.filters, query, candidates)
-        await run.hydrate("scorer", self.scorers, query, candidates, sequential=True)
+        candidates = await run.filter(Stage.FILTER, self.filters, query, candidates)
+        await run.hydrate(Stage.SCORER, self.scorers, query, candidates, sequential=True)
         selected, reserve = run.select(query, candidates)
 
         size = max(0, self.result_size_for(query))
-        await run.hydrate("post_selection_hydrator", self.post_selection_hydrators, query, selected)
-        selected = await run.filter("post_selection_filter", self.post_selection_filters, query, selected)
+        await run.hydrate(Stage.POST_SELECTION_HYDRATOR, self.post_selection_hydrators, query, selected)
+        selected = await run.filter(Stage.POST_SELECTION_FILTER, self.post_selection_filters, query, selected)
         if self.config.enable_post_selection_backfill:
             while len(selected) < size and reserve:
                 k = size - len(selected)
                 batch, reserve = reserve[:k], reserve[k:]
-                await run.hydrate("post_selection_hydrator", self.post_selection_hydrators, query, batch)
+                await run.hydrate(Stage.POST_SELECTION_HYDRATOR, self.post_selection_hydrators, query, batch)
                 # slate-wide filters (conversation dedup) must see the whole slate again
                 selected = await run.filter(
-                    "post_selection_filter", self.post_selection_filters, query, selected + batch
+                    Stage.POST_SELECTION_FILTER, self.post_selection_filters, query, selected + batch
                 )
         res.non_selected = reserve + selected[size:]
         res.selected = selected[:size]
@@ -219,9 +208,9 @@ class CandidatePipeline(Generic[Q, C]):
                     await out
         except Exception as e:  # noqa: BLE001 - side effect errors are ignored by design
             kind = "timeout" if isinstance(e, TimeoutError) else "error"
-            m.child(m.COMPONENT_ERRORS, self.name, "side_effect", se.name, kind).inc()
+            m.child(m.COMPONENT_ERRORS, self.name, Stage.SIDE_EFFECT, se.name, kind).inc()
             log.warning("side_effect %s failed: %s %r", se.name, kind, e, extra={"request_id": request_id})
-        m.child(m.COMPONENT_SECONDS, self.name, "side_effect", se.name).observe(time.perf_counter() - t0)
+        m.child(m.COMPONENT_SECONDS, self.name, Stage.SIDE_EFFECT, se.name).observe(time.perf_counter() - t0)
 
     @property
     def pending_side_effects(self) -> int:
@@ -254,6 +243,10 @@ def _component_timeout(component: Component, config: PipelineConfig) -> float | 
     return t
 
 
+def _as_list(xs: Any) -> list[Any]:
+    return xs if type(xs) is list else list(xs)  # the common case costs no copy
+
+
 def _discard(awaitable: Any) -> None:
     if inspect.iscoroutine(awaitable):
         awaitable.close()
@@ -282,7 +275,7 @@ class _Run(Generic[Q, C]):
             when = d
         return when
 
-    def _fail(self, stage: str, comp: Component, tr: ComponentTrace, kind: str, detail: str) -> None:
+    def _fail(self, stage: Stage, comp: Component, tr: ComponentTrace, kind: str, detail: str) -> None:
         tr.error_kind = kind
         tr.error = kind if kind == "timeout" else f"{kind}: {detail}"
         m.child(m.COMPONENT_ERRORS, self.name, stage, comp.name, kind).inc()
@@ -296,7 +289,7 @@ class _Run(Generic[Q, C]):
         )
 
     async def _call(
-        self, stage: str, comp: Component, tr: ComponentTrace, fn: Callable[..., Any], *args: Any
+        self, stage: Stage, comp: Component, tr: ComponentTrace, fn: Callable[..., Any], *args: Any
     ) -> tuple[bool, Any]:
         """Run one hook (sync or async) under its timeout; (ok, output). Never raises Exception."""
         t0 = time.perf_counter()
@@ -325,7 +318,7 @@ class _Run(Generic[Q, C]):
             return [await calls[0]]
         return list(await asyncio.gather(*calls))
 
-    def _stage(self, stage: str, comps: Sequence[Component], query: Q) -> tuple[StageTrace, list[Any]]:
+    def _stage(self, stage: Stage, comps: Sequence[Component], query: Q) -> tuple[StageTrace, list[Any]]:
         enabled = [c for c in comps if _enabled(c, query)]
         st = StageTrace(stage=stage, total=len(comps), enabled=len(enabled))
         self.res.stages.append(st)
@@ -339,7 +332,7 @@ class _Run(Generic[Q, C]):
 
     # -- stages
 
-    async def hydrate_query(self, stage: str, comps: Sequence[QueryHydrator[Q]], query: Q) -> None:
+    async def hydrate_query(self, stage: Stage, comps: Sequence[QueryHydrator[Q]], query: Q) -> None:
         t0 = time.perf_counter()
         st, enabled = self._stage(stage, comps, query)
         st.components = [ComponentTrace(stage, c.name) for c in enabled]
@@ -359,11 +352,11 @@ class _Run(Generic[Q, C]):
 
     async def fetch(self, query: Q) -> list[C]:
         t0 = time.perf_counter()
-        st, enabled = self._stage("source", self.p.sources, query)
-        st.components = [ComponentTrace("source", c.name) for c in enabled]
+        st, enabled = self._stage(Stage.SOURCE, self.p.sources, query)
+        st.components = [ComponentTrace(Stage.SOURCE, c.name) for c in enabled]
         outs = await self._all(
             [
-                self._call("source", c, tr, c.get_candidates, query)
+                self._call(Stage.SOURCE, c, tr, c.get_candidates, query)
                 for c, tr in zip(enabled, st.components, strict=True)
             ]
         )
@@ -374,17 +367,17 @@ class _Run(Generic[Q, C]):
                     try:  # any iterable will do; anything else is a broken output (fail open)
                         got = list(got)
                     except Exception as e:  # noqa: BLE001
-                        self._fail("source", c, tr, "error", f"bad output: {e!r}")
+                        self._fail(Stage.SOURCE, c, tr, "error", f"bad output: {e!r}")
                         got = ()
                 tr.output_count = len(got)
                 candidates.extend(got)  # declaration order; no dedup here
-            m.child(m.COMPONENT_CANDIDATES, self.name, "source", c.name, "fetched").inc(tr.output_count)
+            m.child(m.COMPONENT_CANDIDATES, self.name, Stage.SOURCE, c.name, "fetched").inc(tr.output_count)
         self._end(st, t0, len(candidates))
         return candidates
 
     async def hydrate(
         self,
-        stage: str,
+        stage: Stage,
         comps: Sequence[Hydrator[Q, C]],
         query: Q,
         candidates: list[C],
@@ -413,7 +406,7 @@ class _Run(Generic[Q, C]):
         self._end(st, t0, len(candidates))
 
     def _apply(
-        self, stage: str, c: Hydrator[Q, C], tr: ComponentTrace, view: tuple[C, ...], ok: bool, results: Any
+        self, stage: Stage, c: Hydrator[Q, C], tr: ComponentTrace, view: tuple[C, ...], ok: bool, results: Any
     ) -> None:
         if not ok:
             return
@@ -434,7 +427,7 @@ class _Run(Generic[Q, C]):
         tr.output_count = n - tr.failed
 
     async def filter(
-        self, stage: str, comps: Sequence[Filter[Q, C]], query: Q, candidates: list[C]
+        self, stage: Stage, comps: Sequence[Filter[Q, C]], query: Q, candidates: list[C]
     ) -> list[C]:
         t0 = time.perf_counter()
         st, enabled = self._stage(stage, comps, query)
@@ -443,45 +436,51 @@ class _Run(Generic[Q, C]):
             tr = ComponentTrace(stage, f.name, input_count=len(candidates))
             st.components.append(tr)
             ok, out = await self._call(stage, f, tr, f.filter, query, candidates)
-            if ok:
-                try:
-                    kept, removed = out
-                    if len(kept) + len(removed) != len(candidates):
-                        raise ValueError(
-                            f"kept+removed={len(kept) + len(removed)} != input={len(candidates)}"
-                        )
-                except Exception as e:  # noqa: BLE001 - a broken output is discarded; input kept
-                    self._fail(stage, f, tr, "error", f"bad output: {e!r}")
-                    ok = False
-            if not ok:
-                kept, removed = candidates, ()
-            tr.output_count, tr.removed = len(kept), len(removed)
-            if removed:
-                removals.append((f.name, removed))
+            part = self._partition(stage, f, tr, out, len(candidates)) if ok else None
+            if part is None:  # failed open: the filter's input goes on unchanged
+                part = FilterResult(candidates, [])
+            tr.output_count, tr.removed = len(part.kept), len(part.removed)
+            if part.removed:
+                removals.append((f.name, part.removed))
             m.child(m.COMPONENT_CANDIDATES, self.name, stage, f.name, "kept").inc(tr.output_count)
             m.child(m.COMPONENT_CANDIDATES, self.name, stage, f.name, "removed").inc(tr.removed)
-            candidates = kept if type(kept) is list else list(kept)
+            candidates = part.kept
         self._end(st, t0, len(candidates))
         return candidates
+
+    def _partition(
+        self, stage: Stage, f: Filter[Q, C], tr: ComponentTrace, out: Any, n: int
+    ) -> FilterResult[C] | None:
+        """The filter's output as a FilterResult of lists, or None (recorded as a failure) when it
+        is not a (kept, removed) pair of sized collections holding n candidates together. Checked,
+        not trusted: a plain tuple or a pair of tuples still works, a broken filter fails open."""
+        try:
+            kept, removed = out
+            if len(kept) + len(removed) != n:
+                raise ValueError(f"kept+removed={len(kept) + len(removed)} != input={n}")
+        except Exception as e:  # noqa: BLE001 - a broken output is discarded; input kept
+            self._fail(stage, f, tr, "error", f"bad output: {e!r}")
+            return None
+        return FilterResult(_as_list(kept), _as_list(removed))
 
     def select(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
         t0 = time.perf_counter()
         sel = self.p.selector
-        st, enabled = self._stage("selector", [sel] if sel else [], query)
+        st, enabled = self._stage(Stage.SELECTOR, [sel] if sel else [], query)
         if not enabled or sel is None:  # no selector: everything is selected
             self._end(st, t0, len(candidates))
             return candidates, []
-        tr = ComponentTrace("selector", sel.name, input_count=len(candidates))
+        tr = ComponentTrace(Stage.SELECTOR, sel.name, input_count=len(candidates))
         st.components.append(tr)
         try:
             selected, rest = sel.select(query, candidates)
             if len(selected) + len(rest) != len(candidates):
                 raise ValueError(f"selected+rest={len(selected) + len(rest)} != input={len(candidates)}")
         except Exception as e:  # noqa: BLE001 - fail open: keep the input order, select everything
-            self._fail("selector", sel, tr, "error", repr(e))
+            self._fail(Stage.SELECTOR, sel, tr, "error", repr(e))
             selected, rest = candidates, []
         tr.output_count, tr.removed = len(selected), len(rest)
         tr.latency_ms = (time.perf_counter() - t0) * 1000
-        m.child(m.COMPONENT_SECONDS, self.name, "selector", sel.name).observe(tr.latency_ms / 1000)
+        m.child(m.COMPONENT_SECONDS, self.name, Stage.SELECTOR, sel.name).observe(tr.latency_ms / 1000)
         self._end(st, t0, len(selected))
         return list(selected), list(rest)

@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from candidate_pipeline.stage import Stage
+
 Q = TypeVar("Q")
 C = TypeVar("C")
 
 
 @dataclass(slots=True)
 class ComponentTrace:
-    stage: str
+    stage: Stage
     component: str
     latency_ms: float = 0.0
     input_count: int = 0
@@ -32,7 +34,7 @@ class ComponentTrace:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stage": self.stage,
+            "stage": self.stage.value,  # plain str: the view is JSON-able
             "component": self.component,
             "latency_ms": round(self.latency_ms, 3),
             "input": self.input_count,
@@ -45,7 +47,7 @@ class ComponentTrace:
 
 @dataclass(slots=True)
 class StageTrace:
-    stage: str
+    stage: Stage
     total: int = 0  # components declared
     enabled: int = 0  # components enabled for this query
     latency_ms: float = 0.0
@@ -58,7 +60,7 @@ class StageTrace:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stage": self.stage,
+            "stage": self.stage.value,
             "total": self.total,
             "enabled": self.enabled,
             "latency_ms": round(self.latency_ms, 3),
@@ -119,7 +121,7 @@ class PipelineResult(Generic[Q, C]):
         """Names of the components that failed open in this request (each once, in order)."""
         return list(dict.fromkeys(c.component for c in self.failures))
 
-    def stage(self, name: str) -> StageTrace:
+    def stage(self, name: Stage) -> StageTrace:
         """First trace of stage `name`."""
         return next(s for s in self.stages if s.stage == name)
 
@@ -137,10 +139,10 @@ class PipelineResult(Generic[Q, C]):
         ]
         for s in self.stages:
             d = f"total={s.total} enabled={s.enabled} latency_ms={s.latency_ms:.2f}"
-            if s.stage == "source":
+            if s.stage is Stage.SOURCE:
                 d += " fetched=[" + ",".join(f"{c.component}={c.output_count}" for c in s.components) + "]"
             d += f" size={s.size}"
-            if s.stage.endswith("filter"):
+            if s.stage.is_filter:
                 d += f" kept={s.size} removed={s.removed} removed_per_filter=["
                 d += ",".join(f"{c.component}={c.removed}" for c in s.components) + "]"
             failed = [f"{c.component}:{c.error_kind}" for c in s.components if c.error]

@@ -1,25 +1,32 @@
-"""Bounded in-process cache with a time-to-live: the default store of a CachedHydrator."""
+"""Bounded in-process cache with a time-to-live: the default store of a CachedHydrator. The LRU and
+expiry bookkeeping is cachetools' TTLCache; this module only puts the CacheStore interface on it."""
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
+from cachetools import TTLCache
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 
 
-class CacheStore(Protocol[K, V]):
-    def get(self, key: K) -> V | None: ...
+class CacheStore(Protocol[K_contra, V]):
+    """What a CachedHydrator needs of its cache: an in-process TtlCache, or e.g. a Redis-backed store.
+    `get` returns None for a miss."""
 
-    def insert(self, key: K, value: V) -> None: ...
+    def get(self, key: K_contra) -> V | None: ...
+
+    def insert(self, key: K_contra, value: V) -> None: ...
 
 
 class TtlCache(Generic[K, V]):
-    """LRU-bounded dict whose entries expire `ttl_s` after insertion. `None` cannot be cached (it
-    means "miss"); cache a sentinel value for negative results."""
+    """At most `max_entries` entries (the least recently used go first), each expiring `ttl_s` after
+    its insertion; a hit refreshes recency, not expiry. `None` cannot be cached (it means "miss");
+    cache a sentinel value for negative results."""
 
     def __init__(
         self, max_entries: int = 100_000, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic
@@ -27,24 +34,15 @@ class TtlCache(Generic[K, V]):
         if max_entries <= 0 or ttl_s <= 0:
             raise ValueError("max_entries and ttl_s must be positive")
         self.max_entries, self.ttl_s, self.clock = max_entries, ttl_s, clock
-        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        # wrapped rather than subclassed: cachetools' classes are not subscriptable at runtime
+        self._data: TTLCache[K, V] = TTLCache(maxsize=max_entries, ttl=ttl_s, timer=clock)
 
     def __len__(self) -> int:
+        """Entries not yet expired."""
         return len(self._data)
 
     def get(self, key: K) -> V | None:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        expires, value = entry
-        if expires <= self.clock():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return value
+        return self._data.get(key)
 
     def insert(self, key: K, value: V) -> None:
-        self._data[key] = (self.clock() + self.ttl_s, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self._data[key] = value

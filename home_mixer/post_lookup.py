@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from home_mixer.clients import UserStateClient
 from protos import events_pb2
@@ -15,7 +16,8 @@ class PostLookup:
         self.store = store
         self._task: asyncio.Task[dict[int, events_pb2.Post | None]] | None = None
         self._ids: tuple[int, ...] = ()
-        self.memo: dict[str, tuple[object, object]] = {}  # per-candidate-list derived results
+        # per-candidate-list derived results: (the list it was computed for, the shared future)
+        self.memo: dict[str, tuple[object, asyncio.Future[Any]]] = {}
 
     async def get(self, post_ids: Sequence[int]) -> dict[int, events_pb2.Post | None]:
         ids = tuple(dict.fromkeys(post_ids))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -95,6 +95,11 @@ def encode_post(post: events_pb2.Post) -> bytes:
     if post.post_id == 0:
         raise ValueError("post without post_id")
     return post.SerializeToString()
+
+
+# A stored value as our Redis clients return it: they never set decode_responses, so a reply is bytes
+# (None for a missing key); redis' types also allow str, for clients that decode.
+Raw = bytes | None
 
 
 def decode_post(raw: bytes | None) -> events_pb2.Post | None:
@@ -208,9 +213,9 @@ def merge_sequence_states(
     )
     parts = [e.astype(SEQ_DTYPE, copy=False) for e in existing if len(e)]
     lasts = [
-        e["timestamp_ms"].astype(np.int64)
-        if existing_last is None or existing_last[i] is None or len(existing_last[i]) != len(e)
-        else np.asarray(existing_last[i], dtype=np.int64)
+        np.asarray(given, dtype=np.int64)
+        if existing_last is not None and (given := existing_last[i]) is not None and len(given) == len(e)
+        else e["timestamp_ms"].astype(np.int64)
         for i, e in enumerate(existing)
         if len(e)
     ]
@@ -326,14 +331,14 @@ def read_social_graph(r: redis.Redis, user_id: int, prefix: str = DEFAULT_PREFIX
 
 
 def read_action_sequence(r: redis.Redis, user_id: int, prefix: str = DEFAULT_PREFIX) -> np.ndarray:
-    return decode_sequence(r.get(seq_key(user_id, prefix)))
+    return decode_sequence(cast(Raw, r.get(seq_key(user_id, prefix))))
 
 
 def mget_posts_raw(
     r: redis.Redis, post_ids: Iterable[int], prefix: str = DEFAULT_PREFIX
 ) -> list[bytes | None]:
     keys = [post_key(p, prefix) for p in post_ids]
-    return r.mget(keys) if keys else []
+    return cast(list[Raw], r.mget(keys)) if keys else []
 
 
 def mget_posts(
@@ -364,14 +369,14 @@ async def async_read_social_graph(
 async def async_read_action_sequence(
     r: aioredis.Redis, user_id: int, prefix: str = DEFAULT_PREFIX
 ) -> np.ndarray:
-    return decode_sequence(await r.get(seq_key(user_id, prefix)))
+    return decode_sequence(cast(Raw, await r.get(seq_key(user_id, prefix))))
 
 
 async def async_mget_posts(
     r: aioredis.Redis, post_ids: Iterable[int], prefix: str = DEFAULT_PREFIX
 ) -> list[events_pb2.Post | None]:
     keys = [post_key(p, prefix) for p in post_ids]
-    return [decode_post(v) for v in (await r.mget(keys) if keys else [])]
+    return [decode_post(v) for v in (cast(list[Raw], await r.mget(keys)) if keys else [])]
 
 
 async def async_mget_authors(

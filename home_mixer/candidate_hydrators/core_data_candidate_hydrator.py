@@ -39,7 +39,8 @@ async def fetch_core(query: ScoredPostsQuery, candidates: Sequence[PostCandidate
         memo = (candidates, asyncio.ensure_future(_core_data(lookup, candidates)))
         lookup.memo["core"] = memo
     # shield: one hydrator timing out must not cancel the work the others share
-    return await asyncio.shield(memo[1])  # type: ignore[arg-type, no-any-return]
+    got: list[CoreData] = await asyncio.shield(memo[1])
+    return got
 
 
 async def _core_data(lookup: PostLookup, candidates: Sequence[PostCandidate]) -> list[CoreData]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 
@@ -64,7 +65,9 @@ class RedisUserState:
         await pipe.execute()
 
     async def read_served(self, viewer_id: int) -> list[int]:
-        return [int(x) for x in await self.client.zrange(served_key(viewer_id, self.prefix), 0, -1)]
+        # members only (no scores), as bytes: this client does not decode responses
+        members = cast(list[bytes], await self.client.zrange(served_key(viewer_id, self.prefix), 0, -1))
+        return [int(x) for x in members]
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -4,11 +4,9 @@ with a known author are kept: the feed degrades instead of emptying."""
 
 from __future__ import annotations
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
-
-Split = tuple[list[PostCandidate], list[PostCandidate]]
 
 
 def _failed(c: PostCandidate) -> bool:
@@ -20,8 +18,9 @@ def _failed(c: PostCandidate) -> bool:
 
 
 class CoreDataHydrationFilter(Filter[ScoredPostsQuery, PostCandidate]):
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
-        kept, removed = [], []
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
+        kept: list[PostCandidate] = []
+        removed: list[PostCandidate] = []
         for c in candidates:
             (removed if _failed(c) else kept).append(c)
-        return kept, removed
+        return FilterResult(kept, removed)

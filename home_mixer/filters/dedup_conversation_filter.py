@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import math
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
-
-Split = tuple[list[PostCandidate], list[PostCandidate]]
 
 
 def _score(c: PostCandidate) -> float:
@@ -18,7 +16,7 @@ def _score(c: PostCandidate) -> float:
 
 
 class DedupConversationFilter(Filter[ScoredPostsQuery, PostCandidate]):
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         slots: list[PostCandidate] = []
         slot_of: dict[int, int] = {}
         removed: list[PostCandidate] = []
@@ -33,4 +31,4 @@ class DedupConversationFilter(Filter[ScoredPostsQuery, PostCandidate]):
                 slots[i] = c
             else:
                 removed.append(c)
-        return slots, removed
+        return FilterResult(slots, removed)

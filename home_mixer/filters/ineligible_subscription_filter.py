@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 
-Split = tuple[list[PostCandidate], list[PostCandidate]]
-
 
 class IneligibleSubscriptionFilter(Filter[ScoredPostsQuery, PostCandidate]):
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         subs = query.user_features.subscriptions
-        kept, removed = [], []
+        kept: list[PostCandidate] = []
+        removed: list[PostCandidate] = []
         for c in candidates:
             bad = c.subscription_author_id is not None and c.subscription_author_id not in subs
             (removed if bad else kept).append(c)
-        return kept, removed
+        return FilterResult(kept, removed)

@@ -1,7 +1,7 @@
-"""Drops posts whose text matches one of the viewer's muted keywords (reference §3.7.4 rules):
-case-insensitive, diacritics folded, punctuation ignored, multi-word keywords as contiguous phrases,
-a bare keyword also matches the #hashtag and the @mention, a #keyword only the hashtag, CJK runs
-as whole tokens."""
+"""Drops posts whose text matches one of the viewer's muted keywords. A match is case-insensitive,
+with diacritics folded and punctuation ignored; a multi-word keyword matches only as a contiguous
+phrase; a bare keyword also matches the #hashtag and the @mention, a #keyword only the hashtag; a
+CJK run counts as one whole token."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 
-Split = tuple[list[PostCandidate], list[PostCandidate]]
 Token = tuple[str, str]  # (marker "" | "#" | "@", folded word)
 _TOKEN = re.compile(r"([#@]?)(\w+)")
 
@@ -55,12 +54,13 @@ class MutedKeywordFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def enable(self, query: ScoredPostsQuery) -> bool:
         return bool(query.user_features.muted_keywords)
 
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         keywords = [k for k in query.user_features.muted_keywords if keyword_tokens(k)]
         # cheap prefilter: a post can only match if it contains every word of the keyword
         kw_words = [(k, {w for _, w in keyword_tokens(k)}) for k in keywords]
         needles = {w for _, ws in kw_words for w in ws}
-        kept, removed = [], []
+        kept: list[PostCandidate] = []
+        removed: list[PostCandidate] = []
         for c in candidates:
             folded = fold(c.text)
             hit = False
@@ -69,4 +69,4 @@ class MutedKeywordFilter(Filter[ScoredPostsQuery, PostCandidate]):
                 words = {w for _, w in tokens}
                 hit = any(ws <= words and matches(k, tokens) for k, ws in kw_words)
             (removed if hit else kept).append(c)
-        return kept, removed
+        return FilterResult(kept, removed)

@@ -3,20 +3,19 @@ post) in seen_ids."""
 
 from __future__ import annotations
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
-
-Split = tuple[list[PostCandidate], list[PostCandidate]]
 
 
 class PreviouslySeenPostsFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def enable(self, query: ScoredPostsQuery) -> bool:
         return bool(query.seen_ids)
 
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         seen = query.seen_ids
-        kept, removed = [], []
+        kept: list[PostCandidate] = []
+        removed: list[PostCandidate] = []
         for c in candidates:
             (removed if any(i in seen for i in c.related_ids()) else kept).append(c)
-        return kept, removed
+        return FilterResult(kept, removed)

@@ -3,17 +3,16 @@ repost's target. Originals are always kept (reference JAN RetweetDeduplicationFi
 
 from __future__ import annotations
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 
-Split = tuple[list[PostCandidate], list[PostCandidate]]
-
 
 class RepostDeduplicationFilter(Filter[ScoredPostsQuery, PostCandidate]):
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         seen: set[int] = set()
-        kept, removed = [], []
+        kept: list[PostCandidate] = []
+        removed: list[PostCandidate] = []
         for c in candidates:
             if c.retweeted_post_id:
                 if c.retweeted_post_id in seen:
@@ -23,4 +22,4 @@ class RepostDeduplicationFilter(Filter[ScoredPostsQuery, PostCandidate]):
             else:
                 seen.add(c.post_id)
             kept.append(c)
-        return kept, removed
+        return FilterResult(kept, removed)

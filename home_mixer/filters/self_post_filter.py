@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 
-Split = tuple[list[PostCandidate], list[PostCandidate]]
-
 
 class SelfPostFilter(Filter[ScoredPostsQuery, PostCandidate]):
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
-        kept, removed = [], []
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
+        kept: list[PostCandidate] = []
+        removed: list[PostCandidate] = []
         for c in candidates:
             (removed if c.author_id == query.viewer_id else kept).append(c)
-        return kept, removed
+        return FilterResult(kept, removed)

@@ -3,22 +3,21 @@ reason is kept on the candidate for the debug view."""
 
 from __future__ import annotations
 
-from candidate_pipeline import Filter
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 from home_mixer.visibility.rules import Action, VisibilityRules
-
-Split = tuple[list[PostCandidate], list[PostCandidate]]
 
 
 class VisibilityFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def __init__(self, rules: VisibilityRules | None = None) -> None:
         self.rules = rules or VisibilityRules()
 
-    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> Split:
-        kept, removed = [], []
+    def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
+        kept: list[PostCandidate] = []
+        removed: list[PostCandidate] = []
         for c in candidates:
             v = self.rules.evaluate(c)
             c.visibility_reason = v.reason
             (removed if v.action is Action.DROP else kept).append(c)
-        return kept, removed
+        return FilterResult(kept, removed)

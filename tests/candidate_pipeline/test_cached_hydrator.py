@@ -1,4 +1,4 @@
-"""CachedHydrator (reference AUG algorithm) and its default TtlCache."""
+"""CachedHydrator (reference AUG algorithm) and its default TtlCache (cachetools underneath)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from candidate_pipeline import CachedHydrator, CandidatePipeline, MissingHydration, Source, TtlCache
+from candidate_pipeline import CachedHydrator, CandidatePipeline, MissingHydration, Source, Stage, TtlCache
 
 
 @dataclass(slots=True)
@@ -76,7 +76,7 @@ def test_in_a_pipeline_failed_candidates_keep_their_fields() -> None:
     h = TextHydrator(missing=2)
     res = asyncio.run(CandidatePipeline(sources=[Src()], hydrators=[h], result_size=5).execute(Q()))
     assert [c.text for c in res.selected] == ["t1", "old"]
-    assert res.stage("hydrator").components[0].failed == 1
+    assert res.stage(Stage.HYDRATOR).components[0].failed == 1
 
 
 def test_ttl_cache_expires_and_evicts_least_recently_used() -> None:
@@ -88,6 +88,11 @@ def test_ttl_cache_expires_and_evicts_least_recently_used() -> None:
     cache.insert(3, "c")
     assert cache.get(2) is None and cache.get(1) == "a" and cache.get(3) == "c"
     now[0] = 10.0
-    assert cache.get(1) is None and len(cache) == 1
+    assert cache.get(1) is None and cache.get(3) is None  # expired exactly ttl_s after insertion
+    assert len(cache) == 0  # counts live entries only
+    now[0] = 20.0
+    cache.insert(4, "d")
+    now[0] = 25.0
+    assert cache.get(4) == "d" and len(cache) == 1
     with pytest.raises(ValueError):
         TtlCache(max_entries=0)

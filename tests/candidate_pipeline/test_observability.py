@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 from candidate_pipeline import (
     CandidatePipeline,
     Filter,
+    FilterResult,
     Hydrator,
     PipelineConfig,
     QueryHydrator,
@@ -24,6 +26,7 @@ from candidate_pipeline import (
     Selector,
     SideEffect,
     Source,
+    Stage,
     current_context,
 )
 
@@ -65,8 +68,10 @@ class ModFilter(Filter):
     def __init__(self, mod: int) -> None:
         self.mod = mod
 
-    def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
-        return [c for c in candidates if c.id % self.mod], [c for c in candidates if c.id % self.mod == 0]
+    def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
+        return FilterResult(
+            [c for c in candidates if c.id % self.mod], [c for c in candidates if c.id % self.mod == 0]
+        )
 
 
 class EvenFilter(ModFilter):
@@ -130,21 +135,21 @@ class TracePipeline(CandidatePipeline[Q, C]):
 def test_trace_records_fetched_kept_removed_and_errors() -> None:
     res = asyncio.run(TracePipeline().execute(Q(), request_id="req-1"))
     assert res.request_id == "req-1" and res.query.note == "req-1"
-    src = res.stage("source")
+    src = res.stage(Stage.SOURCE)
     assert [(c.component, c.fetched, c.error_kind) for c in src.components] == [
         ("FirstSource", 12, ""),
         ("DeadSource", 0, "error"),
         ("SecondSource", 6, ""),
     ]
     assert src.size == 18 and res.retrieved_count == 18 and all(c.flag for c in res.retrieved)
-    flt = res.stage("filter")
+    flt = res.stage(Stage.FILTER)
     # 0..11 + 100..105: evens out (9), then multiples of 3 among the odd rest (3, 9, 105)
     assert [(c.component, c.input_count, c.kept, c.removed) for c in flt.components] == [
         ("EvenFilter", 18, 9, 9),
         ("ThreeFilter", 9, 6, 3),
     ]
     assert res.filtered_by() == {"EvenFilter": 9, "ThreeFilter": 3}
-    sel = res.stage("selector").components[0]
+    sel = res.stage(Stage.SELECTOR).components[0]
     assert (sel.input_count, sel.output_count, sel.removed) == (6, 5, 1)
     assert [c.id for c in res.selected] == [103, 101, 11]
     assert [c.id for c in res.non_selected] == [1, 7, 5]
@@ -162,6 +167,27 @@ def test_trace_records_fetched_kept_removed_and_errors() -> None:
     d = res.as_dict()
     assert d["selected"] == 3 and d["filtered"] == 12 and d["failed_components"] == ["DeadSource"]
     assert d["stages"][1]["components"][1]["error"].startswith("error: ConnectionError")
+
+
+def test_stage_labels_are_plain_strings_in_every_output() -> None:
+    # Stage is a StrEnum: metric labels, the debug dict and the log line keep the old strings
+    assert [str(s) for s in Stage] == [
+        "query_hydrator",
+        "dependent_query_hydrator",
+        "source",
+        "hydrator",
+        "filter",
+        "scorer",
+        "selector",
+        "post_selection_hydrator",
+        "post_selection_filter",
+        "side_effect",
+    ]
+    assert [s for s in Stage if s.is_filter] == ["filter", "post_selection_filter"]
+    d = asyncio.run(TracePipeline().execute(Q())).as_dict()
+    labels = [s["stage"] for s in d["stages"]] + [c["stage"] for s in d["stages"] for c in s["components"]]
+    assert labels and all(type(x) is str for x in labels)
+    assert json.loads(json.dumps(d))["stages"][3]["stage"] == "filter"
 
 
 def test_one_summary_line_per_request(caplog: pytest.LogCaptureFixture) -> None:
@@ -207,9 +233,9 @@ def test_prometheus_metrics_per_stage_and_component() -> None:
 
 def test_components_lists_names_per_stage() -> None:
     comps = TracePipeline().components()
-    assert comps["source"] == ["FirstSource", "DeadSource", "SecondSource"]
-    assert comps["filter"] == ["EvenFilter", "ThreeFilter"]
-    assert comps["selector"] == ["TopScore"] and comps["dependent_query_hydrator"] == []
+    assert comps[Stage.SOURCE] == ["FirstSource", "DeadSource", "SecondSource"]
+    assert comps[Stage.FILTER] == ["EvenFilter", "ThreeFilter"]
+    assert comps[Stage.SELECTOR] == ["TopScore"] and comps[Stage.DEPENDENT_QUERY_HYDRATOR] == []
 
 
 class RecordingSideEffect(SideEffect):
@@ -276,10 +302,12 @@ class FlakyFilter(Filter):
     def __init__(self, drop: set[int], broken: bool) -> None:
         self.drop, self.broken = drop, broken
 
-    async def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+    async def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
         if self.broken:
             raise RuntimeError("flaky")
-        return [c for c in candidates if c.id not in self.drop], [c for c in candidates if c.id in self.drop]
+        return FilterResult(
+            [c for c in candidates if c.id not in self.drop], [c for c in candidates if c.id in self.drop]
+        )
 
 
 class FlakyScorer(Scorer):

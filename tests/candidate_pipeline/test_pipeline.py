@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from candidate_pipeline import (
     CandidatePipeline,
     Filter,
+    FilterResult,
     Hydrator,
     PipelineConfig,
     QueryHydrator,
@@ -21,6 +22,7 @@ from candidate_pipeline import (
     Selector,
     SideEffect,
     Source,
+    Stage,
 )
 
 
@@ -103,12 +105,12 @@ class DoubleScorer(Scorer):
 
 
 class OddFilter(Filter):
-    def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
-        return [c for c in candidates if c.id % 2 == 0], [c for c in candidates if c.id % 2]
+    def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
+        return FilterResult([c for c in candidates if c.id % 2 == 0], [c for c in candidates if c.id % 2])
 
 
 class BrokenFilter(Filter):
-    def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+    def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
         raise RuntimeError("bug")
 
 
@@ -116,8 +118,10 @@ class DropIdsFilter(Filter):
     def __init__(self, ids: Sequence[int]) -> None:
         self.ids = set(ids)
 
-    async def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
-        return [c for c in candidates if c.id not in self.ids], [c for c in candidates if c.id in self.ids]
+    async def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
+        return FilterResult(
+            [c for c in candidates if c.id not in self.ids], [c for c in candidates if c.id in self.ids]
+        )
 
 
 class TopK(Selector):
@@ -235,7 +239,7 @@ def test_length_mismatch_invalidates_whole_hydrator_output() -> None:
     )
     res = run(p)
     assert [c.tag for c in res.selected] == ["", "", ""]
-    assert "length_mismatch expected=3 got=2" in res.stage("hydrator").components[0].error
+    assert "length_mismatch expected=3 got=2" in res.stage(Stage.HYDRATOR).components[0].error
 
 
 def test_hydrator_timeout_fails_open() -> None:
@@ -246,7 +250,7 @@ def test_hydrator_timeout_fails_open() -> None:
     res = run(p)
     assert time.perf_counter() - t0 < 0.4
     assert res.selected[0].tag == "ok"
-    assert res.stage("hydrator").components[0].error == "timeout"
+    assert res.stage(Stage.HYDRATOR).components[0].error == "timeout"
 
 
 def test_request_deadline_bounds_the_whole_request() -> None:
@@ -301,7 +305,7 @@ def test_disabled_components_skipped() -> None:
     p = CandidatePipeline(sources=[Disabled(), ListSource([1])], result_size=10)
     res = run(p)
     assert ids(res.selected) == [1]
-    assert res.stage("source").enabled == 1 and res.stage("source").total == 2
+    assert res.stage(Stage.SOURCE).enabled == 1 and res.stage(Stage.SOURCE).total == 2
 
 
 def test_backfill_reference_case_50_selected_20_reserve_20_dropped() -> None:
@@ -373,9 +377,9 @@ def test_components_lists_every_stage() -> None:
         result_size=1,
     )
     comps = p.components()
-    assert comps["query_hydrator"] == ["FollowsQueryHydrator"]
-    assert comps["filter"] == ["OddFilter"] and comps["selector"] == ["TopK"]
-    assert comps["side_effect"] == ["Recorder"] and comps["scorer"] == []
+    assert comps[Stage.QUERY_HYDRATOR] == ["FollowsQueryHydrator"]
+    assert comps[Stage.FILTER] == ["OddFilter"] and comps[Stage.SELECTOR] == ["TopK"]
+    assert comps[Stage.SIDE_EFFECT] == ["Recorder"] and comps[Stage.SCORER] == []
 
 
 @settings(max_examples=40, deadline=None)
@@ -502,19 +506,36 @@ def test_scorer_length_mismatch_and_per_candidate_errors() -> None:
     )
     res = run(p)
     assert {c.id: c.score for c in res.selected} == {1: 10.0, 2: 2.0, 3: 10.0}
-    short, partial = res.stage("scorer").components[1:]
+    short, partial = res.stage(Stage.SCORER).components[1:]
     assert short.error_kind == "length_mismatch" and "expected=3 got=4" in short.error
     assert partial.error == "" and partial.failed == 1 and partial.output_count == 2
 
 
 def test_filter_with_inconsistent_output_is_discarded() -> None:
     class LosesCandidates(Filter):
-        def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
-            return candidates[:1], []
+        def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
+            return FilterResult(candidates[:1], [])
 
     res = run(CandidatePipeline(sources=[ListSource([1, 2, 3])], filters=[LosesCandidates()], result_size=10))
     assert ids(res.selected) == [1, 2, 3] and res.filtered == []
     assert res.failed_components == ["LosesCandidates"]
+
+
+def test_filter_output_is_checked_not_trusted() -> None:
+    class PlainPair(Filter):  # a bare (kept, removed) tuple still works
+        def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:  # type: ignore[override]
+            return candidates[1:], candidates[:1]
+
+    class NotAPair(Filter):
+        def filter(self, query: Q, candidates: list[C]) -> list[C]:  # type: ignore[override]
+            return candidates
+
+    p = CandidatePipeline(sources=[ListSource([1, 2, 3])], filters=[NotAPair(), PlainPair()], result_size=10)
+    res = run(p)
+    assert ids(res.selected) == [2, 3]
+    assert [(r.candidate.id, r.filter) for r in res.filtered] == [(1, "PlainPair")]
+    assert res.failed_components == ["NotAPair"]
+    assert "bad output" in res.stage(Stage.FILTER).components[0].error
 
 
 def test_failing_selector_selects_everything_in_input_order() -> None:
@@ -548,7 +569,7 @@ def test_broken_enable_disables_the_component() -> None:
             raise Boom()
 
     res = run(CandidatePipeline(sources=[BadEnable([1]), ListSource([2])], result_size=10))
-    assert ids(res.selected) == [2] and res.stage("source").enabled == 1
+    assert ids(res.selected) == [2] and res.stage(Stage.SOURCE).enabled == 1
 
 
 # ---- timeouts and deadline ------------------------------------------------------------------
@@ -573,9 +594,9 @@ class SlowScorer(IdScorer):
 class SlowFilter(Filter):
     timeout_s = 0.05
 
-    async def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+    async def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
         await asyncio.sleep(1.0)
-        return [], candidates
+        return FilterResult([], candidates)
 
 
 def test_each_stage_type_times_out_and_fails_open() -> None:
@@ -652,13 +673,14 @@ def test_backfill_hydrates_only_the_batch_and_refilters_the_whole_slate() -> Non
             return ["h"] * len(candidates)
 
     class OnePerGroupFilter(Filter):  # slate-wide, like conversation dedup: first of id % 3 wins
-        def filter(self, query: Q, candidates: list[C]) -> tuple[list[C], list[C]]:
+        def filter(self, query: Q, candidates: list[C]) -> FilterResult[C]:
             seen: set[int] = set()
-            kept, removed = [], []
+            kept: list[C] = []
+            removed: list[C] = []
             for c in candidates:
                 (removed if c.id % 3 in seen else kept).append(c)
                 seen.add(c.id % 3)
-            return kept, removed
+            return FilterResult(kept, removed)
 
     vals = {i: 100.0 - i for i in range(10)}
     p = CandidatePipeline(
@@ -696,7 +718,7 @@ def test_vectorised_scorer_with_update_all_fast_path() -> None:
         )
     )
     assert [(c.id, c.score) for c in res.selected] == [(5, 0.5), (3, 0.3)]
-    tr = res.stage("scorer").components[0]
+    tr = res.stage(Stage.SCORER).components[0]
     assert tr.error == "" and tr.output_count == 3
 
 
@@ -779,7 +801,7 @@ def test_source_returning_any_iterable_or_garbage() -> None:
     res = run(p)
     assert ids(res.selected) == [1, 2, 3]
     assert res.failed_components == ["GarbageSource"]
-    fetched = {c.component: c.fetched for c in res.stage("source").components}
+    fetched = {c.component: c.fetched for c in res.stage(Stage.SOURCE).components}
     assert fetched == {"TupleSource": 2, "GarbageSource": 0, "NoneSource": 0, "ListSource": 1}
 
 

@@ -1,15 +1,22 @@
-"""Each filter against the reference semantics (home-mixer JAN filters, §2.5 / §3.7.4)."""
+"""Each home_mixer filter: which candidates it keeps and which it removes; every filter returns a
+FilterResult."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+import home_mixer.filters
+from candidate_pipeline import Filter, FilterResult
 from home_mixer.filters.age_filter import AgeFilter
 from home_mixer.filters.author_socialgraph_filter import AuthorSocialgraphFilter
 from home_mixer.filters.core_data_hydration_filter import CoreDataHydrationFilter
 from home_mixer.filters.dedup_conversation_filter import DedupConversationFilter
 from home_mixer.filters.drop_duplicates_filter import DropDuplicatesFilter
 from home_mixer.filters.ineligible_subscription_filter import IneligibleSubscriptionFilter
+from home_mixer.filters.muted_keyword_filter import MutedKeywordFilter
 from home_mixer.filters.previously_seen_posts_filter import PreviouslySeenPostsFilter
 from home_mixer.filters.previously_served_posts_filter import PreviouslyServedPostsFilter
 from home_mixer.filters.repost_deduplication_filter import RepostDeduplicationFilter
@@ -17,9 +24,38 @@ from home_mixer.filters.self_post_filter import SelfPostFilter
 from home_mixer.filters.visibility_filter import VisibilityFilter
 from home_mixer.query import UserFeatures
 
+ALL_FILTERS: list[type[Filter]] = [
+    AgeFilter,
+    AuthorSocialgraphFilter,
+    CoreDataHydrationFilter,
+    DedupConversationFilter,
+    DropDuplicatesFilter,
+    IneligibleSubscriptionFilter,
+    MutedKeywordFilter,
+    PreviouslySeenPostsFilter,
+    PreviouslyServedPostsFilter,
+    RepostDeduplicationFilter,
+    SelfPostFilter,
+    VisibilityFilter,
+]
+
 
 def ids(cs: list) -> list[int]:
     return [c.post_id for c in cs]
+
+
+def test_all_filters_listed() -> None:
+    files = list(Path(home_mixer.filters.__path__[0]).glob("*_filter.py"))
+    assert len(files) == len(ALL_FILTERS) == 12
+
+
+@pytest.mark.parametrize("cls", ALL_FILTERS, ids=lambda c: c.__name__)
+def test_every_filter_returns_a_filter_result(cls: type[Filter], fakes: SimpleNamespace) -> None:
+    q = fakes.query(user_features=UserFeatures(muted_keywords=("muted",)), seen_ids=frozenset({2}))
+    cands = [fakes.cand(1, 10, text="hello", core_data_found=True), fakes.cand(2, 1, text="muted")]
+    out = cls().filter(q, cands)
+    assert isinstance(out, FilterResult)
+    assert sorted(ids(out.kept) + ids(out.removed)) == [1, 2]
 
 
 def test_drop_duplicates_first_wins(fakes: SimpleNamespace) -> None:

@@ -1,4 +1,6 @@
-"""Muted keyword matching rules (reference §3.7.4)."""
+"""Muted keyword matching: case-insensitive, diacritics folded, punctuation ignored, whole tokens only,
+multi-word keywords as contiguous ordered phrases, a bare keyword also matching #hashtag and @mention,
+a #keyword only the hashtag."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Scorers and selector against the reference semantics (§2.5 scorers, §3.5 weights)."""
+"""Scorers and selector: the weighted score (action weights, offset, recency fallback), the author
+diversity decay, the out-of-network factor and the top-k order."""
 
 from __future__ import annotations
 
