@@ -1,4 +1,5 @@
-"""Multiplicative id hashing into one shared embedding table (reference §2.2.2, checklist 16).
+"""Multiplicative id hashing into one shared embedding table: two hashes per id, so two ids share
+both rows only rarely.
 
 For id x and hash j: raw = (x * scale_j + bias_j) mod modulus (int64 arithmetic with wrap-around,
 Python-style non-negative modulo); bucket = 0 if x == 0 else raw mod (table_size - 1) + 1. The final
@@ -16,7 +17,7 @@ import numpy as np
 NUM_HASHES = 2
 RESERVED_ROWS = 65  # row 0 = padding, 1..64 reserved (reference: offset_user = 1 + 64)
 
-# (scales, biases, modulus) per entity, reference §2.2.2.
+# (scales, biases, modulus) per entity: fixed, since every trained table depends on them.
 HASH_CONSTANTS: dict[str, tuple[tuple[int, int], tuple[int, int], int]] = {
     "user": ((196_742_702, 1_852_108_266), (1_935_840_681, 167_407_236), 2_859_568_897),
     "post": ((2_161_410_491, 1_754_358_832), (1_935_840_681, 167_407_236), 2_361_375_383),

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-# Reference world "now" (§2.4.5): fixed so the same seed gives the same ids and timestamps.
+# Default world "now": fixed so the same seed gives the same ids and timestamps.
 DEFAULT_NOW_MS = 1_784_592_000_000
 HOUR_MS = 3_600_000
 
@@ -49,9 +49,9 @@ class WorldConfig:
     oon_topic_frac: float = 0.5  # out-of-network candidates from the user's topics (else random)
     history_delay_h: float = 2.0  # median delay between creation and impression (lognormal)
     in_network_logit_boost: float = 1.0
-    gate_slope: float = 14.0  # gate = sigmoid(slope * (affinity - gate_center)) (reference)
+    gate_slope: float = 14.0  # gate = sigmoid(slope * (affinity - gate_center))
     gate_center: float = 0.15
-    # post content (reference §2.4.5): multimodal vectors -> semantic ids by RQ-KMeans; drawn from
+    # post content: multimodal vectors -> semantic ids by RQ-KMeans; drawn from
     # their own random stream, so the rest of the world does not depend on these knobs
     mm_dim: int = 64  # reference: 1024
     sid_levels: int = 6

@@ -1,5 +1,6 @@
-"""The ground-truth engagement model the synthetic world draws its labels from (reference §2.4.5,
-extended with negative actions). Every label is an independent Bernoulli draw; the probabilities
+"""The ground-truth engagement model the synthetic world draws its labels from: positive actions
+scale with an affinity gate (topic preference x author quality x post quality), negative ones
+with a badness gate. Every label is an independent Bernoulli draw; the probabilities
 returned here are saved per impression as the oracle."""
 
 from __future__ import annotations

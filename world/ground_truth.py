@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from world import engagement_model as em
+from world.world import FILES
 
 
 class GroundTruth:
@@ -22,7 +23,7 @@ class GroundTruth:
         self.slope = float(cfg.get("gate_slope", 14.0))
         self.center = float(cfg.get("gate_center", 0.15))
         self.boost = float(cfg.get("in_network_logit_boost", 1.0))
-        users = pl.read_parquet(w / "users.parquet", columns=["user_id", "topics", "topic_weights"]).sort(
+        users = pl.read_parquet(w / FILES["users"], columns=["user_id", "topics", "topic_weights"]).sort(
             "user_id"
         )
         self.user_ids = users["user_id"].to_numpy()
@@ -32,10 +33,10 @@ class GroundTruth:
         self.pref = np.zeros((len(users), n_topics))
         flat = users.with_row_index("u").explode(["topics", "topic_weights"]).drop_nulls("topics")
         self.pref[flat["u"].to_numpy(), flat["topics"].to_numpy()] = flat["topic_weights"].to_numpy()
-        authors = pl.read_parquet(w / "authors.parquet", columns=["author_id", "quality"]).sort("author_id")
+        authors = pl.read_parquet(w / FILES["authors"], columns=["author_id", "quality"]).sort("author_id")
         self.author_ids, self.author_quality = authors["author_id"].to_numpy(), authors["quality"].to_numpy()
         posts = pl.read_parquet(
-            w / "posts.parquet", columns=["post_id", "author_id", "topic", "quality", "has_video", "labels"]
+            w / FILES["posts"], columns=["post_id", "author_id", "topic", "quality", "has_video", "labels"]
         ).sort("post_id")
         self.post_ids = posts["post_id"].to_numpy()
         self.post_author = posts["author_id"].to_numpy()
@@ -44,7 +45,7 @@ class GroundTruth:
         self.has_video = posts["has_video"].to_numpy()
         self.spam = posts["labels"].list.contains("spam").to_numpy()
         self.nsfw = posts["labels"].list.contains("nsfw").to_numpy()
-        follows = pl.read_parquet(w / "follows.parquet").filter(pl.col("kind") == "follow")
+        follows = pl.read_parquet(w / FILES["follows"]).filter(pl.col("kind") == "follow")
         self.follow_keys = np.unique(
             _pair_key(follows["user_id"].to_numpy(), follows["target_user_id"].to_numpy())
         )

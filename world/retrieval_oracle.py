@@ -11,7 +11,7 @@ import polars as pl
 
 from phoenix.retrieval.train import NEGATIVE_ACTIONS, POSITIVE_ACTIONS, Corpus, Scorer
 from world import engagement_model as em
-from world.world import World
+from world.world import FILES, World
 
 
 def retrieval_oracle(world_dir: str | Path) -> Callable[[Corpus], Scorer | None]:
@@ -24,7 +24,7 @@ def oracle_scorer(world_dir: str | Path, corpus: Corpus) -> Scorer | None:
     """P(positive and no negative action | impression) from the world's engagement model for every
     (user, corpus post); None when `world_dir` is not a world with users/authors/follows."""
     d = Path(world_dir)
-    if not d.is_dir() or not all((d / f"{n}.parquet").exists() for n in ("users", "authors", "follows")):
+    if not d.is_dir() or not all((d / FILES[n]).exists() for n in ("users", "authors", "follows")):
         return None
     w = World.load(d)
     cfg = w.config

@@ -1,10 +1,10 @@
-"""Post content for the synthetic world (reference §2.4.5): a "multimodal" vector per post and its
+"""Post content for the synthetic world: a "multimodal" vector per post and its
 semantic id (SID) by residual k-means (RQ-KMeans).
 
 vector = normalise(topic anchor + 0.35 · author style + 0.15 · per-post jitter), all unit vectors;
 SID = one code per level: level l clusters the residuals left by levels < l (FAISS k-means,
 15 Lloyd iterations, trained on at most 20,000 posts, then every post encoded). Codes are stored +1
-so that 0 means "no SID" (the reference's convention)."""
+so that 0 means "no SID" (the ranker's SID lookup reads 0 as unknown)."""
 
 from __future__ import annotations
 

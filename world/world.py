@@ -1,4 +1,7 @@
-"""A generated synthetic world: Polars frames plus the config that made it; saved as Parquet."""
+"""A generated synthetic world: Polars frames plus the config that made it; saved as Parquet.
+
+A saved world is a phoenix log directory (`phoenix.log_dir`): its engagement log, oracle and posts
+table are written under phoenix's file names, so training and evaluation read it as is."""
 
 from __future__ import annotations
 
@@ -10,10 +13,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from phoenix import log_dir
 from world.config import WorldConfig
 
 FORMAT_VERSION = 1
 FRAMES = ("posts", "engagements", "oracle", "follows", "muted_keywords", "users", "authors")
+# file of each frame in a saved world; the frames phoenix reads take the log directory's names
+FILES = {name: f"{name}.parquet" for name in FRAMES} | {
+    "engagements": log_dir.ENGAGEMENTS_FILE,
+    "oracle": log_dir.ORACLE_FILE,
+    "posts": log_dir.POSTS_FILE,
+}
 
 
 @dataclass
@@ -67,7 +77,7 @@ class World:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         for name in FRAMES:
-            getattr(self, name).write_parquet(d / f"{name}.parquet")
+            getattr(self, name).write_parquet(d / FILES[name])
         meta = {
             "format_version": FORMAT_VERSION,
             "config": self.config.to_dict(),
@@ -84,7 +94,7 @@ class World:
         meta = json.loads((d / "world.json").read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{d}: unsupported world format {meta.get('format_version')}")
-        frames = {name: pl.read_parquet(d / f"{name}.parquet") for name in FRAMES}
+        frames = {name: pl.read_parquet(d / FILES[name]) for name in FRAMES}
         return cls(
             config=WorldConfig.from_dict(meta["config"]),
             topics=meta["topics"],

@@ -138,8 +138,8 @@ class TrainConfig:
     dwell_loss_weight: float = 1.0  # x squared error of dwell / 30 s
     in_batch_negatives: bool = False  # reference labelling: negatives count as NOT_DWELLED
     eval_fraction: float = 0.15  # the most recent impressions (by time) are held out
-    # Parquet with post_id + sid (list of codes); "" = the world directory's posts table if the
-    # logs path is a world with SIDs, else no SIDs
+    # Parquet with post_id + sid (list of codes); "" = the log directory's posts table when it has
+    # SIDs, else no SIDs
     sids_path: str = ""
     eval_every: int = 200  # steps; 0 = only at the end
     checkpoint_every: int = 200

@@ -20,6 +20,7 @@ import polars as pl
 import torch
 
 from phoenix.hashing import HashConfig
+from phoenix.log_dir import LOG_COLUMNS
 from phoenix.ranker.config import EXPOSURE_SLOT, NUM_ACTIONS, RankerConfig
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.model import RankerBatch
@@ -29,37 +30,14 @@ from protos import events_pb2
 IMPRESSION = events_pb2.ActionName.IMPRESSION
 DWELLED = events_pb2.ActionName.CLIENT_TWEET_RECAP_DWELLED
 NOT_DWELLED = events_pb2.ActionName.CLIENT_TWEET_RECAP_NOT_DWELLED
-# Negative-feedback heads: not trained on sampled in-batch negatives (reference §2.4.3).
+# Negative-feedback heads (report, not interested, see fewer, block / mute author, mute conversation,
+# not relevant, see less often): masked on sampled in-batch negatives, which are labelled
+# NOT_DWELLED only: a post the user never saw says nothing about their negative feedback.
 NEGATIVE_FEEDBACK = (16, 17, 19, 23, 25, 27, 42, 52)
-LOG_COLUMNS = ("user_id", "post_id", "author_id", "action", "timestamp_ms", "product_surface", "dwell_ms")
-
-
-def resolve_logs(path: str | Path) -> tuple[Path, Path | None]:
-    """A Parquet file, or a world directory (engagements.parquet [+ oracle.parquet])."""
-    p = Path(path)
-    if p.is_dir():
-        eng = p / "engagements.parquet"
-        if not eng.exists():
-            raise FileNotFoundError(f"{p}: no engagements.parquet")
-        oracle = p / "oracle.parquet"
-        return eng, oracle if oracle.exists() else None
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file")
-    return p, None
-
-
-def resolve_sids(logs_path: str | Path, sids_path: str | Path | None = None) -> SidLookup | None:
-    """The SID source: `sids_path` (Parquet with post_id + sid), else a world directory's posts
-    table when it has a `sid` column, else None (no SIDs)."""
-    if sids_path:
-        return SidLookup.from_parquet(sids_path)
-    posts = Path(logs_path) / "posts.parquet"
-    if Path(logs_path).is_dir() and posts.exists() and "sid" in pl.read_parquet_schema(posts):
-        return SidLookup.from_parquet(posts)
-    return None
 
 
 def read_log(path: str | Path) -> pl.DataFrame:
+    """The engagement log (a log directory's engagements file), its `LOG_COLUMNS` only."""
     df = pl.read_parquet(path)
     missing = [c for c in LOG_COLUMNS if c not in df.columns]
     if missing:

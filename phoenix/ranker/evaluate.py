@@ -1,6 +1,7 @@
 """`foryou eval ranker`: per-action ROC-AUC / PR-AUC / RCE / calibration and per-request NDCG on the
-held-out (most recent) impressions; on a synthetic world also the oracle's metrics and the gap
-closure (model - 0.5) / (oracle - 0.5); the same metrics for two baselines on the same split."""
+held-out (most recent) impressions; when the log directory has an oracle (a simulator can write one)
+also the oracle's metrics and the gap closure (model - 0.5) / (oracle - 0.5); the same metrics for
+two baselines on the same split."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from phoenix.log_dir import resolve_logs
 from phoenix.ranker.baselines import AuthorPopularityBaseline, FactorizationBaseline
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import TrainConfig
@@ -22,12 +24,11 @@ from phoenix.ranker.data import (
     impressions_from_log,
     make_batch,
     read_log,
-    resolve_logs,
-    resolve_sids,
 )
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.metrics import action_metrics, gap_closure, roc_auc
 from phoenix.ranker.model import RankerModel
+from phoenix.ranker.sids import resolve_sids
 from protos import events_pb2
 
 # Headline actions (reported first; the gap-closure / baseline checks use these).
@@ -109,9 +110,9 @@ def history_ablation(
 def eval_segments(
     t: ImpressionTable, eval_req: Requests, idx: np.ndarray, groups: np.ndarray, history_len: int
 ) -> dict[str, np.ndarray]:
-    """Boolean masks over the eval impressions `idx` (reference checklist 33: metrics per mask):
-    by history length (none / short = a newer user / full), by whether the post had any training
-    impression (new posts are where post ids know nothing), and by product surface."""
+    """Boolean masks over the eval impressions `idx`, each scored separately (an average hides where
+    a model fails): by history length (none / short = a newer user / full), by whether the post had
+    any training impression (new posts are where post ids know nothing), and by product surface."""
     hist = (eval_req.hist_end - eval_req.hist_start)[groups]
     seen_posts = np.unique(t.post_id[~t.is_eval])
     masks = {
@@ -215,12 +216,12 @@ def evaluate_split(
 def load_split(
     logs_path: str | Path, model: RankerModel, train_cfg: TrainConfig
 ) -> tuple[ImpressionTable, Requests, pl.DataFrame | None]:
-    eng_path, oracle_path = resolve_logs(logs_path)
-    imp = impressions_from_log(read_log(eng_path))
+    logs = resolve_logs(logs_path)
+    imp = impressions_from_log(read_log(logs.engagements))
     sids = resolve_sids(logs_path, train_cfg.sids_path)
     t = ImpressionTable.build(imp, model.cfg.hash_config, train_cfg.eval_fraction, sids, model.cfg)
     req = build_requests(t, model.cfg.history_len, train_cfg.max_candidates, train_cfg.session_gap_ms)
-    oracle = pl.read_parquet(oracle_path) if oracle_path is not None else None
+    oracle = pl.read_parquet(logs.oracle) if logs.oracle is not None else None
     return t, req, oracle
 
 

@@ -1,17 +1,12 @@
 """Transport-free ranking handler: validation, bounded in-flight requests with a short admission
-queue, deadlines, a score cache, hot model reload and Prometheus metrics. The gRPC servicer
-(servicer.py) only converts protos.
-
-The score cache is keyed by (model version, history fingerprint, candidate post/author/surface):
-valid because a candidate's scores depend only on the user/history and itself (candidate isolation).
-"""
+queue, deadlines, a score cache (score_cache.py), hot model reload and Prometheus metrics. The gRPC
+servicer (servicer.py) only converts protos."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +19,7 @@ from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.ranker.model import RankerModel
+from phoenix.ranker.score_cache import ScoreCache
 from phoenix.ranker.sids import SidLookup
 
 PREDICT_SECONDS = Histogram(
@@ -41,7 +37,6 @@ CANDIDATES = Histogram(
     "Candidates per ranking request",
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
-SCORE_CACHE = Counter("phoenix_ranker_score_cache_total", "Candidate score-cache lookups", ["result"])
 REJECTED = Counter("phoenix_ranker_rejected_total", "Ranking requests refused", ["reason"])
 IN_FLIGHT = Gauge("phoenix_ranker_in_flight", "Ranking requests being scored")
 RELOADS = Counter("phoenix_ranker_reloads_total", "Model reload attempts", ["outcome"])
@@ -96,48 +91,6 @@ class Candidates:
 class _Loaded:
     model: RankerModel
     version: str
-
-
-class ScoreCache:
-    """LRU + TTL map (version, fingerprint, post, author, surface) -> (probs[64], continuous[8])."""
-
-    def __init__(self, ttl_s: float, max_entries: int) -> None:
-        self.ttl_s, self.max_entries = ttl_s, max_entries
-        self._d: OrderedDict[tuple, tuple[float, np.ndarray, np.ndarray]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get_many(self, keys: list[tuple]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-        now = time.monotonic()
-        out: list[tuple[np.ndarray, np.ndarray] | None] = []
-        with self._lock:
-            for k in keys:
-                v = self._d.get(k)
-                if v is None or v[0] < now:
-                    if v is not None:
-                        del self._d[k]
-                    out.append(None)
-                    self.misses += 1
-                else:
-                    self._d.move_to_end(k)
-                    out.append((v[1], v[2]))
-                    self.hits += 1
-        return out
-
-    def put_many(self, keys: list[tuple], probs: np.ndarray, cont: np.ndarray) -> None:
-        if self.max_entries <= 0:
-            return
-        exp = time.monotonic() + self.ttl_s
-        with self._lock:
-            for i, k in enumerate(keys):
-                self._d[k] = (exp, probs[i], cont[i])
-                self._d.move_to_end(k)
-            while len(self._d) > self.max_entries:
-                self._d.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._d)
 
 
 def history_fingerprint(user_id: int, h: History, history_len: int) -> bytes:
@@ -277,8 +230,6 @@ class RankingHandler:
         ]
         cached = self.cache.get_many(keys)
         todo = np.array([i for i, v in enumerate(cached) if v is None], dtype=np.int64)
-        SCORE_CACHE.labels("hit").inc(c - len(todo))
-        SCORE_CACHE.labels("miss").inc(len(todo))
         for i, v in enumerate(cached):
             if v is not None:
                 probs[i], cont[i] = v

@@ -1,4 +1,4 @@
-"""Ranking metrics (reference §2.4.6): ROC-AUC, PR-AUC, RCE, calibration, per-request NDCG.
+"""Ranking metrics: ROC-AUC, PR-AUC, RCE, calibration, per-request NDCG.
 Exact (sort-based) versions, vectorised numpy."""
 
 from __future__ import annotations

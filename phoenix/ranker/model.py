@@ -1,5 +1,5 @@
 """Phoenix ranker: hashed-id token builders, a pre-norm GQA transformer trunk with RoPE, and
-multi-action heads, with candidate isolation (reference §2.2.3-2.2.8).
+multi-action heads, with candidate isolation (a candidate never attends to another candidate).
 
 Sequence = [user token][history S slots, valid items left-aligned, chronological][candidates C].
 Attention: a query may attend key k iff k is a valid user/history token or k is the query itself,
@@ -76,7 +76,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32:
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-        # fp32 statistics for low-precision activations (reference: RMSNorm computed in fp32)
+        # RMSNorm statistics in fp32 even for bf16 activations: a low-precision mean square is too coarse
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
@@ -346,7 +346,7 @@ class RankerModel(nn.Module):
 
     @staticmethod
     def continuous_values(raw: torch.Tensor) -> torch.Tensor:
-        """Raw continuous outputs -> values; dwell seconds = 30 * sigmoid (reference, non-gallery)."""
+        """Raw continuous outputs -> values; dwell seconds = 30 * sigmoid (capped at 30 s)."""
         return DWELL_CAP_S * torch.sigmoid(raw)
 
     def forward(self, b: RankerBatch, authors_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Sparse row-wise AdaGrad for the hash embedding table (reference §2.4.4, checklist 17).
+"""Sparse row-wise AdaGrad for the hash embedding table: one accumulator per row (not per weight),
+decayed while the row goes untouched, so a rarely seen id still takes real steps when it returns.
 
 Per touched row: acc = acc * 2^(-steps_since_touch / half_life) + mean(g^2 over the row);
 row -= lr * g / (sqrt(acc) + eps). Only rows present in the batch are read or written."""

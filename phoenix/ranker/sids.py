@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from phoenix.log_dir import sids_source
+
 if TYPE_CHECKING:
     from phoenix.ranker.config import RankerConfig
 
@@ -38,7 +40,7 @@ class SidLookup:
 
     @classmethod
     def from_frame(cls, posts: pl.DataFrame) -> SidLookup:
-        """A frame with `post_id` and `sid` (list of codes) columns, e.g. a world's posts table."""
+        """A frame with `post_id` and `sid` (list of codes) columns, e.g. a log directory's posts table."""
         if "sid" not in posts.columns:
             raise ValueError("no `sid` column: posts carry no semantic ids")
         rows = posts.select("post_id", "sid").filter(pl.col("sid").list.len() > 0)
@@ -64,6 +66,13 @@ class SidLookup:
         vals = np.zeros((len(flat), levels), dtype=np.int64)
         vals[hit, :n] = self.codes[pos[hit], :n]
         return vals.reshape(out.shape)
+
+
+def resolve_sids(logs_path: str | Path, sids_path: str | Path | None = None) -> SidLookup | None:
+    """The lookup of `phoenix.log_dir.sids_source`: `sids_path`, else the log directory's posts
+    table when it has SIDs, else None (no SIDs)."""
+    src = sids_source(logs_path, sids_path)
+    return SidLookup.from_parquet(src) if src is not None else None
 
 
 def with_sid_rows(

@@ -16,15 +16,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from phoenix.checkpoint import CONFIG_FILE, atomic_write_text, load_weights, save_tensors
+from phoenix.log_dir import resolve_logs
 from phoenix.ranker.checkpoint import (
-    CONFIG_FILE,
-    MODEL_FILE,
     OPTIMIZER_FILE,
     TRAIN_STATE_FILE,
-    _atomic_write_text,
     read_config,
     save_model,
-    save_tensors,
 )
 from phoenix.ranker.config import DWELL_CAP_S, RankerConfig, TrainConfig
 from phoenix.ranker.data import (
@@ -36,13 +34,12 @@ from phoenix.ranker.data import (
     impressions_from_log,
     make_batch,
     read_log,
-    resolve_logs,
-    resolve_sids,
 )
 from phoenix.ranker.evaluate import HEADLINE, action_name, evaluate_split, predict_requests
 from phoenix.ranker.metrics import roc_auc
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.optim import RowwiseAdagrad
+from phoenix.ranker.sids import resolve_sids
 from phoenix.ranker.warm_start import author_cooccurrence_init, sid_cooccurrence_init
 
 PERIODIC_EVAL_REQUESTS = 2_000
@@ -91,7 +88,7 @@ def _save_checkpoint(
             tensors[f"adam.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
     save_tensors(out / OPTIMIZER_FILE, tensors)
     version = save_model(out, model, step, extra={"train": cfg.to_dict()})
-    _atomic_write_text(
+    atomic_write_text(
         out / TRAIN_STATE_FILE,
         json.dumps(
             {"step": step, "adagrad_steps": adagrad.steps, "model_version": version, "history": history}
@@ -103,7 +100,7 @@ def _save_checkpoint(
 def _load_checkpoint(
     out: Path, model: RankerModel, adam: torch.optim.AdamW, adagrad: RowwiseAdagrad
 ) -> tuple[int, dict[str, list[Any]]]:
-    model.load_state_dict(load_file(str(out / MODEL_FILE)), strict=True)
+    model.load_state_dict(load_weights(out), strict=True)
     st = json.loads((out / TRAIN_STATE_FILE).read_text())
     tensors = load_file(str(out / OPTIMIZER_FILE))
     adagrad.load_state_tensors(tensors, int(st["adagrad_steps"]))
@@ -158,8 +155,8 @@ def train_ranker(
     model = RankerModel(mcfg)
 
     t0 = time.monotonic()
-    eng_path, oracle_path = resolve_logs(logs_path)
-    imp = impressions_from_log(read_log(eng_path))
+    logs = resolve_logs(logs_path)
+    imp = impressions_from_log(read_log(logs.engagements))
     sids = resolve_sids(logs_path, cfg.sids_path)
     table = ImpressionTable.build(imp, mcfg.hash_config, cfg.eval_fraction, sids, mcfg)
     req = build_requests(table, mcfg.history_len, cfg.max_candidates, cfg.session_gap_ms)
@@ -304,7 +301,7 @@ def train_ranker(
     if evaluate and len(eval_req):
         import polars as pl
 
-        oracle = pl.read_parquet(oracle_path) if oracle_path is not None else None
+        oracle = pl.read_parquet(logs.oracle) if logs.oracle is not None else None
         ev = evaluate_split(model, table, req, oracle)
         metrics["eval"] = ev
         model.train()

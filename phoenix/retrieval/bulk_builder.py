@@ -1,6 +1,6 @@
-"""Bulk index build (`foryou index build`): embed every post of a world or posts Parquet file with
-a checkpoint's candidate tower, build the FAISS index in one go and write a snapshot that the live
-service (same model version) starts from."""
+"""Bulk index build (`foryou index build`): embed every post of a log directory's posts table (or of
+a posts Parquet file) with a checkpoint's candidate tower, build the FAISS index in one go and write
+a snapshot that the live service (same model version) starts from."""
 
 from __future__ import annotations
 
@@ -11,19 +11,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from phoenix.log_dir import posts_file
 from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.index import IndexConfig, PostIndex
 from phoenix.retrieval.model import load_two_tower
 
 
 def read_posts(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(post ids, author ids) of the live posts in a world directory (its posts.parquet) or a posts
-    Parquet file; rows with `deleted_at_ms > 0` are skipped."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "posts.parquet"
-    if not p.exists():
-        raise FileNotFoundError(f"{path}: no posts Parquet file")
+    """(post ids, author ids) of the live posts in a log directory's posts table or a posts Parquet
+    file; rows with `deleted_at_ms > 0` are skipped."""
+    p = posts_file(path)
     schema = pl.read_parquet_schema(p)
     missing = {"post_id", "author_id"} - set(schema)
     if missing:
@@ -37,9 +34,8 @@ def read_posts(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_sids(path: str | Path) -> SidLookup | None:
-    """The posts' semantic ids when the posts Parquet file has a `sid` column, else None."""
-    p = Path(path)
-    p = p / "posts.parquet" if p.is_dir() else p
+    """The posts' semantic ids when the posts table (as in `read_posts`) has a `sid` column, else None."""
+    p = posts_file(path)
     return SidLookup.from_parquet(p) if "sid" in pl.read_parquet_schema(p) else None
 
 

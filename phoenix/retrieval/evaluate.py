@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from phoenix.ranker.data import ImpressionTable, impressions_from_log, read_log, resolve_logs, resolve_sids
+from phoenix.log_dir import resolve_logs
+from phoenix.ranker.data import ImpressionTable, impressions_from_log, read_log
+from phoenix.ranker.sids import resolve_sids
 from phoenix.retrieval.model import load_two_tower
 from phoenix.retrieval.train import (
     Corpus,
@@ -29,22 +31,22 @@ def evaluate_retrieval(
     config: RetrievalTrainConfig | None = None,
     oracle: OracleFactory | None = None,
 ) -> dict[str, Any]:
-    """Same held-out split, corpus and metrics as training (eval_fraction, eval_max_users, ks of
+    """Recall on `logs_path`, a log directory (phoenix.log_dir) or an engagement-log Parquet file:
+    same held-out split, corpus and metrics as training (eval_fraction, eval_max_users, ks of
     `config`, default the training defaults), plus `oracle`'s top-k when one is given."""
     model, meta = load_two_tower(model_dir)
     cfg = config or RetrievalTrainConfig(model=model.cfg)
     cfg.model = model.cfg
-    eng_path, _ = resolve_logs(logs_path)
-    world_posts = Path(logs_path) / "posts.parquet" if Path(logs_path).is_dir() else None
+    logs = resolve_logs(logs_path)
     sids = resolve_sids(logs_path, cfg.sids_path)
     t = ImpressionTable.build(
-        impressions_from_log(read_log(eng_path)),
+        impressions_from_log(read_log(logs.engagements)),
         model.cfg.hash_config,
         cfg.eval_fraction,
         sids,
         model.cfg.trunk,
     )
-    corpus = _corpus(t, world_posts, is_positive(t.action_mask) & ~t.is_eval)
+    corpus = _corpus(t, logs.posts, is_positive(t.action_mask) & ~t.is_eval)
     scorers: dict[str, Scorer] = {}
     oracle_scorer = oracle(corpus) if oracle is not None else None
     if oracle_scorer is not None:

@@ -1,4 +1,5 @@
-"""Live FAISS inner-product index of candidate-tower vectors (reference checklist 37-38).
+"""Live FAISS inner-product index of candidate-tower vectors: posts are added as they arrive and
+removed on delete or retention expiry.
 
 Posts live in slots (slot = FAISS label): post id, author id and creation time per slot in numpy
 arrays, `post_id -> slot` in a dict. Exact (`IndexFlatIP`) below `exact_max_size` posts; above

@@ -1,20 +1,17 @@
-"""Two-tower retrieval model (reference §2.1.3, checklist 34-35).
+"""Two-tower retrieval model: a user tower and a candidate tower whose dot product ranks posts.
 
 User tower: the ranker's own token builder and transformer trunk over [user] + history (no
 candidates), attention bidirectional over valid tokens, masked mean-pool, L2-normalised.
 Candidate tower: post + author hash embeddings -> Linear -> SiLU -> Linear -> L2-normalised.
 Both towers share one hash embedding table (the ranker's `HashEmbeddingTable`). As in the ranker,
-a post whose semantic id is known gets SID rows in its post slots (reference checklist 35:
-candidate tower from author hashes + SID), in the candidate tower and in the user's history."""
+a post whose semantic id is known gets SID rows in its post slots (the candidate tower sees author
+hashes + SID, so a new post starts from its content), in the candidate tower and in the user's
+history."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
+from phoenix.checkpoint import load_weights, read_checkpoint_config, save_checkpoint
 from phoenix.hashing import HashConfig
-from phoenix.ranker.checkpoint import save_tensors
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.model import (
     ContextTokenBuilder,
@@ -37,8 +33,6 @@ from phoenix.ranker.model import (
 )
 from phoenix.ranker.sids import SidLookup, with_sid_rows
 
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
 FORMAT = "phoenix-retrieval/1"
 
 
@@ -145,46 +139,25 @@ class TwoTowerModel(nn.Module):
         return out
 
 
-def model_version_of(state: dict[str, torch.Tensor], step: int) -> str:
-    h = hashlib.sha1()
-    for k in sorted(state)[:8]:
-        h.update(state[k].detach().float().flatten()[:256].numpy().tobytes())
-    return f"retrieval-{step}-{h.hexdigest()[:10]}"
-
-
 def save_two_tower(
     out_dir: str | Path, model: TwoTowerModel, step: int = 0, extra: dict[str, Any] | None = None
 ) -> str:
-    """model.safetensors, then config.json last (its presence marks a complete checkpoint)."""
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict()
-    version = model_version_of(state, step)
-    save_tensors(d / MODEL_FILE, state)
-    meta = {
-        "format": FORMAT,
-        "model_version": version,
-        "step": step,
-        "saved_at_ms": int(time.time() * 1000),
-        "model": model.cfg.to_dict(),
-        "hash_tables": model.cfg.hash_config.to_dict(),
-        **(extra or {}),
-    }
-    tmp = d / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, d / CONFIG_FILE)
-    return version
+    """Writes the checkpoint (`phoenix.checkpoint` layout, config.json last). Returns the model_version."""
+    return save_checkpoint(
+        out_dir,
+        model.state_dict(),
+        fmt=FORMAT,
+        version_prefix="retrieval",
+        step=step,
+        model_config=model.cfg.to_dict(),
+        hash_tables=model.cfg.hash_config.to_dict(),
+        extra=extra,
+    )
 
 
 def load_two_tower(model_dir: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
-    """safetensors + JSON only: nothing is unpickled."""
-    p = Path(model_dir) / CONFIG_FILE
-    if not p.exists():
-        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE} (not a retrieval checkpoint)")
-    meta = json.loads(p.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{model_dir}: unsupported checkpoint format {meta.get('format')!r}")
+    meta = read_checkpoint_config(model_dir, FORMAT, "retrieval")
     model = TwoTowerModel(TwoTowerConfig.from_dict(meta["model"]))
-    model.load_state_dict(load_file(str(Path(model_dir) / MODEL_FILE)), strict=True)
+    model.load_state_dict(load_weights(model_dir), strict=True)
     model.eval()
     return model, meta

@@ -1,4 +1,4 @@
-"""Two-tower training (reference §2.3, checklist 36): sampled softmax over in-batch positives of
+"""Two-tower training: sampled softmax over in-batch positives of
 other users plus random global negatives from the corpus, log-Q corrected for popularity, with a
 learned temperature. Held-out = the most recent impressions by time; metrics = recall@k of held-out
 positive engagements vs a popularity baseline and random."""
@@ -19,6 +19,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
+from phoenix.log_dir import resolve_logs
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.data import (
     ImpressionTable,
@@ -27,11 +28,9 @@ from phoenix.ranker.data import (
     impressions_from_log,
     make_batch,
     read_log,
-    resolve_logs,
-    resolve_sids,
 )
 from phoenix.ranker.optim import RowwiseAdagrad
-from phoenix.ranker.sids import SidLookup, with_sid_rows
+from phoenix.ranker.sids import SidLookup, resolve_sids, with_sid_rows
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class RetrievalTrainConfig:
     eval_fraction: float = 0.15
     eval_max_users: int = 2_000
     ks: tuple[int, ...] = (100, 1000)
-    # Parquet with post_id + sid; "" = the world directory's posts table when it has SIDs
+    # Parquet with post_id + sid; "" = the log directory's posts table when it has SIDs
     sids_path: str = ""
     num_threads: int = 0
     progress: bool = True
@@ -121,9 +120,10 @@ class Corpus:
         return order[np.clip(pos, 0, len(order) - 1)]
 
 
-def _corpus(t: ImpressionTable, world_posts: Path | None, train_pos: np.ndarray) -> Corpus:
-    if world_posts is not None and world_posts.exists():
-        df = pl.read_parquet(world_posts, columns=["post_id", "author_id"])
+def _corpus(t: ImpressionTable, posts: Path | None, train_pos: np.ndarray) -> Corpus:
+    """Every post of the log directory's posts table when there is one, else the logged posts."""
+    if posts is not None and posts.exists():
+        df = pl.read_parquet(posts, columns=["post_id", "author_id"])
     else:
         df = pl.DataFrame({"post_id": t.post_id, "author_id": t.author_id})
     df = df.unique("post_id").sort("post_id")
@@ -230,7 +230,7 @@ def evaluate(
 def train_retrieval(
     logs_path: str | Path, out_dir: str | Path, config: RetrievalTrainConfig | None = None
 ) -> dict[str, Any]:
-    """Train from an engagement-log Parquet file or a world directory; writes the checkpoint
+    """Train from a log directory (phoenix.log_dir) or an engagement-log Parquet file; writes the checkpoint
     (config.json + model.safetensors) and metrics.json into `out_dir`; returns the metrics."""
     cfg = config or RetrievalTrainConfig()
     t_start = time.monotonic()
@@ -238,11 +238,10 @@ def train_retrieval(
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    eng_path, _ = resolve_logs(logs_path)
-    world_posts = Path(logs_path) / "posts.parquet" if Path(logs_path).is_dir() else None
+    logs = resolve_logs(logs_path)
     hc = cfg.model.hash_config
     sids = resolve_sids(logs_path, cfg.sids_path)
-    imp = impressions_from_log(read_log(eng_path))
+    imp = impressions_from_log(read_log(logs.engagements))
     t = ImpressionTable.build(imp, hc, cfg.eval_fraction, sids, cfg.model.trunk)
     hist_len = cfg.model.trunk.history_len
     # one request per impression: history = that user's impressions strictly before it
@@ -251,7 +250,7 @@ def train_retrieval(
     train_req = req.subset(pos[req.cand_start] & ~req.is_eval)
     if len(train_req) == 0:
         raise ValueError(f"{logs_path}: no positive engagements in the training period")
-    corpus = _corpus(t, world_posts, pos & ~t.is_eval)
+    corpus = _corpus(t, logs.posts, pos & ~t.is_eval)
     n_corpus = len(corpus.post_ids)
     # log-Q: in-batch candidates are drawn in proportion to their positive count
     q_post = (corpus.pos_count + 1.0) / (corpus.pos_count.sum() + n_corpus)

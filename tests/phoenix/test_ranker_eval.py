@@ -1,4 +1,4 @@
-"""Per-segment evaluation (reference checklist 33) on explicit arrays."""
+"""Per-segment evaluation (metrics per history / post-novelty / surface mask) on explicit arrays."""
 
 from __future__ import annotations
 

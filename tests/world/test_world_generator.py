@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from foryou.core.snowflake import timestamps_ms
+from phoenix.log_dir import ENGAGEMENTS_FILE, ORACLE_FILE, POSTS_FILE, resolve_logs
 from world import World, WorldConfig, generate_world
 from world import engagement_model as em
 from world.config import HOUR_MS
@@ -67,6 +68,14 @@ def test_save_load_roundtrip(tiny: World, tmp_path: Path) -> None:
     back = World.load(d)
     assert back.equals(tiny)
     assert back.topics == tiny.topics
+
+
+def test_saved_world_is_a_phoenix_log_directory(tiny: World, tmp_path: Path) -> None:
+    d = tiny.save(tmp_path / "w")
+    logs = resolve_logs(d)
+    assert logs.engagements == d / ENGAGEMENTS_FILE
+    assert logs.oracle == d / ORACLE_FILE and logs.posts == d / POSTS_FILE
+    assert pl.read_parquet(logs.engagements).equals(tiny.engagements)
 
 
 def test_sizes_follow_config(tiny: World) -> None:
