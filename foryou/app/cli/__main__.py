@@ -1,0 +1,5 @@
+"""`python -m foryou.app.cli …`, the same as the `foryou` console script (used by tests)."""
+
+from foryou.app.cli import app
+
+app()

@@ -1,0 +1,55 @@
+"""`foryou infra …`: start, stop and check the embedded Kafka broker and Redis."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from foryou.app.cli.common import AsJson, console, ctx_settings, group
+
+app = group("Embedded Kafka broker + Redis on free local ports.")
+
+
+@app.command("up")
+def infra_up(ctx: typer.Context) -> None:
+    """Start the embedded broker and Redis (unless external ones are configured) and create topics."""
+    from foryou.app import infra
+    from foryou.core import local_infra
+
+    settings = ctx_settings(ctx)
+    with console.status("starting Kafka broker and Redis…"):
+        state = infra.up(settings)
+    console.print(f"kafka bootstrap: [bold]{state.kafka_bootstrap}[/bold]")
+    console.print(f"redis url:       [bold]{state.redis_url}[/bold]")
+    console.print(f"state file:      {local_infra.state_path(settings.data_dir)}")
+
+
+@app.command("down")
+def infra_down(ctx: typer.Context) -> None:
+    """Stop exactly the processes `infra up` started."""
+    from foryou.app import infra
+
+    stopped = infra.down(ctx_settings(ctx))
+    console.print("stopped embedded broker and Redis" if stopped else "nothing recorded as running")
+
+
+@app.command("status")
+def infra_status(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Report Kafka and Redis health; exit code 1 when unhealthy."""
+    from foryou.app import infra
+
+    st = infra.status(ctx_settings(ctx))
+    if as_json:
+        print(json.dumps(st))  # plain print: machine-readable, never wrapped
+    else:
+        table = Table("component", "address", "status")
+        table.add_row("kafka", st["kafka_bootstrap"] or "-", st["kafka"])
+        table.add_row("redis", st["redis_url"] or "-", st["redis"])
+        console.print(table)
+        if st["topics"]:
+            # hide Kafka's internal topics (__consumer_offsets …)
+            console.print("topics: " + ", ".join(t for t in st["topics"] if not t.startswith("__")))
+        console.print("[green]healthy[/green]" if st["healthy"] else "[red]unhealthy[/red]")
+    raise typer.Exit(0 if st["healthy"] else 1)
