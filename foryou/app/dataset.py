@@ -1,0 +1,219 @@
+"""The training dataset: served impressions (the `served` replay) joined with the engagements that
+follow them (the `engagements` replay) into the engagement-log schema the trainers read
+(`phoenix/ranker/data.py` LOG_COLUMNS).
+
+Rules (docs/OPERATIONS.md, "Replay and the training dataset"):
+
+- every served impression is one IMPRESSION row (action 1000, the served time, surface home
+  timeline, dwell 0): an impression without an attributed action is a negative;
+- an engagement (any action but IMPRESSION) by viewer u on post p at time t is attributed to the
+  latest impression of p to u at s with s <= t <= s + window (both ends inclusive); engagements
+  before every impression, after the window, or on posts never served to that viewer are dropped;
+- duplicates: servings of one post to one viewer at the same millisecond are one impression; one
+  action attributed twice to the same impression keeps its earliest event (then the longest dwell);
+- an impression whose window reaches past the end of the engagement log (`engagements_until_ms`)
+  is dropped with its actions: its negatives are not known yet.
+
+Memory stays bounded by hashing viewers into buckets of about `rows_per_bucket` input rows: one
+streaming pass (`scan_parquet` -> `sink_parquet` partitioned by bucket) splits both logs, each
+bucket is joined in memory and written, and the joined buckets are streamed into the output."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from foryou.app.replay import read_manifest, replay_files
+from protos import events_pb2 as ev
+
+LOG_COLUMNS = ("user_id", "post_id", "author_id", "action", "timestamp_ms", "product_surface", "dwell_ms")
+LOG_SCHEMA = pl.Schema(
+    {
+        "user_id": pl.Int64,
+        "post_id": pl.Int64,
+        "author_id": pl.Int64,
+        "action": pl.Int32,
+        "timestamp_ms": pl.Int64,
+        "product_surface": pl.Int32,
+        "dwell_ms": pl.Int64,
+    }
+)
+SERVED_COLUMNS = {"viewer_id": pl.Int64, "post_id": pl.Int64, "author_id": pl.Int64, "served_at_ms": pl.Int64}
+IMPRESSION = ev.ActionName.IMPRESSION
+HOME_TIMELINE = ev.ProductSurface.PRODUCT_SURFACE_HOME_TIMELINE  # where the For You feed is served
+# 30 minutes: a home-timeline session (reading, opening the conversation, replying, coming back
+# from a video) ends well within it; a longer window would credit an old impression with an
+# engagement made after seeing the post elsewhere (profile, search), and delays the day's data
+# (the last impressions' labels are known only `window` after them).
+DEFAULT_ATTRIBUTION_WINDOW_MS = 30 * 60 * 1000
+# ~250 MB above the imports per bucket (sorts and the join copy each column a few times)
+DEFAULT_ROWS_PER_BUCKET = 1_000_000
+_BUCKET_SEED = 0x5EED
+SPLIT_IN_ONE_PASS = True  # False: filtered scans per bucket (tests cover both)
+
+
+@dataclass
+class DatasetSummary:
+    out: Path
+    rows: int = 0
+    impressions: int = 0  # IMPRESSION rows written
+    positives: int = 0  # action rows written (attributed engagements)
+    served: int = 0  # served records read
+    duplicate_impressions: int = 0
+    censored_impressions: int = 0  # windows past the end of the engagement log (dropped)
+    engagements: int = 0  # engagement records read, IMPRESSION actions excluded
+    unattributed: int = 0  # before any impression, after the window or never served
+    duplicate_actions: int = 0
+    censored_actions: int = 0  # attributed to a censored impression (dropped with it)
+    buckets: int = 0
+    seconds: float = 0.0
+    engagements_until_ms: int | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def _scan(files: list[Path], schema: dict[str, pl.DataType | type[pl.DataType]]) -> pl.LazyFrame:
+    if not files:
+        return pl.LazyFrame(schema=schema)
+    return pl.scan_parquet(files).select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+def _bucket_of(user_col: str, buckets: int) -> pl.Expr:
+    return pl.col(user_col).hash(_BUCKET_SEED) % buckets
+
+
+def _split(lf: pl.LazyFrame, user_col: str, buckets: int, work: Path) -> Callable[[int], pl.LazyFrame]:
+    """bucket index -> its rows. One streaming pass writes every bucket's rows to its own files;
+    without polars' (unstable) PartitionBy sink, each bucket is a filtered scan of all the input."""
+    if buckets == 1:
+        return lambda k: lf
+    schema = lf.collect_schema()
+    if not SPLIT_IN_ONE_PASS or not hasattr(pl, "PartitionBy"):
+        return lambda k: lf.filter(_bucket_of(user_col, buckets) == k)
+    lf.with_columns(_bucket_of(user_col, buckets).alias("_bucket")).sink_parquet(
+        pl.PartitionBy(work, key="_bucket", include_key=False), mkdir=True
+    )
+
+    def bucket(k: int) -> pl.LazyFrame:
+        files = sorted((work / f"_bucket={k}").glob("*.parquet"))  # none: the bucket is empty
+        return pl.scan_parquet(files).cast(dict(schema)) if files else pl.LazyFrame(schema=schema)
+
+    return bucket
+
+
+def _join_bucket(
+    served: pl.DataFrame, eng: pl.DataFrame, window_ms: int, until_ms: int | None, s: DatasetSummary
+) -> pl.DataFrame:
+    """One bucket of viewers: impression rows + attributed action rows, in LOG_SCHEMA."""
+    imps = (
+        served.rename({"viewer_id": "user_id", "served_at_ms": "timestamp_ms"})
+        .sort("user_id", "post_id", "timestamp_ms", "author_id")
+        .unique(subset=["user_id", "post_id", "timestamp_ms"], keep="first", maintain_order=True)
+    )
+    s.served += served.height
+    s.duplicate_impressions += served.height - imps.height
+    acts = eng.filter(pl.col("action") != IMPRESSION).sort("timestamp_ms")
+    s.engagements += acts.height
+    # latest impression at or before each engagement, at most `window_ms` before it
+    att = acts.join_asof(
+        imps.select("user_id", "post_id", pl.col("timestamp_ms").alias("imp_ms")).sort("imp_ms"),
+        left_on="timestamp_ms",
+        right_on="imp_ms",
+        by=["user_id", "post_id"],
+        strategy="backward",
+        tolerance=window_ms,
+        check_sortedness=False,  # sorted by time overall, hence within every (user, post)
+    ).filter(pl.col("imp_ms").is_not_null())
+    s.unattributed += acts.height - att.height
+    if until_ms is not None:  # censor after attribution, so nothing moves to an older impression
+        open_imp = pl.col("timestamp_ms") + window_ms >= until_ms
+        s.censored_impressions += imps.filter(open_imp).height
+        imps = imps.filter(~open_imp)
+        n = att.height
+        att = att.filter(pl.col("imp_ms") + window_ms < until_ms)
+        s.censored_actions += n - att.height
+    n = att.height
+    att = att.sort(
+        ["user_id", "post_id", "imp_ms", "action", "timestamp_ms", "dwell_ms", "product_surface"],
+        descending=[False, False, False, False, False, True, False],
+    ).unique(subset=["user_id", "post_id", "imp_ms", "action"], keep="first", maintain_order=True)
+    s.duplicate_actions += n - att.height
+    imp_rows = imps.select(
+        "user_id",
+        "post_id",
+        "author_id",
+        pl.lit(IMPRESSION, pl.Int32).alias("action"),
+        "timestamp_ms",
+        pl.lit(HOME_TIMELINE, pl.Int32).alias("product_surface"),
+        pl.lit(0, pl.Int64).alias("dwell_ms"),
+    )
+    s.impressions += imp_rows.height
+    s.positives += att.height
+    out = pl.concat([imp_rows, att.select(LOG_COLUMNS).cast(dict(LOG_SCHEMA))])
+    # per viewer in time order, an impression before the actions of the same millisecond
+    return out.sort(
+        pl.col("user_id"), pl.col("timestamp_ms"), pl.col("action") != IMPRESSION, pl.col("post_id"), "action"
+    )
+
+
+def _log_until(engagements_dir: Path) -> int | None:
+    m = read_manifest(engagements_dir) if engagements_dir.is_dir() else None
+    return None if m is None else m.until_ms
+
+
+def build_dataset(
+    served_dir: str | Path,
+    engagements_dir: str | Path,
+    out_path: str | Path,
+    attribution_window_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS,
+    *,
+    engagements_until_ms: int | None = None,
+    rows_per_bucket: int = DEFAULT_ROWS_PER_BUCKET,
+) -> DatasetSummary:
+    """Join the `served` replay (a replay directory, a directory of Parquet files, or one file) with
+    the `engagements` replay into one Parquet file at `out_path` (LOG_COLUMNS, one row per action
+    and one IMPRESSION row per impression, sorted by viewer then time within each bucket).
+
+    `engagements_until_ms`: the engagement log is complete before it; None takes the engagement
+    replay's `until` from its manifest (none there: nothing is censored)."""
+    t0 = time.monotonic()
+    if attribution_window_ms < 0:
+        raise ValueError("attribution_window_ms must be >= 0")
+    out = Path(out_path)
+    eng_path = Path(engagements_dir)
+    until = engagements_until_ms if engagements_until_ms is not None else _log_until(eng_path)
+    served_files, eng_files = replay_files(served_dir), replay_files(eng_path)
+    s = DatasetSummary(out=out, engagements_until_ms=until, files=[*served_files, *eng_files])
+    served_lf = _scan(served_files, SERVED_COLUMNS)
+    eng_lf = _scan(eng_files, dict(LOG_SCHEMA))
+    n_in = sum(lf.select(pl.len()).collect().item() for lf in (served_lf, eng_lf))  # Parquet metadata
+    s.buckets = max(1, math.ceil(n_in / max(1, rows_per_bucket)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.with_name(f".{out.name}.buckets")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        served_of = _split(served_lf, "viewer_id", s.buckets, work / "served")
+        eng_of = _split(eng_lf, "user_id", s.buckets, work / "engagements")
+        bucket_files = []
+        for k in range(s.buckets):
+            served = served_of(k).collect(engine="streaming")
+            eng = eng_of(k).collect(engine="streaming")
+            part = _join_bucket(served, eng, attribution_window_ms, until, s)
+            del served, eng
+            s.rows += part.height
+            bucket_files.append(work / f"joined-{k:05d}.parquet")
+            part.write_parquet(bucket_files[-1], compression="zstd")
+            del part
+        tmp = out.with_name(out.name + ".tmp")
+        pl.scan_parquet(bucket_files).sink_parquet(tmp, compression="zstd", maintain_order=True)
+        tmp.replace(out)  # readers never see a half-written dataset
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    s.seconds = time.monotonic() - t0
+    return s
