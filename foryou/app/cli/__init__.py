@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
+from foryou.app.cli import dataset, index, infra, model, serve, toplevel, train, world
 from foryou.app.cli import eval as eval_cli
-from foryou.app.cli import index, infra, serve, toplevel, train, world
 from foryou.app.cli.common import CONTEXT_SETTINGS
 from foryou.core.settings import Settings
 
@@ -50,6 +50,8 @@ for _name, _group in (
     ("train", train.app),
     ("eval", eval_cli.app),
     ("index", index.app),
+    ("dataset", dataset.app),
+    ("model", model.app),
 ):
     app.add_typer(_group, name=_name)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,8 +17,13 @@ from foryou.app.cli.addresses import (
     RetrievalAddress,
     ThunderAddress,
 )
-from foryou.app.cli.common import MetricsPort, ServeSids, console, ctx_settings, group
+from foryou.app.cli.common import MetricsPort, ServeSids, console, ctx_settings, fail, group
 from foryou.core.events import RETENTION_S
+
+if TYPE_CHECKING:  # heavy (torch, grpc, Kafka): imported inside the commands
+    from foryou.app.stack import PhoenixServices
+    from foryou.core.settings import Settings
+    from phoenix.registry import Registry
 
 app = group("Run services (gRPC + /metrics) until Ctrl-C.")
 
@@ -53,29 +59,144 @@ def serve_home_mixer_cmd(
 @app.command("phoenix")
 def serve_phoenix(
     ctx: typer.Context,
-    ranker_model: RankerModel,
+    ranker_model: Annotated[str, typer.Option(help="Ranker checkpoint directory (or --registry)")] = "",
     ranker_address: RankerAddress = RANKER.default,
     retrieval_model: RetrievalModel = "",
     retrieval_address: RetrievalAddress = RETRIEVAL.default,
     sids: ServeSids = "",
     metrics_port: MetricsPort = 0,
+    registry: Annotated[
+        str,
+        typer.Option(
+            help="Models root: serve its promoted ranker and follow promotions (instead of --ranker-model)"
+        ),
+    ] = "",
+    registry_poll_s: Annotated[
+        float, typer.Option(help="How often the promoted pointer is checked (seconds)")
+    ] = 2.0,
 ) -> None:
     """Phoenix: RankingService (and RetrievalService with its live FAISS index)."""
     import asyncio
 
-    from foryou.app.stack import PhoenixServices
     from foryou.core.serve import prepare, run_until_signal
 
+    if bool(ranker_model) == bool(registry):
+        fail(ValueError("give exactly one of --ranker-model DIR and --registry DIR"))
+    # checked before anything starts: no promoted ranker is an operator error, not a crash
+    promoted = _promoted_ranker(registry) if registry else None
     # the ranking service is stateless: Kafka and Redis only feed the retrieval index
     settings = prepare(
         ctx_settings(ctx).replace(metrics_port=metrics_port), needs_infra=bool(retrieval_model)
     )
-    svc = PhoenixServices(settings, ranker_model, ranker_address, retrieval_model, retrieval_address, sids)
+    svc: _RegistryPhoenix | PhoenixServices
+    if promoted is not None:
+        reg, version, path = promoted
+        svc = _RegistryPhoenix(
+            settings,
+            reg,
+            version,
+            path,
+            registry_poll_s,
+            ranker_address,
+            retrieval_model,
+            retrieval_address,
+            sids,
+        )
+    else:
+        from foryou.app.stack import PhoenixServices
+
+        svc = PhoenixServices(
+            settings, ranker_model, ranker_address, retrieval_model, retrieval_address, sids
+        )
 
     async def started() -> None:
         console.print("phoenix: " + "  ".join(f"{k}={v}" for k, v in svc.addresses.items()))
 
     asyncio.run(run_until_signal([svc], started))
+
+
+class _RegistryPhoenix:
+    """`serve phoenix --registry`: the ranking server on the promoted ranker, kept on the promoted
+    version by a RegistryFollower (each new version goes through the handler's `reload`), and
+    retrieval as `PhoenixServices` starts it. Built here rather than from PhoenixServices because
+    the follower needs the ranking handler, which PhoenixServices keeps to itself."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        version: str,
+        path: Path,
+        poll_s: float,
+        ranker_address: str,
+        retrieval_dir: str,
+        retrieval_address: str,
+        sids_path: str,
+    ) -> None:
+        self.settings, self.registry, self.version, self.path = settings, registry, version, path
+        self.poll_s, self.ranker_address, self.sids_path = poll_s, ranker_address, sids_path
+        self.retrieval_dir, self.retrieval_address = retrieval_dir, retrieval_address
+        self.addresses: dict[str, str] = {}
+        self.follower: Any = None
+        self._server: Any = None
+        self.retrieval: Any = None
+
+    async def start(self) -> None:
+        import asyncio
+
+        from phoenix.ranker.handler import RankingHandler
+        from phoenix.ranker.servicer import serve_ranking
+        from phoenix.registry import follow_promoted
+
+        sids = None
+        if self.sids_path:  # one lookup shared by the ranker and retrieval, as in PhoenixServices
+            from phoenix.ranker.sids import SidLookup
+
+            sids = await asyncio.to_thread(SidLookup.from_parquet, self.sids_path)
+        # from_dir on <models>/ranker/<version>: reloads are allowed from <models>/ranker, where
+        # every later version lives
+        handler = await asyncio.to_thread(RankingHandler.from_dir, self.path, None, sids)
+        self._server, port = serve_ranking(
+            handler, self.ranker_address, admin_token=self.settings.admin_token
+        )
+        self.addresses["ranker"] = f"{self.ranker_address.rsplit(':', 1)[0]}:{port}"
+        self.addresses["ranker_version"] = self.version
+        # the first check runs now: a promotion made while the model loaded is picked up at once
+        self.follower = await asyncio.to_thread(
+            follow_promoted, self.registry, "ranker", handler, self.poll_s, self.version
+        )
+        if self.retrieval_dir and Path(self.retrieval_dir).exists():
+            from phoenix.retrieval.service import RetrievalService
+
+            self.retrieval = RetrievalService(
+                self.settings, self.retrieval_dir, grpc_address=self.retrieval_address, sids=sids
+            )
+            await self.retrieval.start()
+            self.addresses["retrieval"] = self.retrieval.address
+
+    async def stop(self) -> None:
+        import asyncio
+
+        if self.follower is not None:
+            await asyncio.to_thread(self.follower.stop)
+        if self.retrieval is not None:
+            await self.retrieval.stop()
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop(2).wait)
+
+
+def _promoted_ranker(root: str) -> tuple[Registry, str, Path]:
+    """(registry, promoted ranker version, its folder), or a one-line error (exit 2)."""
+    from phoenix.registry import Registry, RegistryError
+
+    reg = Registry(root)
+    try:
+        version = reg.promoted("ranker")
+        if version is None:
+            raise RegistryError(f"no promoted ranker in {root} (`foryou model promote ranker-NNNN` first)")
+        return reg, version, reg.path(version)
+    except RegistryError as e:
+        fail(e)
 
 
 @app.command("all")

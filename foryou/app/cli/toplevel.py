@@ -1,4 +1,5 @@
-"""The commands at the root of `foryou` (no group): demo, up, replay and feed.
+"""The commands at the root of `foryou` (no group): replay, demo, up, feed and retrain (replay and
+retrain live in their own modules).
 
 Registered on the root app by `foryou.app.cli`, in the order of its `TOP_LEVEL` list."""
 
@@ -12,34 +13,11 @@ from rich.table import Table
 
 from foryou.app.cli.addresses import HOME_MIXER, HomeMixerAddress
 from foryou.app.cli.common import console, ctx_settings
+from foryou.app.cli.replay import replay
+from foryou.app.cli.retrain import retrain
 
 WorldPreset = Annotated[str, typer.Option(help="World size: demo | tiny")]
 Retrieval = Annotated[bool, typer.Option(help="Out-of-network retrieval (two-tower + FAISS)")]
-
-
-def replay(
-    ctx: typer.Context,
-    topic: Annotated[str, typer.Argument(help="engagements | served | posts | user-events")],
-    out: Annotated[str, typer.Option(help="Output Parquet file")],
-    since: Annotated[int, typer.Option(help="Keep messages with timestamp >= since (ms)")] = 0,
-    until: Annotated[int | None, typer.Option(help="Keep messages with timestamp < until (ms)")] = None,
-) -> None:
-    """Replay a Kafka topic into Parquet (e.g. the engagement log that trains the models)."""
-    from pathlib import Path
-
-    from foryou.app.replay import replay_topic
-
-    settings = ctx_settings(ctx).resolved()
-    with console.status(f"replaying {topic}…") as status:
-        res = replay_topic(
-            settings,
-            topic,
-            Path(out),
-            since,
-            until,
-            progress=lambda n: status.update(f"replaying {topic}: {n:,} rows"),
-        )
-    console.print(f"wrote {res.rows:,} rows to {res.out} ({res.malformed} malformed skipped)")
 
 
 def demo(
@@ -140,4 +118,5 @@ TOP_LEVEL: list[tuple[str, Callable[..., None]]] = [
     ("demo", demo),
     ("up", up),
     ("feed", feed),
+    ("retrain", retrain),
 ]
