@@ -1,12 +1,15 @@
-"""Transport-free ranking handler: validation, bounded in-flight requests with a short admission
-queue, deadlines, a score cache (score_cache.py), hot model reload and Prometheus metrics. The gRPC
-servicer (servicer.py) only converts protos."""
+"""Transport-free ranking handler: validation and size limits, deadline-aware admission (bounded
+in-flight requests, a short queue, shedding of requests that cannot finish in time:
+phoenix/admission.py), deadlines, a score cache (score_cache.py), hot model reload from a models
+root and Prometheus metrics. The gRPC servicer (servicer.py) only converts protos."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import numpy as np
 import torch
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from phoenix.admission import Backlog, LinearCost, OverloadedError, ShedError, Ticket
 from phoenix.compute import run_compute
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
@@ -21,6 +25,17 @@ from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.score_cache import ScoreCache
 from phoenix.ranker.sids import SidLookup
+from phoenix.request_limits import load_checkpoint, models_root, resolve_reload_path
+
+__all__ = [  # OverloadedError / ShedError live in phoenix.admission (shared with retrieval)
+    "Candidates",
+    "DeadlineExceededError",
+    "History",
+    "OverloadedError",
+    "RankingHandler",
+    "RankingHandlerConfig",
+    "ShedError",
+]
 
 PREDICT_SECONDS = Histogram(
     "phoenix_ranker_predict_seconds",
@@ -43,10 +58,6 @@ RELOADS = Counter("phoenix_ranker_reloads_total", "Model reload attempts", ["out
 MODEL = Info("phoenix_ranker_model", "The ranker checkpoint being served")
 
 
-class OverloadedError(RuntimeError):
-    """Too many requests in flight (gRPC RESOURCE_EXHAUSTED)."""
-
-
 class DeadlineExceededError(RuntimeError):
     """The request's deadline passed before scoring finished (gRPC DEADLINE_EXCEEDED)."""
 
@@ -55,8 +66,30 @@ class DeadlineExceededError(RuntimeError):
 class RankingHandlerConfig:
     max_in_flight: int = 8
     # a request waits this long for an in-flight slot (bounded by its deadline) before
-    # RESOURCE_EXHAUSTED; the reference's enqueue timeout is 1 s
+    # RESOURCE_EXHAUSTED; the reference's enqueue timeout is 1 s. Without a deadline, a request
+    # that would find more than this much work ahead of it is refused at once
     queue_timeout_s: float = 1.0
+    # requests waiting for an in-flight slot; more are refused at once (bounds threads and memory)
+    max_queue: int = 8
+    # client-controlled sizes, refused INVALID_ARGUMENT before any work: home_mixer sends up to
+    # ~2,200 candidates and the 128-item stored history (the model reads its last history_len)
+    max_candidates: int = 4_000
+    max_history: int = 512
+    # admission (phoenix/admission.py): a request is accepted only if (work ahead x measured
+    # correction + its own estimated cost) x (1 + cost_slack) + deadline_margin_s fits in its
+    # remaining deadline. A generous slack costs no throughput (the compute thread stays busy as
+    # long as one request waits); it keeps the queue shallow enough that noise does not push
+    # accepted requests past their deadlines
+    cost_slack: float = 0.5
+    deadline_margin_s: float = 0.005
+    cost_alpha: float = 0.2  # EWMA weight of each measured request in the per-candidate costs
+    # first estimates, until requests are measured: model compute per scored candidate (2,000
+    # candidates ≈ 30 ms on the default model, 2 cores) and the rest (cache, protos) per candidate
+    initial_compute_per_candidate_s: float = 20e-6
+    initial_other_per_candidate_s: float = 10e-6
+    # ReloadModel paths must lie inside this directory; "" = the directory holding the checkpoint
+    # the handler was started from (from_dir), none at all for a handler built from a model object
+    models_root: str = ""
     candidate_batch: int = 1024  # candidates scored per forward against the cached history K/V
     cache_ttl_s: float = 10_800.0  # reference Phoenix request-cache TTL
     cache_max_entries: int = 200_000
@@ -125,15 +158,28 @@ class RankingHandler:
         self._loaded = _Loaded(self._prepare(model), model_version)
         MODEL.info({"model_version": model_version})
         self._slots = threading.BoundedSemaphore(self.config.max_in_flight)
+        self._queued = 0  # requests waiting for a slot
+        self._queue_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self.cache = ScoreCache(self.config.cache_ttl_s, self.config.cache_max_entries)
+        c = self.config
+        # all model work runs on one compute thread (phoenix/compute.py): parallelism 1
+        self.backlog = Backlog("ranker", 1, c.cost_slack, c.deadline_margin_s, c.cost_alpha)
+        # fixed_units 128: the per-request history encoding costs about as much as 128 candidates
+        self.compute_cost = LinearCost(
+            c.initial_compute_per_candidate_s, 128, c.cost_alpha, "ranker", "compute"
+        )
+        self.other_cost = LinearCost(c.initial_other_per_candidate_s, 16, c.cost_alpha, "ranker", "other")
+        self.models_root = models_root(c.models_root, None)
 
     @classmethod
     def from_dir(
         cls, model_dir: str | Path, config: RankingHandlerConfig | None = None, sids: SidLookup | None = None
     ) -> RankingHandler:
         model, meta = load_model(model_dir)
-        return cls(model, meta["model_version"], config, sids)
+        h = cls(model, meta["model_version"], config, sids)
+        h.models_root = models_root(h.config.models_root, model_dir)
+        return h
 
     def _prepare(self, model: RankerModel) -> RankerModel:
         model.eval()
@@ -144,10 +190,13 @@ class RankingHandler:
         return self._loaded.version
 
     def reload(self, model_dir: str | Path) -> str:
-        """Load a checkpoint and swap it in; in-flight requests finish on the model they started with."""
+        """Load a checkpoint and swap it in; in-flight requests finish on the model they started with.
+        Raises PermissionError (outside the models root), FileNotFoundError (no checkpoint there) or
+        CheckpointLoadError (one line; unloadable); the current model keeps serving."""
         with self._reload_lock:
             try:
-                model, meta = load_model(model_dir)
+                path = resolve_reload_path(model_dir, self.models_root)
+                model, meta = load_checkpoint(load_model, path, "ranker")
             except Exception:
                 RELOADS.labels("failed").inc()
                 raise
@@ -156,66 +205,155 @@ class RankingHandler:
             MODEL.info({"model_version": meta["model_version"]})
             return meta["model_version"]
 
-    @staticmethod
-    def _validate(history: History, cand: Candidates) -> None:
-        n = len(history.post_ids)
-        if any(
-            len(a) != n
-            for a in (history.author_ids, history.action_masks, history.surfaces, history.dwell_ms)
-        ):
-            raise ValueError("history arrays must have equal lengths")
-        c = len(cand.post_ids)
-        if len(cand.author_ids) != c or len(cand.surfaces) != c:
-            raise ValueError("candidate arrays must have equal lengths")
-        if c and (np.asarray(cand.post_ids) == 0).any():
-            raise ValueError("candidate post_id 0 is reserved for padding")
+    def check_sizes(self, n_history: int, n_candidates: int) -> None:
+        """Refuse (ValueError -> INVALID_ARGUMENT) a request over the configured sizes; called on
+        the counts alone, before anything is converted or allocated."""
+        c = self.config
+        if n_candidates > c.max_candidates:
+            REJECTED.labels("too_large").inc()
+            raise ValueError(
+                f"{n_candidates:,} candidates; at most {c.max_candidates:,} per request (split the request)"
+            )
+        if n_history > c.max_history:
+            REJECTED.labels("too_large").inc()
+            raise ValueError(
+                f"action_sequence has {n_history:,} items; at most {c.max_history:,} "
+                "(the model reads the most recent history items only)"
+            )
+
+    def validate(self, history: History, cand: Candidates) -> None:
+        """ValueError (-> INVALID_ARGUMENT) for a request the model cannot score."""
+        self.check_sizes(len(history.post_ids), len(cand.post_ids))
+        try:
+            n = len(history.post_ids)
+            if any(
+                len(a) != n
+                for a in (history.author_ids, history.action_masks, history.surfaces, history.dwell_ms)
+            ):
+                raise ValueError("history arrays must have equal lengths")
+            c = len(cand.post_ids)
+            if len(cand.author_ids) != c or len(cand.surfaces) != c:
+                raise ValueError("candidate arrays must have equal lengths")
+            if c and (np.asarray(cand.post_ids) == 0).any():
+                raise ValueError("candidate post_id 0 is reserved for padding")
+        except ValueError:
+            REJECTED.labels("invalid").inc()
+            raise
 
     def predict(
         self, user_id: int, history: History, candidates: Candidates, deadline: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(probs [C, 64] float32 indexed by ActionName, continuous [C, 8] float32; [:, 1] = dwell s).
-        `deadline` is a time.monotonic() value."""
-        try:
-            self._validate(history, candidates)
-        except ValueError:
-            REJECTED.labels("invalid").inc()
-            raise
-        self._admit(deadline)
+        `deadline` is a time.monotonic() value. Raises ValueError (bad or oversized input),
+        ShedError (cannot finish before the deadline), OverloadedError (no slot in time),
+        DeadlineExceededError."""
+        self.validate(history, candidates)
+        with self.admitted(len(candidates.post_ids), deadline) as ticket:
+            return self.predict_admitted(user_id, history, candidates, deadline, ticket)
+
+    @contextmanager
+    def admitted(self, n_candidates: int, deadline: float | None) -> Iterator[Ticket]:
+        """Admission for one request of `n_candidates`: shed at once when its estimated cost plus
+        the work ahead does not fit before its deadline, else take an in-flight slot (waiting at
+        most queue_timeout_s, never past the point where it could still finish). Work inside the
+        block (scoring, and the servicer's response building) is measured to keep the per-candidate
+        cost estimates current."""
+        ticket = self._admit(n_candidates, deadline)
         IN_FLIGHT.inc()
+        CANDIDATES.observe(n_candidates)
         t0 = time.perf_counter()
+        ok = False
         try:
-            CANDIDATES.observe(len(candidates.post_ids))
-            return self._predict(user_id, history, candidates, deadline)
+            yield ticket
+            ok = True
         except DeadlineExceededError:
             REJECTED.labels("deadline").inc()
             raise
         finally:
-            PREDICT_SECONDS.observe(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            PREDICT_SECONDS.observe(elapsed)
             IN_FLIGHT.dec()
+            self.backlog.finish(ticket, completed=ok)
             self._slots.release()
+            self._learn(ticket, n_candidates, elapsed, ok)
 
-    def _admit(self, deadline: float | None) -> None:
-        """Take an in-flight slot, waiting up to queue_timeout_s (never past the deadline)."""
-        t0 = time.monotonic()
-        wait = self.config.queue_timeout_s
-        if deadline is not None:
-            wait = min(wait, deadline - t0)
-        ok = self._slots.acquire(timeout=max(wait, 0.0))
-        QUEUE_SECONDS.observe(time.monotonic() - t0)
+    def _learn(self, ticket: Ticket, n: int, elapsed: float, ok: bool) -> None:
+        run = ticket.serial_run_s
+        if run is not None and ticket.work_units:
+            # a request cut short (deadline) ran at least this long: a lower bound only
+            learn = self.compute_cost.observe if ok else self.compute_cost.observe_at_least
+            learn(run, ticket.work_units)
         if ok:
-            return
-        if deadline is not None and time.monotonic() >= deadline:
+            # everything but the model work and the wait for the compute thread
+            other = elapsed - ticket.serial_wait_s - (run or 0.0)
+            self.other_cost.observe(max(other, 0.0), n)
+
+    def _admit(self, n: int, deadline: float | None) -> Ticket:
+        t0 = time.monotonic()
+        if deadline is not None and t0 >= deadline:
             REJECTED.labels("deadline").inc()
-            raise DeadlineExceededError("deadline exceeded waiting for a ranking slot")
+            raise DeadlineExceededError("deadline exceeded before ranking started")
+        serial = self.compute_cost.estimate(n)  # as if nothing were cached: conservative
+        own = serial + self.other_cost.estimate(n)
+        try:
+            ticket = self.backlog.admit(own, serial, deadline, self.config.queue_timeout_s)
+        except ShedError:
+            REJECTED.labels("shed").inc()
+            raise
+        try:
+            self._take_slot(ticket, deadline)
+        except BaseException:
+            self.backlog.finish(ticket)
+            raise
+        finally:
+            QUEUE_SECONDS.observe(time.monotonic() - t0)
+        return ticket
+
+    def _take_slot(self, ticket: Ticket, deadline: float | None) -> None:
+        """An in-flight slot, waiting up to queue_timeout_s and only as long as the request could
+        still finish before its deadline afterwards."""
+        if self._slots.acquire(blocking=False):
+            return
+        with self._queue_lock:
+            if self._queued >= self.config.max_queue:
+                REJECTED.labels("overloaded").inc()
+                raise OverloadedError(
+                    f"{self.config.max_in_flight} ranking requests in flight and "
+                    f"{self._queued} queued; try another replica"
+                )
+            self._queued += 1
+        try:
+            wait = self.config.queue_timeout_s
+            if deadline is not None:
+                # the latest start that still leaves time for its own work
+                wait = min(wait, deadline - time.monotonic() - self.backlog.needed_s(0.0, ticket.own_s))
+            if self._slots.acquire(timeout=max(wait, 0.0)):
+                return
+        finally:
+            with self._queue_lock:
+                self._queued -= 1
+        if deadline is not None and wait < self.config.queue_timeout_s:
+            REJECTED.labels("shed").inc()
+            raise ShedError(
+                "no ranking slot freed in time to finish before the deadline "
+                f"({self.config.max_in_flight} in flight)"
+            )
         REJECTED.labels("overloaded").inc()
         raise OverloadedError(
             f"{self.config.max_in_flight} ranking requests in flight and no slot freed within "
             f"{self.config.queue_timeout_s:g} s"
         )
 
-    def _predict(
-        self, user_id: int, history: History, cand: Candidates, deadline: float | None
+    def predict_admitted(
+        self,
+        user_id: int,
+        history: History,
+        cand: Candidates,
+        deadline: float | None,
+        ticket: Ticket | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` for a validated request inside `admitted` (whose ticket records the compute
+        time for the cost estimates)."""
         loaded = self._loaded  # one model for the whole request, even if a reload happens meanwhile
         model, cfg = loaded.model, loaded.model.cfg
         c = len(cand.post_ids)
@@ -236,6 +374,9 @@ class RankingHandler:
         if len(todo) == 0:
             return probs, cont
         self._check_deadline(deadline)
+        if ticket is not None:
+            ticket.work_units = len(todo)
+            ticket.submit()
         hist = HistoryArrays.single(
             user_id,
             history.post_ids,
@@ -245,7 +386,7 @@ class RankingHandler:
             history.dwell_ms,
             cfg.history_len,
         )
-        run_compute(self._score, model, hist, cand, todo, probs, cont, deadline)
+        run_compute(self._score, model, hist, cand, todo, probs, cont, deadline, ticket)
         self.cache.put_many([keys[i] for i in todo], probs[todo], cont[todo])
         return probs, cont
 
@@ -258,9 +399,28 @@ class RankingHandler:
         probs: np.ndarray,
         cont: np.ndarray,
         deadline: float | None,
+        ticket: Ticket | None = None,
     ) -> None:
         """Fill probs/cont rows `todo`: encode the user/history once, then score the candidates in
         batches against it. Runs on the compute thread (phoenix/compute.py)."""
+        if ticket is not None:
+            ticket.start()
+        try:
+            self._score_rows(model, hist, cand, todo, probs, cont, deadline)
+        finally:
+            if ticket is not None:
+                ticket.finish()
+
+    def _score_rows(
+        self,
+        model: RankerModel,
+        hist: HistoryArrays,
+        cand: Candidates,
+        todo: np.ndarray,
+        probs: np.ndarray,
+        cont: np.ndarray,
+        deadline: float | None,
+    ) -> None:
         cfg = model.cfg
         with torch.inference_mode():
             self._check_deadline(deadline)  # the request may have waited for the compute thread

@@ -3,7 +3,11 @@ top-k inner-product search of the live post index, excluding the user's own post
 
 Index updates (the live `posts` consumer) and model reloads go through one update lock; a reload
 embeds every current post with the new candidate tower into a fresh index and swaps it in
-atomically, so searches never see a gap (they keep using the old index until the swap)."""
+atomically, so searches never see a gap (they keep using the old index until the swap).
+
+Client-controlled sizes (history, exclusions, top_k) are bounded and checked on the request's
+counts before anything is converted; admission (`admit` / `release`, phoenix/admission.py) sheds
+a request that cannot finish before its deadline given the retrievals already accepted."""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ import torch
 from prometheus_client import Counter, Histogram
 
 from foryou.core import user_state
+from phoenix.admission import Backlog, LinearCost, ShedError, Ticket
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
 from phoenix.ranker.sids import SidLookup
+from phoenix.request_limits import load_checkpoint, models_root, resolve_reload_path
 from phoenix.retrieval.index import IndexConfig, PostIndex, read_snapshot_meta
 from phoenix.retrieval.model import TwoTowerModel, load_two_tower
 from protos import phoenix_pb2
@@ -32,6 +38,7 @@ REDIS_ERRORS = Counter("phoenix_retrieval_history_read_errors", "History reads f
 DEADLINE_EXCEEDED = Counter(
     "phoenix_retrieval_deadline_exceeded", "Retrieve calls abandoned because the deadline passed"
 )
+REJECTED = Counter("phoenix_retrieval_rejected_total", "Retrieve calls refused", ["reason"])
 RETRIEVE_SECONDS = Histogram(
     "phoenix_retrieval_retrieve_seconds",
     "Retrieve latency (user tower + search)",
@@ -43,8 +50,32 @@ RETRIEVE_SECONDS = Histogram(
 class RetrievalHandlerConfig:
     default_top_k: int = 1_000
     max_top_k: int = 10_000
+    # client-controlled sizes, refused INVALID_ARGUMENT before any work: home_mixer sends the
+    # 128-item stored history (the user tower reads its last history_len) and up to 5,000 seen ids
+    max_history: int = 512
+    max_exclusions: int = 10_000
     embed_batch_size: int = 8_192
     index: IndexConfig = field(default_factory=IndexConfig)
+    # retrievals running at once (the gRPC servicer's worker threads); the rest wait their turn
+    max_in_flight: int = 4
+    # without a deadline, a request that would find more than this much work ahead is refused
+    queue_timeout_s: float = 1.0
+    # admission (phoenix/admission.py): accepted only if (work ahead x measured correction + own
+    # estimated cost) x (1 + cost_slack) + deadline_margin_s fits in the remaining deadline (see
+    # RankingHandlerConfig: the slack costs no throughput)
+    cost_slack: float = 0.5
+    deadline_margin_s: float = 0.005
+    cost_alpha: float = 0.2  # EWMA weight of each measured request
+    # first estimate until requests are measured: seconds for a default request (top_k 1,000)
+    initial_request_s: float = 0.01
+    # ReloadModel paths must lie inside this directory; "" = the directory holding the checkpoint
+    # the handler was started from (from_dir), none at all for a handler built from a model object
+    models_root: str = ""
+
+
+# a request's size for the cost estimate: top_k + exclusions (the search over-fetches by the
+# exclusions), plus this many units for the user tower and the fixed search work
+_FIXED_UNITS = 1_000
 
 
 class RetrievalHandler:
@@ -70,11 +101,23 @@ class RetrievalHandler:
             PostIndex(model.cfg.dim, self.config.index),
         )
         self._update_lock = threading.Lock()
+        c = self.config
+        self.backlog = Backlog("retrieval", c.max_in_flight, c.cost_slack, c.deadline_margin_s, c.cost_alpha)
+        self.cost = LinearCost(
+            c.initial_request_s / (c.default_top_k + _FIXED_UNITS),
+            _FIXED_UNITS,
+            c.cost_alpha,
+            "retrieval",
+            "request",
+        )
+        self.models_root = models_root(c.models_root, None)
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, **kw: Any) -> RetrievalHandler:
         model, meta = load_two_tower(model_dir)
-        return cls(model, str(meta["model_version"]), **kw)
+        h = cls(model, str(meta["model_version"]), **kw)
+        h.models_root = models_root(h.config.models_root, model_dir)
+        return h
 
     @property
     def model_version(self) -> str:
@@ -105,8 +148,11 @@ class RetrievalHandler:
             return self._state[2].evict(int(time.time() * 1000) if now_ms is None else now_ms)
 
     def reload(self, model_dir: str | Path) -> str:
-        """Load a new checkpoint, re-embed every indexed post, swap model and index together."""
-        model, meta = load_two_tower(model_dir)
+        """Load a new checkpoint, re-embed every indexed post, swap model and index together.
+        Raises PermissionError (outside the models root), FileNotFoundError (no checkpoint there) or
+        CheckpointLoadError (one line; unloadable); the current model keeps serving."""
+        path = resolve_reload_path(model_dir, self.models_root)
+        model, meta = load_checkpoint(load_two_tower, path, "retrieval")
         with self._update_lock:
             posts, authors = self._state[2].live_posts()
             fresh = PostIndex(model.cfg.dim, self.config.index, capacity_hint=len(posts))
@@ -214,6 +260,49 @@ class RetrievalHandler:
             b = build_batch(model.cfg.hash_config, h, empty, self.sids, model.cfg.trunk)
             return model.user_embed(b)[0].numpy()
 
+    def check_sizes(self, n_history: int, n_exclusions: int, top_k: int) -> None:
+        """ValueError (-> INVALID_ARGUMENT) for sizes over the limits, from the counts alone."""
+        c = self.config
+        for n, most, what in (
+            (top_k, c.max_top_k, "top_k"),
+            (n_history, c.max_history, "action_sequence items"),
+            (n_exclusions, c.max_exclusions, "exclude_post_ids"),
+        ):
+            if n > most:
+                REJECTED.labels("too_large").inc()
+                raise ValueError(f"{what}: {n:,} exceeds the maximum {most:,}")
+
+    def check_request(self, request: phoenix_pb2.RetrieveRequest) -> None:
+        n_hist = len(request.action_sequence.items) if request.HasField("action_sequence") else 0
+        self.check_sizes(n_hist, len(request.exclude_post_ids), request.top_k)
+
+    def request_units(self, request: phoenix_pb2.RetrieveRequest) -> int:
+        return (request.top_k or self.config.default_top_k) + len(request.exclude_post_ids)
+
+    def admit(self, units: int, deadline: float | None) -> Ticket:
+        """Accept a request of `units` (`request_units`) or raise ShedError (it cannot finish
+        before its deadline behind the retrievals already accepted) / TimeoutError (deadline
+        already passed). Every accepted ticket must be passed to `release`."""
+        if deadline is not None and time.monotonic() >= deadline:
+            DEADLINE_EXCEEDED.inc()
+            raise TimeoutError("deadline exceeded before retrieval started")
+        own = self.cost.estimate(units)
+        try:
+            ticket = self.backlog.admit(own, own, deadline, self.config.queue_timeout_s)
+        except ShedError:
+            REJECTED.labels("shed").inc()
+            raise
+        ticket.work_units = units
+        return ticket
+
+    def release(self, ticket: Ticket, ok: bool) -> None:
+        """The request is done (or abandoned): it leaves the backlog; its run time updates the
+        cost estimate (a failed run only as a lower bound)."""
+        self.backlog.finish(ticket, completed=ok)
+        run = ticket.serial_run_s
+        if run is not None:
+            (self.cost.observe if ok else self.cost.observe_at_least)(run, ticket.work_units)
+
     def retrieve(
         self,
         user_id: int,
@@ -226,16 +315,29 @@ class RetrievalHandler:
         None to read it from Redis. `deadline` (time.monotonic()) is checked before each stage:
         past it, TimeoutError is raised instead of doing work nobody waits for. Raises ValueError
         on bad input."""
+        return self._retrieve(user_id, history, top_k, exclude_post_ids, deadline)[0]
+
+    def _retrieve(
+        self,
+        user_id: int,
+        history: np.ndarray | None,
+        top_k: int | None,
+        exclude_post_ids: Any,
+        deadline: float | None,
+    ) -> tuple[list[tuple[int, int, float]], str]:
+        """`retrieve` and the model version that produced the answer (read with the index, so a
+        reload in between cannot mislabel it)."""
         if user_id <= 0:
             raise ValueError("user_id must be positive")
         k = top_k or self.config.default_top_k
         if k > self.config.max_top_k:
             raise ValueError(f"top_k {k} exceeds the maximum {self.config.max_top_k}")
+        self.check_sizes(0 if history is None else len(history), len(exclude_post_ids), k)
         if history is not None and len(history) and (history["post_id"] <= 0).any():
             bad = int(np.flatnonzero(history["post_id"] <= 0)[0])
             raise ValueError(f"action_sequence item {bad}: post_id must be positive")
         t0 = time.perf_counter()
-        model, _, index = self._state
+        model, version, index = self._state
         _check_deadline(deadline, "before reading the history")
         seq = self.read_history(user_id) if history is None else history
         _check_deadline(deadline, "before the user tower")
@@ -243,24 +345,41 @@ class RetrievalHandler:
         _check_deadline(deadline, "before the index search")
         out = index.search(q, k, exclude_post_ids=exclude_post_ids, exclude_author_id=user_id)
         RETRIEVE_SECONDS.observe(time.perf_counter() - t0)
-        return out
+        return out, version
 
     def handle(
-        self, request: phoenix_pb2.RetrieveRequest, deadline: float | None = None
+        self,
+        request: phoenix_pb2.RetrieveRequest,
+        deadline: float | None = None,
+        ticket: Ticket | None = None,
     ) -> phoenix_pb2.RetrieveResponse:
-        """Proto in, proto out (the in-process client and the servicer both use this)."""
-        history = (
-            user_state.action_sequence_from_proto(request.action_sequence)
-            if request.HasField("action_sequence")
-            else None
-        )
-        res = self.retrieve(
-            request.user_id, history, request.top_k or None, request.exclude_post_ids, deadline
-        )
-        return phoenix_pb2.RetrieveResponse(
-            candidates=[phoenix_pb2.RetrievedCandidate(post_id=p, author_id=a, score=s) for p, a, s in res],
-            model_version=self.model_version,
-        )
+        """Proto in, proto out (the in-process client and the servicer both use this). With the
+        `ticket` of an admitted request, its run is timed and the ticket released at the end."""
+        ok = False
+        if ticket is not None:
+            ticket.start()
+        try:
+            self.check_request(request)  # counts before converting anything
+            history = (
+                user_state.action_sequence_from_proto(request.action_sequence)
+                if request.HasField("action_sequence")
+                else None
+            )
+            res, model_version = self._retrieve(
+                request.user_id, history, request.top_k or None, request.exclude_post_ids, deadline
+            )
+            resp = phoenix_pb2.RetrieveResponse(
+                candidates=[
+                    phoenix_pb2.RetrievedCandidate(post_id=p, author_id=a, score=s) for p, a, s in res
+                ],
+                model_version=model_version,
+            )
+            ok = True
+            return resp
+        finally:
+            if ticket is not None:
+                ticket.finish()
+                self.release(ticket, ok)
 
 
 def _check_deadline(deadline: float | None, stage: str) -> None:

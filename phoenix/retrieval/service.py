@@ -32,8 +32,8 @@ from foryou.core.settings import Settings
 from foryou.core.snowflake import timestamps_ms
 from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.handler import RetrievalHandler, RetrievalHandlerConfig
-from phoenix.retrieval.servicer import SERVICE_NAME, RetrievalServicer
-from protos import events_pb2, phoenix_pb2_grpc
+from phoenix.retrieval.servicer import SERVICE_NAME, RetrievalServicer, add_retrieval_service
+from protos import events_pb2
 
 log = logging.getLogger(__name__)
 INDEX_POSTS = Gauge("phoenix_retrieval_index_posts", "Live posts in the retrieval index")
@@ -221,12 +221,12 @@ class RetrievalService:
         t = threading.Thread(target=self._ingest_loop, name="retrieval-ingest", daemon=True)
         t.start()
         self._threads.append(t)
-        self.server = GrpcServer(self.grpc_address, self.config.max_concurrent_rpcs)
-        self.server.add(
-            phoenix_pb2_grpc.add_RetrievalServiceServicer_to_server,
-            RetrievalServicer(self.handler, self.settings.admin_token or None),
-            SERVICE_NAME,
+        servicer = RetrievalServicer(self.handler, self.settings.admin_token or None)
+        # Retrieve requests over the size limits are refused before they are read or parsed
+        self.server = GrpcServer(
+            self.grpc_address, self.config.max_concurrent_rpcs, max_receive_bytes=servicer.max_request_bytes
         )
+        self.server.add(add_retrieval_service, servicer, SERVICE_NAME)
         await self.server.start(serving=False)
         self._serve_task = serve_once_caught_up(self.server, self.caught_up, self._stop)
 

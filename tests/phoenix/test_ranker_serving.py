@@ -22,6 +22,7 @@ from phoenix.ranker.handler import (
     OverloadedError,
     RankingHandler,
     RankingHandlerConfig,
+    ShedError,
 )
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.servicer import serve_ranking
@@ -120,13 +121,17 @@ def test_admission_queue_waits_for_a_slot_then_refuses(ckpts: tuple[Path, Path])
     threading.Timer(0.2, h._slots.release).start()  # ... until another request finishes
     probs, _ = h.predict(1, hist, cand)  # queued, then admitted: no RESOURCE_EXHAUSTED
     assert np.isfinite(probs).all()
-    # while the slot stays busy, the request's own deadline ends the wait, not the queue timeout
+    # while the slot stays busy, the request's own deadline ends the wait, not the queue timeout:
+    # it gives up as soon as it could no longer finish in time, answered RESOURCE_EXHAUSTED (shed)
+    # rather than failing at its deadline
     assert h._slots.acquire(blocking=False)
     try:
-        before = _metric("phoenix_ranker_rejected_total", reason="deadline")
-        with pytest.raises(DeadlineExceededError, match="waiting for a ranking slot"):
-            h.predict(1, hist, cand, deadline=time.monotonic() + 0.05)
-        assert _metric("phoenix_ranker_rejected_total", reason="deadline") == before + 1
+        before = _metric("phoenix_ranker_rejected_total", reason="shed")
+        deadline = time.monotonic() + 0.05
+        with pytest.raises(ShedError, match="in time to finish before the deadline"):
+            h.predict(1, hist, cand, deadline=deadline)
+        assert time.monotonic() < deadline
+        assert _metric("phoenix_ranker_rejected_total", reason="shed") == before + 1
         h.config.queue_timeout_s = 0.05
         before = _metric("phoenix_ranker_rejected_total", reason="overloaded")
         with pytest.raises(OverloadedError, match="no slot freed"):
@@ -252,9 +257,16 @@ def test_predict_over_grpc(server, ckpts: tuple[Path, Path]) -> None:
         with pytest.raises(grpc.RpcError) as e:
             stub.ReloadModel(req, timeout=10, metadata=[("authorization", "Bearer wrong")])
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        with pytest.raises(grpc.RpcError) as e:
+        with pytest.raises(grpc.RpcError) as e:  # outside the models root (the checkpoints' folder)
             stub.ReloadModel(
                 phoenix_pb2.ReloadModelRequest(path="/nonexistent"),
+                timeout=10,
+                metadata=[("authorization", "Bearer s3cret")],
+            )
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as e:  # inside it, but no checkpoint there
+            stub.ReloadModel(
+                phoenix_pb2.ReloadModelRequest(path=str(ckpts[0].parent / "missing")),
                 timeout=10,
                 metadata=[("authorization", "Bearer s3cret")],
             )
