@@ -14,6 +14,7 @@ class PostCandidate:
     source: str = ""  # component name of the source (ThunderSource / PhoenixSource)
     served_type: str = ""  # ForYouInNetwork / ForYouPhoenixRetrieval
     retrieval_score: float | None = None
+    retrieval_model_version: str = ""  # retrieval model that produced it (served log); "" = not retrieval
     # core data
     text: str = ""
     in_reply_to_post_id: int | None = None
@@ -27,11 +28,13 @@ class PostCandidate:
     in_network: bool | None = None
     video_duration_ms: int | None = None
     subscription_author_id: int | None = None
+    subscription_checked: bool = False  # SubscriptionHydrator ran for it (None above then means public)
     author_followers_count: int | None = None
     author_screen_name: str = ""
     retweeted_screen_name: str = ""
     author_blocks_viewer: bool | None = None
     visibility_reason: str | None = None
+    removal_reason: str | None = None  # why a safety filter that failed closed removed it
     # scoring
     phoenix_scores: dict[str, float] | None = None  # head name -> probability; "dwell_time" seconds
     action_probs: Any = None  # raw ranker output (list or ndarray row), index = ActionName

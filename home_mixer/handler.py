@@ -11,14 +11,17 @@ from candidate_pipeline import ComponentTrace, PipelineResult
 from foryou.core.metrics import DEGRADED
 from home_mixer.candidate import PostCandidate
 from home_mixer.clients import HomeMixerClients
-from home_mixer.params import DEFAULT_PARAMS, Params
+from home_mixer.params import DEFAULT_LIMITS, DEFAULT_PARAMS, Params, RequestLimits
 from home_mixer.pipeline import ScoredPostsPipeline
 from home_mixer.post_lookup import PostLookup
-from home_mixer.query import ScoredPostsQuery
+from home_mixer.query import InvalidQuery, ScoredPostsQuery
 from protos import home_mixer_pb2 as pb
 
 log = logging.getLogger(__name__)
 SERVICE = "home_mixer"
+# the viewer has no following and no engagement history at all: a brand-new user, or user state
+# lost (a Redis wipe). Only flagged: the feed is served (out-of-network) either way
+USER_STATE_MISSING = "user_state_missing"
 
 # component -> the dependency whose failure it reveals
 DEPENDENCY_OF: dict[str, str] = {
@@ -34,6 +37,30 @@ DEPENDENCY_OF: dict[str, str] = {
     "AuthorDataCandidateHydrator": "redis",
     "AuthorRelationCandidateHydrator": "redis",
 }
+
+
+def user_state_missing(query: ScoredPostsQuery) -> bool:
+    """Both reads succeeded and found nothing. The ingesters never write an empty following set (an
+    empty Redis set is no key) nor an empty history, so this is "no key at all"."""
+    uf = query.user_features
+    return (
+        uf.available and query.action_sequence_loaded and not uf.following and query.action_sequence is None
+    )
+
+
+def degraded_entries(
+    query: ScoredPostsQuery, failures: list[ComponentTrace], kafka_failing: bool
+) -> list[str]:
+    """The response's `degraded` list: failed-open dependencies (sorted), then `user_state_missing`,
+    then each "<Filter>: <reason>" under which a safety filter failed closed (sorted)."""
+    deps = {_dependency(t) for t in failures}
+    if kafka_failing:
+        deps.add("kafka")  # this request's impressions are likely lost too
+    out = sorted(deps)
+    if user_state_missing(query):
+        out.append(USER_STATE_MISSING)
+    out += sorted(query.fail_closed)
+    return out
 
 
 def _dependency(trace: ComponentTrace) -> str:
@@ -54,24 +81,31 @@ class FeedResult:
 
 class ScoredPostsHandler:
     def __init__(
-        self, pipeline: ScoredPostsPipeline, clients: HomeMixerClients, params: Params = DEFAULT_PARAMS
+        self,
+        pipeline: ScoredPostsPipeline,
+        clients: HomeMixerClients,
+        params: Params = DEFAULT_PARAMS,
+        limits: RequestLimits = DEFAULT_LIMITS,
     ) -> None:
-        self.pipeline, self.clients, self.params = pipeline, clients, params
+        self.pipeline, self.clients, self.params, self.limits = pipeline, clients, params, limits
 
     async def run(self, request: pb.GetScoredPostsRequest, params: Params | None = None) -> FeedResult:
-        """Raises home_mixer.query.InvalidQuery for a bad request."""
-        query = ScoredPostsQuery.from_request(request, params or self.params)
+        """Raises home_mixer.query.InvalidQuery for a bad request (logged here, one line)."""
+        try:
+            query = ScoredPostsQuery.from_request(request, params or self.params, self.limits)
+        except InvalidQuery as e:
+            log.warning("INVALID_ARGUMENT viewer_id=%d: %s", request.viewer_id, e)
+            raise
         query.post_lookup = PostLookup(self.clients.user_state)
         res = await self.pipeline.execute(query, request_id=query.request_id)
         selected = res.selected  # already cut to query.params.result_size by the pipeline
-        deps = {_dependency(t) for t in res.failures}
-        if self.pipeline.served_log_failing():
-            deps.add("kafka")  # this request's impressions are likely lost too
-        degraded = sorted(deps)
+        degraded = degraded_entries(query, res.failures, self.pipeline.served_log_failing())
         for dep in degraded:
             DEGRADED.labels(SERVICE, dep).inc()
         if degraded:
-            log.warning("request %s degraded: %s", query.request_id, ",".join(degraded))
+            # a brand-new user alone is not a problem worth a warning per request
+            level = logging.INFO if degraded == [USER_STATE_MISSING] else logging.WARNING
+            log.log(level, "request %s degraded: %s", query.request_id, ",".join(degraded))
         return FeedResult(query, res, selected, degraded)
 
     async def get_scored_posts(self, request: pb.GetScoredPostsRequest) -> pb.GetScoredPostsResponse:
@@ -87,7 +121,11 @@ class ScoredPostsHandler:
         self, request: pb.GetDebugScoredPostsRequest
     ) -> pb.GetDebugScoredPostsResponse:
         """Raises ValueError (InvalidQuery or a bad param override) for a bad request."""
-        params = self.params.with_overrides(dict(request.param_overrides))
+        try:
+            params = self.params.with_overrides(dict(request.param_overrides))
+        except ValueError as e:
+            log.warning("INVALID_ARGUMENT viewer_id=%d: %s", request.query.viewer_id, e)
+            raise
         fr = await self.run(request.query, params)
         res = fr.result
         out = pb.GetDebugScoredPostsResponse(
@@ -159,6 +197,7 @@ def debug_candidate(
         "author_screen_name": c.author_screen_name,
         "retrieval_score": "" if c.retrieval_score is None else f"{c.retrieval_score:.4f}",
         "visibility_reason": c.visibility_reason or "",
+        "removal_reason": c.removal_reason or "",
         "author_blocks_viewer": "" if c.author_blocks_viewer is None else str(c.author_blocks_viewer),
         "prediction_request_id": c.prediction_request_id,
     }

@@ -5,6 +5,7 @@ any field by name (the debug endpoint), values parsed as the field's type."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -99,15 +100,39 @@ class Params:
         return pos, neg, pos + neg
 
     def with_overrides(self, overrides: dict[str, str]) -> Params:
-        """A copy with `overrides` (name -> string value) applied; ValueError on an unknown name or a
-        value that does not parse as the field's type."""
+        """A copy with `overrides` (name -> string value) applied; ValueError on an unknown name, a
+        value that does not parse as the field's type, or one out of range (`check_ranges`)."""
         types = {f.name: f.type for f in fields(self)}
         changes: dict[str, Any] = {}
         for name, raw in overrides.items():
             if name not in types:
                 raise ValueError(f"unknown param {name!r}")
             changes[name] = _parse(name, raw, str(types[name]))
-        return dataclasses.replace(self, **changes)
+        out = dataclasses.replace(self, **changes)
+        out.check_ranges()
+        return out
+
+    def check_ranges(self) -> None:
+        """ValueError naming the first param out of range: a debug override is client input, and a
+        negative size, a NaN weight or a result bigger than the selection is never meaningful."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"param {f.name!r} must be finite, got {v}")
+            if isinstance(v, int):
+                hi = INT_PARAM_MAX.get(f.name)
+                lo = 1 if f.name in _POSITIVE_INT_PARAMS else 0
+                if v < lo or (hi is not None and v > hi):
+                    raise ValueError(
+                        f"param {f.name!r} must be in [{lo}, {hi if hi is not None else 'inf'}], got {v}"
+                    )
+        if self.result_size > self.top_k_candidates_to_select:
+            raise ValueError(
+                f"param 'result_size' ({self.result_size}) must not exceed "
+                f"top_k_candidates_to_select ({self.top_k_candidates_to_select})"
+            )
 
     def as_strings(self) -> dict[str, str]:
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
@@ -131,4 +156,34 @@ def _parse(name: str, raw: str, type_name: str) -> Any:
     return s
 
 
+# Upper bounds of the int params a debug override may set (the lower bound is 0, or 1 for the
+# positive ones): sizes a client controls, kept within what the services accept.
+INT_PARAM_MAX: dict[str, int] = {
+    "top_k_candidates_to_select": 2_200,  # every candidate the two sources can return
+    "max_post_age_s": RETENTION_S,  # older posts are gone from every store anyway
+    "thunder_max_results": 10_000,
+    "phoenix_max_results": 10_000,
+    "min_video_duration_ms": 24 * 3600 * 1000,
+    "served_history_ttl_s": 24 * 3600,
+    "served_history_max": 10_000,
+}
+_POSITIVE_INT_PARAMS = frozenset({"served_history_ttl_s"})  # a 0 s TTL would delete the history
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """Limits on what a scored-posts request may ask for (not overridable per request: they guard the
+    service). Over `max_ids_per_request` or a malformed field -> INVALID_ARGUMENT; long lists that are
+    still plausible are truncated instead (issue 19)."""
+
+    # seen_ids / served_ids: a list longer than this keeps its newest (largest snowflake) ids
+    max_seen_ids: int = 5_000
+    # seen_ids + served_ids of one request beyond this: INVALID_ARGUMENT (no client sends so many)
+    max_ids_per_request: int = 100_000
+    # the viewer's following list as sent to Thunder (Thunder rejects more than 10,000)
+    max_following: int = 10_000
+    max_code_len: int = 16  # country_code / language_code
+
+
 DEFAULT_PARAMS = Params()
+DEFAULT_LIMITS = RequestLimits()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import heapq
+import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from home_mixer.params import DEFAULT_PARAMS, Params
+from home_mixer.params import DEFAULT_LIMITS, DEFAULT_PARAMS, Params, RequestLimits
 from protos import home_mixer_pb2, phoenix_pb2
 
 if TYPE_CHECKING:
+    from home_mixer.candidate import PostCandidate
     from home_mixer.post_lookup import PostLookup
 
-MAX_ID_LIST = 5000  # seen_ids / served_ids longer than this are rejected (INVALID_ARGUMENT)
-MAX_CODE_LEN = 16
+log = logging.getLogger(__name__)
+
+MAX_ID_LIST = DEFAULT_LIMITS.max_seen_ids  # seen_ids / served_ids longer than this are truncated
+MAX_CODE_LEN = DEFAULT_LIMITS.max_code_len
+MAX_ID = (1 << 63) - 1  # ids are positive int64
 
 
 class InvalidQuery(ValueError):
@@ -28,6 +35,13 @@ class UserFeatures:
     muted: frozenset[int] = frozenset()
     subscriptions: frozenset[int] = frozenset()
     muted_keywords: tuple[str, ...] = ()
+    # False until UserFeaturesQueryHydrator succeeded: empty sets then mean "unknown", not "none",
+    # and the safety filters fail closed on them
+    available: bool = True
+
+
+def _missing_user_features() -> UserFeatures:
+    return UserFeatures(available=False)
 
 
 @dataclass(slots=True)
@@ -45,20 +59,27 @@ class ScoredPostsQuery:
     now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     # filled by query hydrators
     action_sequence: phoenix_pb2.ActionSequence | None = None
-    user_features: UserFeatures = field(default_factory=UserFeatures)
+    action_sequence_loaded: bool = False  # the history read succeeded (None above = no history)
+    user_features: UserFeatures = field(default_factory=_missing_user_features)
     # per-request shared state
     post_lookup: PostLookup | None = None
     model_version: str = ""
+    # "<Filter>: <reason>" -> candidates a safety filter removed because it could not clear them
+    fail_closed: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_request(
-        cls, req: home_mixer_pb2.GetScoredPostsRequest, params: Params = DEFAULT_PARAMS, **kw: object
+        cls,
+        req: home_mixer_pb2.GetScoredPostsRequest,
+        params: Params = DEFAULT_PARAMS,
+        limits: RequestLimits = DEFAULT_LIMITS,
+        **kw: object,
     ) -> ScoredPostsQuery:
-        validate_request(req)
+        validate_request(req, limits)
         q = cls(
             viewer_id=req.viewer_id,
-            seen_ids=frozenset(req.seen_ids),
-            served_ids=frozenset(req.served_ids),
+            seen_ids=newest_ids(req.seen_ids, limits.max_seen_ids, "seen_ids"),
+            served_ids=newest_ids(req.served_ids, limits.max_seen_ids, "served_ids"),
             in_network_only=req.in_network_only,
             is_bottom_request=req.is_bottom_request,
             client_app_id=req.client_app_id,
@@ -71,14 +92,44 @@ class ScoredPostsQuery:
         q.request_id = f"{q.request_id}-{q.viewer_id}"  # reference: "<generated id>-<user_id>"
         return q
 
+    def record_fail_closed(self, component: str, reason: str, removed: Sequence[PostCandidate]) -> None:
+        """A safety filter removed `removed` because its data was missing: the reason goes on each
+        candidate (debug view) and into the response's `degraded` list."""
+        if not removed:
+            return
+        for c in removed:
+            c.removal_reason = reason
+        key = f"{component}: {reason}"
+        self.fail_closed[key] = self.fail_closed.get(key, 0) + len(removed)
 
-def validate_request(req: home_mixer_pb2.GetScoredPostsRequest) -> None:
-    if req.viewer_id <= 0:
+
+def newest_ids(ids: Sequence[int], limit: int, name: str) -> frozenset[int]:
+    """The ids as a set; over `limit` distinct ids, only the newest (largest snowflake) `limit` are
+    kept: a long-scrolling client's list is trimmed, not rejected (issue 19)."""
+    s = frozenset(ids)
+    if len(s) <= limit:
+        return s
+    log.info("%s has %d ids; keeping the newest %d", name, len(s), limit)
+    return frozenset(heapq.nlargest(limit, s))
+
+
+def validate_request(
+    req: home_mixer_pb2.GetScoredPostsRequest, limits: RequestLimits = DEFAULT_LIMITS
+) -> None:
+    """InvalidQuery (-> INVALID_ARGUMENT) naming the first field out of range."""
+    if not 0 < req.viewer_id <= MAX_ID:
         raise InvalidQuery(f"viewer_id must be a positive user id, got {req.viewer_id}")
+    n_ids = len(req.seen_ids) + len(req.served_ids)
+    if n_ids > limits.max_ids_per_request:
+        raise InvalidQuery(
+            f"seen_ids + served_ids has {n_ids} ids; at most {limits.max_ids_per_request} allowed"
+        )
     for name in ("seen_ids", "served_ids"):
-        n = len(getattr(req, name))
-        if n > MAX_ID_LIST:
-            raise InvalidQuery(f"{name} has {n} ids; at most {MAX_ID_LIST} allowed")
+        ids = getattr(req, name)
+        if ids and min(ids) <= 0:
+            raise InvalidQuery(f"{name} must hold positive post ids, got {min(ids)}")
+    if req.client_app_id < 0:
+        raise InvalidQuery(f"client_app_id must not be negative, got {req.client_app_id}")
     for name in ("country_code", "language_code"):
-        if len(getattr(req, name)) > MAX_CODE_LEN:
-            raise InvalidQuery(f"{name} longer than {MAX_CODE_LEN} characters")
+        if len(getattr(req, name)) > limits.max_code_len:
+            raise InvalidQuery(f"{name} longer than {limits.max_code_len} characters")

@@ -1,5 +1,5 @@
-"""home_mixer as a running service: the pipeline, the `served` Kafka producer and the gRPC server
-(health, reflection, bounded concurrency)."""
+"""home_mixer as a running service: the pipeline, the `served` Kafka producer, the engagement log
+(its own producer on `engagements`) and the gRPC server (health, reflection, bounded concurrency)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from foryou.core.grpc_server import GrpcServer
 from foryou.core.net import free_port
 from foryou.core.settings import Settings
 from home_mixer.clients import HomeMixerClients
+from home_mixer.engagement_log_handler import EngagementLimits, EngagementLogHandler
 from home_mixer.handler import ScoredPostsHandler
 from home_mixer.params import DEFAULT_PARAMS, Params
 from home_mixer.pipeline import DEFAULT_CONFIG, ScoredPostsPipeline
@@ -33,6 +34,11 @@ class HomeMixerConfig:
     publish_served: bool = True  # ServedEvent per served post to the `served` topic
     # an undeliverable ServedEvent is dropped (counted; `kafka` in degraded) after this long
     served_delivery_timeout_ms: int = 30_000
+    # LogEngagements: clients' engagements to the `engagements` topic, answered once Kafka acked
+    # them; an unacknowledged batch is UNAVAILABLE after this long (the producer's message timeout)
+    accept_engagements: bool = True
+    engagement_delivery_timeout_ms: int = 5_000
+    engagement_limits: EngagementLimits = field(default_factory=EngagementLimits)
     pipeline: PipelineConfig = field(default_factory=lambda: dataclasses.replace(DEFAULT_CONFIG))
     params: Params = DEFAULT_PARAMS
 
@@ -44,6 +50,7 @@ class HomeMixerService:
         clients: HomeMixerClients,
         config: HomeMixerConfig | None = None,
         producer: Any = None,
+        engagement_producer: Any = None,
     ) -> None:
         self.settings, self.clients = settings, clients
         self.config = config or HomeMixerConfig()
@@ -61,7 +68,27 @@ class HomeMixerService:
             config=self.config.pipeline,
         )
         self.handler = ScoredPostsHandler(self.pipeline, clients, self.config.params)
+        self.engagements = self._engagement_log(engagement_producer)
         self.server: GrpcServer | None = None
+
+    def _engagement_log(self, producer: Any) -> EngagementLogHandler | None:
+        """Its own producer: acks of client engagements must not wait behind the served log's
+        backlog, and its message timeout is the RPC's delivery deadline (not the served log's 30 s)."""
+        cfg, settings = self.config, self.settings
+        if producer is None and cfg.accept_engagements and settings.kafka_bootstrap:
+            from foryou.core.kafka import make_producer
+
+            producer = make_producer(
+                settings, **{"message.timeout.ms": cfg.engagement_delivery_timeout_ms, "linger.ms": 1}
+            )
+        if producer is None:
+            return None  # LogEngagements answers UNIMPLEMENTED
+        return EngagementLogHandler(
+            producer,
+            settings.topic(settings.engagements_topic),
+            delivery_timeout_s=cfg.engagement_delivery_timeout_ms / 1000,
+            limits=cfg.engagement_limits,
+        )
 
     @property
     def address(self) -> str:
@@ -72,7 +99,7 @@ class HomeMixerService:
         self.server = GrpcServer(self.config.grpc_address, self.config.max_concurrent_rpcs)
         self.server.add(
             home_mixer_pb2_grpc.add_ScoredPostsServiceServicer_to_server,
-            ScoredPostsServicer(self.handler),
+            ScoredPostsServicer(self.handler, self.engagements),
             SERVICE_NAME,
         )
         await self.server.start(serving=True)
@@ -82,6 +109,8 @@ class HomeMixerService:
         if self.server is not None:
             await self.server.stop(grace_s=2.0)
         await self.pipeline.drain_side_effects(timeout_s=2.0)
+        if self.engagements is not None:
+            await self.engagements.close()
         if self.producer is not None:
             await asyncio.to_thread(self.producer.flush, 5.0)
         await self.clients.close()

@@ -1,4 +1,4 @@
-"""gRPC face of the scored-posts handler: status codes only, no logic."""
+"""gRPC face of the scored-posts and engagement-log handlers: status codes only, no logic."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from typing import TypeVar
 
 import grpc
 
+from home_mixer.engagement_log_handler import (
+    EngagementLogHandler,
+    EngagementLogUnavailable,
+    InvalidEngagements,
+)
 from home_mixer.handler import ScoredPostsHandler
 from protos import home_mixer_pb2 as pb
 from protos import home_mixer_pb2_grpc
@@ -17,8 +22,8 @@ T = TypeVar("T")
 
 
 class ScoredPostsServicer(home_mixer_pb2_grpc.ScoredPostsServiceServicer):
-    def __init__(self, handler: ScoredPostsHandler) -> None:
-        self.handler = handler
+    def __init__(self, handler: ScoredPostsHandler, engagements: EngagementLogHandler | None = None) -> None:
+        self.handler, self.engagements = handler, engagements
 
     async def GetScoredPosts(  # noqa: N802 - grpc naming
         self, request: pb.GetScoredPostsRequest, context: grpc.aio.ServicerContext
@@ -44,6 +49,27 @@ class ScoredPostsServicer(home_mixer_pb2_grpc.ScoredPostsServiceServicer):
             raise
         except ValueError as e:  # InvalidQuery or a bad param override
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+
+    async def LogEngagements(  # noqa: N802 - grpc naming
+        self, request: pb.LogEngagementsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LogEngagementsResponse:
+        await _check_deadline(context)
+        if self.engagements is None:  # no Kafka configured for this process: retrying cannot help
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this home_mixer has no engagement log")
+            raise AssertionError("unreachable")
+        try:
+            return await _within_deadline(self.engagements.log_engagements(request), context)
+        except TimeoutError:  # events may still be delivered: the client retries (at-least-once)
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "client deadline passed before Kafka acked"
+            )
+            raise
+        except InvalidEngagements as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        except EngagementLogUnavailable as e:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
             raise
 
 

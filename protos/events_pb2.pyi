@@ -294,7 +294,7 @@ class UserEvent(_message.Message):
     def __init__(self, user_id: _Optional[int] = ..., type: _Optional[_Union[UserEventType, str]] = ..., target_user_id: _Optional[int] = ..., keyword: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., screen_name: _Optional[str] = ...) -> None: ...
 
 class ServedEvent(_message.Message):
-    __slots__ = ("viewer_id", "post_id", "author_id", "position", "score", "request_id", "model_version", "served_at_ms", "in_network")
+    __slots__ = ("viewer_id", "post_id", "author_id", "position", "score", "request_id", "model_version", "served_at_ms", "in_network", "source", "retrieval_model_version", "action_probs", "predicted_dwell_s", "weighted_score", "experiment_bucket", "product_surface")
     VIEWER_ID_FIELD_NUMBER: _ClassVar[int]
     POST_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +304,13 @@ class ServedEvent(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     IN_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROBS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_DWELL_S_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTED_SCORE_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_BUCKET_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_SURFACE_FIELD_NUMBER: _ClassVar[int]
     viewer_id: int
     post_id: int
     author_id: int
@@ -313,4 +320,11 @@ class ServedEvent(_message.Message):
     model_version: str
     served_at_ms: int
     in_network: bool
-    def __init__(self, viewer_id: _Optional[int] = ..., post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., position: _Optional[int] = ..., score: _Optional[float] = ..., request_id: _Optional[str] = ..., model_version: _Optional[str] = ..., served_at_ms: _Optional[int] = ..., in_network: _Optional[bool] = ...) -> None: ...
+    source: str
+    retrieval_model_version: str
+    action_probs: _containers.RepeatedScalarFieldContainer[float]
+    predicted_dwell_s: float
+    weighted_score: float
+    experiment_bucket: str
+    product_surface: ProductSurface
+    def __init__(self, viewer_id: _Optional[int] = ..., post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., position: _Optional[int] = ..., score: _Optional[float] = ..., request_id: _Optional[str] = ..., model_version: _Optional[str] = ..., served_at_ms: _Optional[int] = ..., in_network: _Optional[bool] = ..., source: _Optional[str] = ..., retrieval_model_version: _Optional[str] = ..., action_probs: _Optional[_Iterable[float]] = ..., predicted_dwell_s: _Optional[float] = ..., weighted_score: _Optional[float] = ..., experiment_bucket: _Optional[str] = ..., product_surface: _Optional[_Union[ProductSurface, str]] = ...) -> None: ...

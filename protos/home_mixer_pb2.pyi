@@ -1,3 +1,4 @@
+from protos import events_pb2 as _events_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -165,3 +166,15 @@ class GetDebugScoredPostsResponse(_message.Message):
     params: _containers.ScalarMap[str, str]
     degraded: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, candidates: _Optional[_Iterable[_Union[DebugCandidate, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageSummary, _Mapping]]] = ..., request_id: _Optional[str] = ..., model_version: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LogEngagementsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_events_pb2.EngagementEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.EngagementEvent, _Mapping]]] = ...) -> None: ...
+
+class LogEngagementsResponse(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...

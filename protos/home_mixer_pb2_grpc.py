@@ -44,6 +44,11 @@ class ScoredPostsServiceStub:
                 request_serializer=protos_dot_home__mixer__pb2.GetDebugScoredPostsRequest.SerializeToString,
                 response_deserializer=protos_dot_home__mixer__pb2.GetDebugScoredPostsResponse.FromString,
                 _registered_method=True)
+        self.LogEngagements = channel.unary_unary(
+                '/foryou.home_mixer.ScoredPostsService/LogEngagements',
+                request_serializer=protos_dot_home__mixer__pb2.LogEngagementsRequest.SerializeToString,
+                response_deserializer=protos_dot_home__mixer__pb2.LogEngagementsResponse.FromString,
+                _registered_method=True)
 
 
 class ScoredPostsServiceServicer:
@@ -61,6 +66,12 @@ class ScoredPostsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogEngagements(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScoredPostsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +84,11 @@ def add_ScoredPostsServiceServicer_to_server(servicer, server):
                     servicer.GetDebugScoredPosts,
                     request_deserializer=protos_dot_home__mixer__pb2.GetDebugScoredPostsRequest.FromString,
                     response_serializer=protos_dot_home__mixer__pb2.GetDebugScoredPostsResponse.SerializeToString,
+            ),
+            'LogEngagements': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogEngagements,
+                    request_deserializer=protos_dot_home__mixer__pb2.LogEngagementsRequest.FromString,
+                    response_serializer=protos_dot_home__mixer__pb2.LogEngagementsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +145,33 @@ class ScoredPostsService:
             '/foryou.home_mixer.ScoredPostsService/GetDebugScoredPosts',
             protos_dot_home__mixer__pb2.GetDebugScoredPostsRequest.SerializeToString,
             protos_dot_home__mixer__pb2.GetDebugScoredPostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogEngagements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/foryou.home_mixer.ScoredPostsService/LogEngagements',
+            protos_dot_home__mixer__pb2.LogEngagementsRequest.SerializeToString,
+            protos_dot_home__mixer__pb2.LogEngagementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

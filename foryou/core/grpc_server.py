@@ -1,10 +1,14 @@
 """gRPC server plumbing shared by every service: health checking, reflection, a bound on in-flight
-requests (excess answered RESOURCE_EXHAUSTED by grpc itself), and graceful shutdown."""
+requests (excess answered RESOURCE_EXHAUSTED by grpc itself), malformed request bodies answered
+INVALID_ARGUMENT (one log line, no traceback), and graceful shutdown."""
 
 from __future__ import annotations
 
+import hmac
+import inspect
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -12,17 +16,211 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+log = logging.getLogger(__name__)
 ServingStatus = health_pb2.HealthCheckResponse.ServingStatus
 
 # Requests larger than the default 4 MB are legitimate (2,000 candidates with histories).
-_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+MAX_MESSAGE_BYTES = 64 << 20
+
+
+def _options(max_receive_bytes: int) -> list[tuple[str, int]]:
+    # a service that knows its largest valid request passes it: gRPC then refuses bigger bodies
+    # before they are read into memory
+    return [
+        ("grpc.max_receive_message_length", max_receive_bytes),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+
+
+class MalformedRequest:
+    """Stands in for a request whose bytes did not deserialize. grpc's own handling of a deserializer
+    error is UNKNOWN (aio) or INTERNAL (sync) with a traceback logged per call; the wrapped handler
+    answers INVALID_ARGUMENT instead."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def details(self) -> str:
+        return f"malformed request: {self.error}"
+
+
+def _safe_deserializer(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserializer(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as e:  # noqa: BLE001 - any failure to decode is the client's bad bytes
+            return MalformedRequest(e)
+
+    return deserializer
+
+
+def _log_malformed(method: str, context: Any, bad: MalformedRequest) -> None:
+    log.warning("INVALID_ARGUMENT %s from %s: %s", method, context.peer(), bad.details())
+
+
+def _reject(method: str, context: Any, bad: MalformedRequest) -> None:
+    _log_malformed(method, context, bad)
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad.details())  # raises
+
+
+async def _reject_async(method: str, context: Any, bad: MalformedRequest) -> None:
+    _log_malformed(method, context, bad)
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, bad.details())  # raises
+
+
+def _checked(requests: Iterator[Any], context: Any, method: str) -> Iterator[Any]:
+    for r in requests:
+        if isinstance(r, MalformedRequest):
+            _reject(method, context, r)
+        yield r
+
+
+async def _checked_async(requests: AsyncIterator[Any], context: Any, method: str) -> AsyncIterator[Any]:
+    async for r in requests:
+        if isinstance(r, MalformedRequest):
+            await _reject_async(method, context, r)
+        yield r
+
+
+def _guard(behavior: Callable[..., Any], method: str, request_streaming: bool) -> Callable[..., Any]:
+    """`behavior` with undecodable requests rejected first; the wrapper keeps the behaviour's kind
+    (coroutine, async generator, plain function) because grpc.aio dispatches on it."""
+    if request_streaming:
+
+        def requests_of(it: Any, context: Any) -> Any:
+            if hasattr(it, "__aiter__"):
+                return _checked_async(it, context, method)
+            return _checked(it, context, method)
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream_gen(it: Any, context: Any) -> AsyncIterator[Any]:
+                async for r in behavior(requests_of(it, context), context):
+                    yield r
+
+            return stream_gen
+        if inspect.iscoroutinefunction(behavior):
+
+            async def stream_coro(it: Any, context: Any) -> Any:
+                return await behavior(requests_of(it, context), context)
+
+            return stream_coro
+
+        def stream_sync(it: Any, context: Any) -> Any:
+            return behavior(requests_of(it, context), context)
+
+        return stream_sync
+
+    if inspect.isasyncgenfunction(behavior):
+
+        async def unary_gen(request: Any, context: Any) -> AsyncIterator[Any]:
+            if isinstance(request, MalformedRequest):
+                await _reject_async(method, context, request)
+            async for r in behavior(request, context):
+                yield r
+
+        return unary_gen
+    if inspect.iscoroutinefunction(behavior):
+
+        async def unary_coro(request: Any, context: Any) -> Any:
+            if isinstance(request, MalformedRequest):
+                await _reject_async(method, context, request)
+            return await behavior(request, context)
+
+        return unary_coro
+
+    def unary_sync(request: Any, context: Any) -> Any:
+        if isinstance(request, MalformedRequest):
+            _reject(method, context, request)
+        return behavior(request, context)
+
+    return unary_sync
+
+
+_FACTORIES: dict[tuple[bool, bool], tuple[str, Callable[..., grpc.RpcMethodHandler]]] = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+def reject_malformed(handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler | None:
+    """The same method handler with a deserializer that never raises and a behaviour that answers
+    an undecodable request INVALID_ARGUMENT (one log line) before the servicer sees it."""
+    if handler is None or handler.request_deserializer is None:
+        return handler  # unknown method (grpc answers UNIMPLEMENTED) or raw bytes wanted
+    streaming = (bool(handler.request_streaming), bool(handler.response_streaming))
+    attr, factory = _FACTORIES[streaming]
+    behavior = getattr(handler, attr)
+    return factory(
+        _guard(behavior, method, streaming[0]),
+        request_deserializer=_safe_deserializer(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
+class _Wrapped:
+    """Per-method memo of wrapped handlers: a registered method's handler object never changes, so
+    each call costs a dict lookup, not a rebuild."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
+
+    def get(self, handler: grpc.RpcMethodHandler | None, method: str) -> grpc.RpcMethodHandler | None:
+        if handler is None:
+            return None
+        hit = self._memo.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = reject_malformed(handler, method)
+        self._memo[method] = (handler, wrapped)
+        return wrapped
+
+
+class RejectMalformedInterceptor(grpc.ServerInterceptor):
+    """Sync (thread-pool) servers: undecodable request bytes -> INVALID_ARGUMENT."""
+
+    def __init__(self) -> None:
+        self._wrapped = _Wrapped()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        return self._wrapped.get(continuation(handler_call_details), method)
+
+
+class AsyncRejectMalformedInterceptor(grpc.aio.ServerInterceptor):
+    """grpc.aio servers: undecodable request bytes -> INVALID_ARGUMENT."""
+
+    def __init__(self) -> None:
+        self._wrapped = _Wrapped()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method
+        return self._wrapped.get(await continuation(handler_call_details), method)
 
 
 class GrpcServer:
     """A grpc.aio server with health + reflection. Services start NOT_SERVING until `set_serving`."""
 
-    def __init__(self, address: str, max_concurrent_rpcs: int = 64) -> None:
-        self.server = grpc.aio.server(maximum_concurrent_rpcs=max_concurrent_rpcs, options=_OPTIONS)
+    def __init__(
+        self, address: str, max_concurrent_rpcs: int = 64, max_receive_bytes: int = MAX_MESSAGE_BYTES
+    ) -> None:
+        self.server = grpc.aio.server(
+            interceptors=[AsyncRejectMalformedInterceptor()],
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
+            options=_options(max_receive_bytes),
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = self.server.add_insecure_port(address)
@@ -57,13 +255,17 @@ class GrpcServer:
 
 
 def make_sync_server(
-    address: str, max_workers: int = 8, max_concurrent_rpcs: int = 64
+    address: str,
+    max_workers: int = 8,
+    max_concurrent_rpcs: int = 64,
+    max_receive_bytes: int = MAX_MESSAGE_BYTES,
 ) -> tuple[grpc.Server, health.HealthServicer, int]:
     """Thread-pool variant for CPU-bound handlers. Add services, then call `finish_sync_server`."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[RejectMalformedInterceptor()],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
-        options=_OPTIONS,
+        options=_options(max_receive_bytes),
     )
     hs = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
@@ -106,5 +308,6 @@ def check_admin_token(context: Any, expected: str) -> bool:
     """ReloadModel auth: metadata `authorization: Bearer <token>` must match FORYOU_ADMIN_TOKEN.
     With no token configured, admin calls are refused."""
     md = dict(context.invocation_metadata() or ())
-    got = md.get("authorization", "")
-    return bool(expected) and got == f"Bearer {expected}"
+    got = str(md.get("authorization", ""))
+    # constant time: the comparison must not leak how much of the token matched
+    return bool(expected) and hmac.compare_digest(got.encode(), f"Bearer {expected}".encode())

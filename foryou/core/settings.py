@@ -41,6 +41,17 @@ class Settings:
     log_json: bool = True
     metrics_port: int = 0  # 0 -> no /metrics HTTP server
     admin_token: str = ""  # bearer token for ReloadModel
+    # extra librdkafka properties merged into every Kafka client (producer, consumer, admin), e.g.
+    # security.protocol / sasl.* / ssl.*: a JSON object, `key=value,key=value`, or `@/path/file`
+    # (a Java-style properties file); see foryou.core.kafka.kafka_properties and docs/RELIABILITY.md
+    kafka_config: str = ""
+    consumer_max_message_bytes: int = 1_000_000  # bigger messages are dead-lettered, never decoded
+    dlq_max_message_bytes: int = 1_000_000  # the dead-letter producer's message.max.bytes
+    dlq_truncate_bytes: int = 65_536  # a message too big for the DLQ goes as its first N bytes
+    dlq_timeout_s: float = 10.0  # a dead letter not acknowledged in this time fails the batch
+    consumer_health_interval_s: float = 2.0  # how often a consumer checks broker, topics, positions
+    consumer_stall_s: float = 30.0  # default threshold of BatchConsumer.is_stalled()
+    kafka_recreate_topics: bool = True  # a consumer re-creates its topics when they disappear
 
     def topic(self, name: str) -> str:
         """Physical topic name for a logical one ("posts" -> "<prefix>posts")."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from foryou.core.events import decode_engagement_event
 from foryou.core.kafka import Decoded
 from foryou.core.user_state import (
     decode_sequence,
@@ -26,7 +27,6 @@ from foryou.ingest.redis_ingester import RedisIngester
 from protos import events_pb2 as ev
 
 log = logging.getLogger(__name__)
-_VALID_ACTIONS = frozenset(ev.ActionName.values()) - {ev.ActionName.INVALID}
 
 
 class ActionSequenceIngester(RedisIngester[ev.EngagementEvent]):
@@ -34,14 +34,8 @@ class ActionSequenceIngester(RedisIngester[ev.EngagementEvent]):
     logical_topic = "engagements_topic"
 
     def decode(self, raw: bytes) -> ev.EngagementEvent:
-        e = ev.EngagementEvent.FromString(raw)
-        if e.user_id <= 0 or e.post_id <= 0:
-            raise ValueError("engagement needs positive user_id and post_id")
-        if e.action not in _VALID_ACTIONS:
-            raise ValueError(f"unknown action {e.action}")
-        if e.timestamp_ms <= 0:
-            raise ValueError("engagement without timestamp_ms")
-        return e
+        # ids, action / surface enums, time and dwell ranges: foryou.core.events (InvalidEvent -> DLQ)
+        return decode_engagement_event(raw)
 
     def apply(self, batch: Sequence[Decoded[ev.EngagementEvent]]) -> None:
         n = len(batch)

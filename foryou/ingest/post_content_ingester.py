@@ -7,12 +7,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from foryou.core.events import decode_post_event
+from foryou.core.events import RETENTION_MS, decode_post_event
 from foryou.core.kafka import Decoded
 from foryou.core.snowflake import timestamp_ms
-from foryou.core.user_state import TOMBSTONE, encode_post, post_key, post_ttl_ms
+from foryou.core.user_state import POST_TTL_MARGIN_MS, TOMBSTONE, encode_post, post_key, post_ttl_ms
 from foryou.ingest.redis_ingester import RedisIngester
 from protos import events_pb2 as ev
+
+# no post outlives retention: an id a little ahead of this clock (allowed skew) must not extend it
+MAX_POST_TTL_MS = RETENTION_MS + POST_TTL_MARGIN_MS
+
+
+def _ttl(post_id: int, now_ms: int) -> int:
+    return min(MAX_POST_TTL_MS, post_ttl_ms(timestamp_ms(post_id), now_ms))
 
 
 class PostContentIngester(RedisIngester[ev.PostEvent]):
@@ -20,6 +27,7 @@ class PostContentIngester(RedisIngester[ev.PostEvent]):
     logical_topic = "posts_topic"
 
     def decode(self, raw: bytes) -> ev.PostEvent:
+        # id ranges (a snowflake from the far future would live for decades): foryou.core.events
         return decode_post_event(raw)
 
     def apply(self, batch: Sequence[Decoded[ev.PostEvent]]) -> None:
@@ -29,9 +37,9 @@ class PostContentIngester(RedisIngester[ev.PostEvent]):
             e = d.value
             if e.WhichOneof("event") == "create":
                 post = e.create
-                ttl = post_ttl_ms(timestamp_ms(post.post_id), now)
+                ttl = _ttl(post.post_id, now)
                 pipe.set(post_key(post.post_id, self.prefix), encode_post(post), px=ttl, nx=True)
             else:
-                ttl = post_ttl_ms(timestamp_ms(e.delete.post_id), now)
+                ttl = _ttl(e.delete.post_id, now)
                 pipe.set(post_key(e.delete.post_id, self.prefix), TOMBSTONE, px=ttl)
         pipe.execute()

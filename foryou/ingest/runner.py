@@ -87,6 +87,15 @@ class IngestService:
     def stats(self) -> dict[str, Any]:
         return {c.name: c.stats for c in self.consumers}
 
+    def stalled(self, threshold_s: float | None = None) -> list[str]:
+        """Ingesters that made no progress for `threshold_s` (default settings.consumer_stall_s):
+        broker unreachable, topic missing, or stuck behind. Non-empty -> report NOT_SERVING."""
+        return [c.name for c in self.consumers if c.is_stalled(threshold_s)]
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per ingester: healthy (last check), reason, seconds since progress."""
+        return {c.name: c.health() for c in self.consumers}
+
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         for t in self._threads:
@@ -119,6 +128,9 @@ class AsyncIngestService:
 
     def caught_up(self) -> bool:
         return self.service.caught_up()
+
+    def stalled(self, threshold_s: float | None = None) -> list[str]:
+        return self.service.stalled(threshold_s)
 
 
 def run_ingesters(

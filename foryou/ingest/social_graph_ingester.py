@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import redis
 
+from foryou.core.events import decode_user_event
 from foryou.core.kafka import Decoded
 from foryou.core.settings import Settings
 from foryou.core.user_state import author_key, social_key
@@ -43,21 +44,8 @@ class SocialGraphIngester(RedisIngester[ev.UserEvent]):
         self._follower_count = self.redis.register_script(FOLLOWER_COUNT_LUA)
 
     def decode(self, raw: bytes) -> ev.UserEvent:
-        e = ev.UserEvent.FromString(raw)
-        if e.user_id <= 0:
-            raise ValueError(f"user_id must be positive, got {e.user_id}")
-        if e.type in EDGE_OPS:
-            if e.target_user_id <= 0:
-                raise ValueError(f"{UE.Name(e.type)} without target_user_id")
-        elif e.type in KEYWORD_OPS:
-            if not normalize_keyword(e.keyword):
-                raise ValueError(f"{UE.Name(e.type)} without keyword")
-        elif e.type == UE.USER_EVENT_PROFILE:
-            if not e.screen_name:
-                raise ValueError("USER_EVENT_PROFILE without screen_name")
-        else:
-            raise ValueError(f"unknown user event type {e.type}")
-        return e
+        # ids, known type, no self-edges, keyword / screen name present: foryou.core.events
+        return decode_user_event(raw)
 
     def apply(self, batch: Sequence[Decoded[ev.UserEvent]]) -> None:
         p = self.prefix

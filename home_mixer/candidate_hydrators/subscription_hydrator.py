@@ -1,4 +1,6 @@
-"""subscription_author_id: set for subscriber-only posts (the author whose subscribers may see it)."""
+"""subscription_author_id: set for subscriber-only posts (the author whose subscribers may see it).
+`subscription_checked` marks the candidates it ran for: IneligibleSubscriptionFilter fails closed on
+the others (post store down)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ class SubscriptionHydrator(Hydrator[ScoredPostsQuery, PostCandidate]):
 
     def update(self, candidate: PostCandidate, hydrated: int | None) -> None:
         candidate.subscription_author_id = hydrated
+        candidate.subscription_checked = True
 
     def update_all(self, candidates: Sequence[PostCandidate], results: Sequence[int | None]) -> None:
         for c, r in zip(candidates, results, strict=True):
             c.subscription_author_id = r
+            c.subscription_checked = True

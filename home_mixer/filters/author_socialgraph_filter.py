@@ -1,5 +1,7 @@
 """Drops posts by authors the viewer blocks or mutes (also when they reposted someone, and reposts
-of authors the viewer blocks)."""
+of authors the viewer blocks). Safety: fails closed. While the viewer's blocked/muted lists are
+unknown (user state down) every post is removed; with a blocked list, a post whose core data was not
+loaded (is it a repost of a blocked author?) is removed; both with the reason recorded."""
 
 from __future__ import annotations
 
@@ -7,14 +9,28 @@ from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 
+GRAPH_UNAVAILABLE = "blocked/muted authors unavailable"
+POST_UNAVAILABLE = "repost author unavailable"
+
 
 class AuthorSocialgraphFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         uf = query.user_features
-        hidden = uf.blocked | uf.muted
+        if not uf.available:
+            query.record_fail_closed(self.name, GRAPH_UNAVAILABLE, candidates)
+            return FilterResult([], list(candidates))
+        blocked = uf.blocked
+        hidden = blocked | uf.muted
         kept: list[PostCandidate] = []
         removed: list[PostCandidate] = []
+        unknown: list[PostCandidate] = []
         for c in candidates:
-            bad = c.author_id in hidden or (c.retweeted_user_id or 0) in uf.blocked
-            (removed if bad else kept).append(c)
+            if c.author_id in hidden or (c.retweeted_user_id or 0) in blocked:
+                removed.append(c)
+            elif blocked and c.core_data_found is not True and not c.retweeted_user_id:
+                unknown.append(c)  # its reposted author (if any) is in the core data we lack
+                removed.append(c)
+            else:
+                kept.append(c)
+        query.record_fail_closed(self.name, POST_UNAVAILABLE, unknown)
         return FilterResult(kept, removed)

@@ -1,6 +1,7 @@
 """Drops candidates whose core data is missing: no author, a post the store does not have (deleted or
 unknown), or blank text. When the store itself was unreachable (`core_data_found is None`) candidates
-with a known author are kept: the feed degrades instead of emptying."""
+with a known author are kept here (a quality filter fails open); the safety filters after it remove
+the ones they cannot clear without the post's data (subscription flag, text, labels)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Drops subscriber-only posts of authors the viewer does not subscribe to."""
+"""Drops subscriber-only posts of authors the viewer does not subscribe to. Privacy: fails closed. A
+post whose subscriber-only flag was not looked up (post store down), or a subscriber-only post while
+the viewer's subscriptions are unknown (user state down), is removed, with the reason recorded."""
 
 from __future__ import annotations
 
@@ -6,13 +8,25 @@ from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 
+UNAVAILABLE = "subscription data unavailable"
+
 
 class IneligibleSubscriptionFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
-        subs = query.user_features.subscriptions
+        uf = query.user_features
+        subs = uf.subscriptions
+        subs_known = uf.available
         kept: list[PostCandidate] = []
         removed: list[PostCandidate] = []
+        unknown: list[PostCandidate] = []
         for c in candidates:
-            bad = c.subscription_author_id is not None and c.subscription_author_id not in subs
-            (removed if bad else kept).append(c)
+            author = c.subscription_author_id
+            if not c.subscription_checked or (author is not None and not subs_known):
+                unknown.append(c)
+                removed.append(c)
+            elif author is not None and author not in subs:
+                removed.append(c)
+            else:
+                kept.append(c)
+        query.record_fail_closed(self.name, UNAVAILABLE, unknown)
         return FilterResult(kept, removed)

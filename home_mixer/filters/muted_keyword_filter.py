@@ -1,7 +1,9 @@
 """Drops posts whose text matches one of the viewer's muted keywords. A match is case-insensitive,
 with diacritics folded and punctuation ignored; a multi-word keyword matches only as a contiguous
 phrase; a bare keyword also matches the #hashtag and the @mention, a #keyword only the hashtag; a
-CJK run counts as one whole token."""
+CJK run counts as one whole token. Safety: fails closed. While the viewer's muted keywords are unknown
+(user state down) every post is removed; with keywords, a post whose text was not loaded (post store
+down) is removed; both with the reason recorded."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 
+KEYWORDS_UNAVAILABLE = "muted keywords unavailable"
+TEXT_UNAVAILABLE = "post text unavailable"
 Token = tuple[str, str]  # (marker "" | "#" | "@", folded word)
 _TOKEN = re.compile(r"([#@]?)(\w+)")
 
@@ -52,16 +56,25 @@ def matches(keyword: str, tokens: list[Token]) -> bool:
 
 class MutedKeywordFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def enable(self, query: ScoredPostsQuery) -> bool:
-        return bool(query.user_features.muted_keywords)
+        uf = query.user_features
+        return not uf.available or bool(uf.muted_keywords)
 
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
+        if not query.user_features.available:  # any post might match a keyword we cannot read
+            query.record_fail_closed(self.name, KEYWORDS_UNAVAILABLE, candidates)
+            return FilterResult([], list(candidates))
         keywords = [k for k in query.user_features.muted_keywords if keyword_tokens(k)]
         # cheap prefilter: a post can only match if it contains every word of the keyword
         kw_words = [(k, {w for _, w in keyword_tokens(k)}) for k in keywords]
         needles = {w for _, ws in kw_words for w in ws}
         kept: list[PostCandidate] = []
         removed: list[PostCandidate] = []
+        unknown: list[PostCandidate] = []
         for c in candidates:
+            if c.core_data_found is not True:  # text never loaded: it cannot be cleared
+                unknown.append(c)
+                removed.append(c)
+                continue
             folded = fold(c.text)
             hit = False
             if any(n in folded for n in needles):  # substring prefilter before tokenizing
@@ -69,4 +82,5 @@ class MutedKeywordFilter(Filter[ScoredPostsQuery, PostCandidate]):
                 words = {w for _, w in tokens}
                 hit = any(ws <= words and matches(k, tokens) for k, ws in kw_words)
             (removed if hit else kept).append(c)
+        query.record_fail_closed(self.name, TEXT_UNAVAILABLE, unknown)
         return FilterResult(kept, removed)

@@ -1,5 +1,7 @@
 """Post-selection: runs the visibility rules on each selected post and drops what they drop; the
-reason is kept on the candidate for the debug view."""
+reason is kept on the candidate for the debug view. Safety: fails closed. A post the rules allow is
+still dropped when their inputs are missing: the author relation (AuthorRelationCandidateHydrator
+failed, or was not started after the request deadline) or the post's labels (core data not loaded)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
 from home_mixer.visibility.rules import Action, VisibilityRules
+
+RELATION_UNAVAILABLE = "author relation unavailable"
+LABELS_UNAVAILABLE = "post labels unavailable"
 
 
 class VisibilityFilter(Filter[ScoredPostsQuery, PostCandidate]):
@@ -16,8 +21,23 @@ class VisibilityFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         kept: list[PostCandidate] = []
         removed: list[PostCandidate] = []
+        no_relation: list[PostCandidate] = []
+        no_labels: list[PostCandidate] = []
         for c in candidates:
             v = self.rules.evaluate(c)
             c.visibility_reason = v.reason
-            (removed if v.action is Action.DROP else kept).append(c)
+            if v.action is Action.DROP:
+                removed.append(c)  # a rule fired on what is known: its reason stands
+            elif c.author_blocks_viewer is None:
+                c.visibility_reason = "AuthorRelationUnavailable"
+                no_relation.append(c)
+                removed.append(c)
+            elif c.core_data_found is not True:
+                c.visibility_reason = "LabelsUnavailable"
+                no_labels.append(c)
+                removed.append(c)
+            else:
+                kept.append(c)
+        query.record_fail_closed(self.name, RELATION_UNAVAILABLE, no_relation)
+        query.record_fail_closed(self.name, LABELS_UNAVAILABLE, no_labels)
         return FilterResult(kept, removed)

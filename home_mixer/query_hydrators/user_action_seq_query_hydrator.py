@@ -28,3 +28,4 @@ class UserActionSeqQueryHydrator(QueryHydrator[ScoredPostsQuery]):
 
     def update(self, query: ScoredPostsQuery, hydrated: phoenix_pb2.ActionSequence | None) -> None:
         query.action_sequence = hydrated
+        query.action_sequence_loaded = True  # None now means "no history", not "read failed"

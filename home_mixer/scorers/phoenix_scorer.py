@@ -19,6 +19,13 @@ from protos import events_pb2, phoenix_pb2
 Scores = tuple[Any, float | None, str, int] | None  # (64 probabilities, dwell s, prediction id, ms)
 
 
+def ranking_surface(query: ScoredPostsQuery) -> events_pb2.ProductSurface:
+    """The product surface candidates are ranked for (also recorded in the served log)."""
+    if query.in_network_only:
+        return events_pb2.PRODUCT_SURFACE_RANKED_FOLLOWING
+    return events_pb2.PRODUCT_SURFACE_HOME_TIMELINE
+
+
 class PhoenixScorer(Scorer[ScoredPostsQuery, PostCandidate]):
     timeout_s = 0.5
 
@@ -28,11 +35,7 @@ class PhoenixScorer(Scorer[ScoredPostsQuery, PostCandidate]):
     async def score(self, query: ScoredPostsQuery, candidates: Sequence[PostCandidate]) -> list[Scores]:
         if query.action_sequence is None:
             return [None] * len(candidates)
-        surface = (
-            events_pb2.PRODUCT_SURFACE_RANKED_FOLLOWING
-            if query.in_network_only
-            else events_pb2.PRODUCT_SURFACE_HOME_TIMELINE
-        )
+        surface = ranking_surface(query)
         req = phoenix_pb2.PredictRequest(user_id=query.viewer_id, action_sequence=query.action_sequence)
         for c in candidates:
             req.candidates.add(

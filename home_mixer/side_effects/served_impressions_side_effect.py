@@ -1,5 +1,5 @@
 """Publishes one ServedEvent per selected post to the `served` topic (key = viewer id): the feature
-log that joins with engagements into training data.
+log that joins with engagements into training data (record contents: `served_record.py`).
 
 Delivery is asynchronous, so a Kafka outage surfaces in delivery reports (or a full local queue),
 after the response that produced the events has gone. The side effect therefore keeps the log's
@@ -9,7 +9,6 @@ which the handler reports as the `kafka` dependency in `degraded` (and the degra
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ from prometheus_client import Counter
 from candidate_pipeline import SideEffect
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
-from protos import events_pb2
+from home_mixer.side_effects.served_record import served_events
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +26,6 @@ SERVED_LOST = Counter(
     "ServedEvents not delivered to the served topic (delivery error or full producer queue)",
     ["reason"],
 )
-
-
-def served_events(query: ScoredPostsQuery, selected: Sequence[PostCandidate]) -> list[events_pb2.ServedEvent]:
-    now_ms = int(time.time() * 1000)
-    return [
-        events_pb2.ServedEvent(
-            viewer_id=query.viewer_id,
-            post_id=c.post_id,
-            author_id=c.author_id,
-            position=i,
-            score=c.score if c.score is not None else 0.0,
-            request_id=query.request_id,
-            model_version=query.model_version,
-            served_at_ms=now_ms,
-            in_network=c.in_network is True,
-        )
-        for i, c in enumerate(selected)
-    ]
 
 
 class ServedImpressionsSideEffect(SideEffect[ScoredPostsQuery, PostCandidate]):

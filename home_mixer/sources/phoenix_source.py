@@ -29,6 +29,7 @@ class PhoenixSource(Source[ScoredPostsQuery, PostCandidate]):
         if query.action_sequence is not None:  # else retrieval reads it from Redis itself
             req.action_sequence.CopyFrom(query.action_sequence)
         resp = await self.client.retrieve(req)
+        version = resp.model_version  # recorded per candidate in the served log (training joins)
         return [
             PostCandidate(
                 post_id=c.post_id,
@@ -36,6 +37,7 @@ class PhoenixSource(Source[ScoredPostsQuery, PostCandidate]):
                 source=self.name,
                 served_type=SERVED_TYPE,
                 retrieval_score=c.score,
+                retrieval_model_version=version,
             )
             for c in resp.candidates
         ]

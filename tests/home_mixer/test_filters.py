@@ -108,9 +108,9 @@ def test_repost_dedup_originals_always_kept(fakes: SimpleNamespace) -> None:
 
 def test_ineligible_subscription(fakes: SimpleNamespace) -> None:
     q = fakes.query(user_features=UserFeatures(subscriptions=frozenset({50})))
-    public = fakes.cand(1, 10)
-    subscribed = fakes.cand(2, 50, subscription_author_id=50)
-    not_subscribed = fakes.cand(3, 60, subscription_author_id=60)
+    public = fakes.cand(1, 10, subscription_checked=True)
+    subscribed = fakes.cand(2, 50, subscription_author_id=50, subscription_checked=True)
+    not_subscribed = fakes.cand(3, 60, subscription_author_id=60, subscription_checked=True)
     kept, removed = IneligibleSubscriptionFilter().filter(q, [public, subscribed, not_subscribed])
     assert kept == [public, subscribed] and removed == [not_subscribed]
 
@@ -139,18 +139,19 @@ def test_previously_served_only_on_bottom_requests(fakes: SimpleNamespace) -> No
 
 def test_author_socialgraph_blocked_and_muted(fakes: SimpleNamespace) -> None:
     q = fakes.query(user_features=UserFeatures(blocked=frozenset({20}), muted=frozenset({30})))
-    ok, blocked, muted = fakes.cand(1, 10), fakes.cand(2, 20), fakes.cand(3, 30)
-    repost_of_blocked = fakes.cand(4, 10, retweeted_post_id=99, retweeted_user_id=20)
+    ok, blocked, muted = (fakes.cand(i, a, core_data_found=True) for i, a in ((1, 10), (2, 20), (3, 30)))
+    repost_of_blocked = fakes.cand(4, 10, retweeted_post_id=99, retweeted_user_id=20, core_data_found=True)
     kept, removed = AuthorSocialgraphFilter().filter(q, [ok, blocked, muted, repost_of_blocked])
     assert kept == [ok] and removed == [blocked, muted, repost_of_blocked]
 
 
 def test_visibility_rules(fakes: SimpleNamespace) -> None:
-    clean = fakes.cand(1, 10, in_network=False)
-    spam_in = fakes.cand(2, 10, in_network=True, labels=("spam",))
-    nsfw_in = fakes.cand(3, 10, in_network=True, labels=("nsfw",))  # OON-only rule: kept in network
-    nsfw_oon = fakes.cand(4, 11, in_network=False, labels=("nsfw",))
-    blocks_viewer = fakes.cand(5, 12, in_network=True, author_blocks_viewer=True)
+    known = {"core_data_found": True, "author_blocks_viewer": False}  # every input hydrated
+    clean = fakes.cand(1, 10, in_network=False, **known)
+    spam_in = fakes.cand(2, 10, in_network=True, labels=("spam",), **known)
+    nsfw_in = fakes.cand(3, 10, in_network=True, labels=("nsfw",), **known)  # OON-only rule: kept in network
+    nsfw_oon = fakes.cand(4, 11, in_network=False, labels=("nsfw",), **known)
+    blocks_viewer = fakes.cand(5, 12, in_network=True, core_data_found=True, author_blocks_viewer=True)
     kept, removed = VisibilityFilter().filter(
         fakes.query(), [clean, spam_in, nsfw_in, nsfw_oon, blocks_viewer]
     )

@@ -121,8 +121,8 @@ def test_debug_view_explains_every_candidate(fakes: SimpleNamespace) -> None:
     [
         (home_mixer_pb2.GetScoredPostsRequest(viewer_id=0), "viewer_id"),
         (home_mixer_pb2.GetScoredPostsRequest(viewer_id=-3), "viewer_id"),
-        (home_mixer_pb2.GetScoredPostsRequest(viewer_id=1, seen_ids=range(MAX_ID_LIST + 1)), "seen_ids"),
-        (home_mixer_pb2.GetScoredPostsRequest(viewer_id=1, served_ids=range(MAX_ID_LIST + 1)), "served_ids"),
+        (home_mixer_pb2.GetScoredPostsRequest(viewer_id=1, seen_ids=range(0, MAX_ID_LIST)), "seen_ids"),
+        (home_mixer_pb2.GetScoredPostsRequest(viewer_id=1, served_ids=[5, -1]), "served_ids"),
     ],
 )
 def test_invalid_requests(
@@ -176,14 +176,17 @@ def test_ranker_down_serves_recency_order(fakes: SimpleNamespace) -> None:
     assert inn == sorted(inn, reverse=True)
 
 
-def test_redis_down_still_answers(fakes: SimpleNamespace) -> None:
+def test_redis_down_answers_empty_and_says_why(fakes: SimpleNamespace) -> None:
+    """Redis down: retrieval still answers, but no post can be cleared by the safety filters (no
+    subscription flags, muted keywords or blocks), so they fail closed: an empty feed that says why
+    (tests/home_mixer/test_fail_closed.py covers each filter)."""
     w = build(fakes, redis=True)
     before = _degraded_count("redis")
     resp = asyncio.run(w.handler.get_scored_posts(request(w)))
-    assert resp.degraded == ["redis"] and _degraded_count("redis") == before + 1
-    # no social graph -> no in-network; retrieval still answers; no history -> ranker skipped
-    assert resp.scored_posts and not any(p.in_network for p in resp.scored_posts)
-    assert w.ranker.requests == []
+    assert resp.degraded == ["redis", "IneligibleSubscriptionFilter: subscription data unavailable"]
+    assert _degraded_count("redis") == before + 1
+    assert not resp.scored_posts
+    assert w.ranker.requests == []  # nothing left to rank
 
 
 def test_slow_dependency_hits_timeout_not_deadline(fakes: SimpleNamespace) -> None:
@@ -200,7 +203,9 @@ def test_slow_dependency_hits_timeout_not_deadline(fakes: SimpleNamespace) -> No
 
 def test_request_deadline_during_ranking_still_scores_by_recency(fakes: SimpleNamespace) -> None:
     """The request deadline (0.2 s) passes while the ranker hangs: the ranker is cut off, and the
-    cheap scorers still run after the deadline, so the feed is full and in recency order."""
+    cheap scorers still run after the deadline, so every candidate is scored in recency order. The
+    post-selection author-relation lookup is not started after the deadline, so the visibility filter
+    cannot clear the selected posts and fails closed: the feed is empty and says why."""
     w = build(fakes, config=PipelineConfig(component_timeout_s=0.5, request_deadline_s=0.2))
 
     async def hang(request: object) -> object:
@@ -208,10 +213,14 @@ def test_request_deadline_during_ranking_still_scores_by_recency(fakes: SimpleNa
         raise AssertionError("unreachable")
 
     w.ranker.predict = hang  # type: ignore[method-assign]
-    resp = asyncio.run(asyncio.wait_for(w.handler.get_scored_posts(request(w)), timeout=3))
+    req = home_mixer_pb2.GetDebugScoredPostsRequest(query=request(w))
+    resp = asyncio.run(asyncio.wait_for(w.handler.get_debug_scored_posts(req), timeout=3))
     # post-selection Redis lookups are not started after the deadline: reported as "deadline"
-    assert resp.degraded == ["deadline", "ranker"]
-    posts = resp.scored_posts
-    assert len(posts) == 35 and all(p.score > 0 for p in posts)
-    inn = [p.post_id for p in posts if p.in_network and p.author_id == 11]
+    assert resp.degraded == ["deadline", "ranker", "VisibilityFilter: author relation unavailable"]
+    assert not any(c.outcome == "selected" for c in resp.candidates)
+    hidden = [c for c in resp.candidates if c.filtered_by == "VisibilityFilter"]
+    assert len(hidden) == 50  # the whole top-K selection, scored by recency, then not served
+    assert all(c.final_score > 0 for c in hidden)
+    assert {c.fields["removal_reason"] for c in hidden} == {"author relation unavailable"}
+    inn = [c.post_id for c in hidden if c.in_network and c.author_id == 11]
     assert inn == sorted(inn, reverse=True)

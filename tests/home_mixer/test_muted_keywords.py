@@ -38,8 +38,8 @@ def test_muted_keyword_filter(fakes: SimpleNamespace) -> None:
     q = fakes.query(user_features=UserFeatures(muted_keywords=("football", "world cup")))
     f = MutedKeywordFilter()
     assert f.enable(q) and not f.enable(fakes.query())
-    a = fakes.cand(1, 10, text="Football tonight")
-    b = fakes.cand(2, 10, text="the World Cup final")
-    c = fakes.cand(3, 10, text="a cup of world tea")
+    a = fakes.cand(1, 10, text="Football tonight", core_data_found=True)
+    b = fakes.cand(2, 10, text="the World Cup final", core_data_found=True)
+    c = fakes.cand(3, 10, text="a cup of world tea", core_data_found=True)
     kept, removed = f.filter(q, [a, b, c])
     assert kept == [c] and removed == [a, b]

@@ -131,9 +131,10 @@ def test_unreachable_redis_degrades(fakes: SimpleNamespace) -> None:
         return resp
 
     resp = asyncio.run(go())
-    assert resp.degraded == ["redis"]
-    # retrieval still answers; no social graph means no in-network; posts kept unhydrated
-    assert len(resp.scored_posts) == 10 and not any(p.in_network for p in resp.scored_posts)
+    # retrieval still answers, but without post data or the viewer's safety data no post can be
+    # cleared: the safety filters fail closed and the response says why
+    assert resp.degraded == ["redis", "IneligibleSubscriptionFilter: subscription data unavailable"]
+    assert len(resp.scored_posts) == 0
 
 
 def test_bounded_concurrency_rejects_excess(fakes: SimpleNamespace) -> None:

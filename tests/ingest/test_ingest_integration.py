@@ -167,5 +167,9 @@ def test_publish_ingest_read_back_replay_and_dlq(settings: Settings) -> None:
         assert len(msgs) == 2  # once per consuming pass
         headers = dict(msgs[0].headers())
         assert headers["dlq.topic"].decode() == topic
-        assert headers["dlq.reason"].startswith(b"decode")
+        # undecodable bytes -> "decode: ...", a decodable but invalid event -> "invalid: ..."
+        assert headers["dlq.reason"].startswith(b"decode" if topic == eng_topic else b"invalid")
         assert int(headers["dlq.offset"]) >= 0
+        # which consumer set it aside: one copy per consuming group
+        groups = {dict(m.headers())["dlq.consumer_group"] for m in msgs}
+        assert len(groups) == 2 and all(g.startswith(settings.topic_prefix.encode()) for g in groups)
