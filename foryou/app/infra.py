@@ -20,10 +20,11 @@ from typing import Any
 
 import redis
 
-from foryou.core import local_infra
 from foryou.core.kafka import ensure_topics, wait_for_broker
 from foryou.core.net import free_port
-from foryou.core.settings import Settings
+from foryou.core.settings import NO_INFRA, Settings
+
+STATE_FILE = "infra.json"
 
 
 @dataclass(slots=True)
@@ -125,12 +126,30 @@ def start_redis(log_dir: Path, port: int = 0, persist: bool = True) -> tuple[sub
     return proc, url
 
 
+def state_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / STATE_FILE
+
+
 def read_state(settings: Settings) -> dict[str, Any] | None:
-    return local_infra.read_state(settings.data_dir)
+    """What `up` recorded in the data directory, or None when nothing was started there."""
+    p = state_path(settings)
+    if not p.exists():
+        return None
+    state: dict[str, Any] = json.loads(p.read_text())
+    return state
 
 
-def _state_path(settings: Settings) -> Path:
-    return local_infra.state_path(settings.data_dir)
+def resolve(settings: Settings) -> Settings:
+    """Fill an empty Kafka bootstrap / Redis URL from the embedded infrastructure `up` started."""
+    if settings.kafka_bootstrap and settings.redis_url:
+        return settings
+    state = read_state(settings)
+    if state is None:
+        raise RuntimeError(NO_INFRA)
+    return settings.replace(
+        kafka_bootstrap=settings.kafka_bootstrap or state["kafka_bootstrap"],
+        redis_url=settings.redis_url or state["redis_url"],
+    )
 
 
 def up(settings: Settings) -> InfraState:
@@ -148,7 +167,7 @@ def up(settings: Settings) -> InfraState:
         if not settings.redis_url:
             rproc, state.redis_url = start_redis(data_dir)
             state.redis_pid, state.redis_cmd = rproc.pid, " ".join(rproc.args)  # type: ignore[arg-type]
-        _state_path(settings).write_text(json.dumps(asdict(state), indent=2))
+        state_path(settings).write_text(json.dumps(asdict(state), indent=2))
     resolved = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
     ensure_topics(resolved, resolved.topics())
     return state
@@ -214,7 +233,7 @@ def down(settings: Settings) -> bool:
         return False
     _stop_pid(state.get("broker_pid"), state.get("broker_cmd", ""))
     _stop_pid(state.get("redis_pid"), state.get("redis_cmd", ""))
-    _state_path(settings).unlink(missing_ok=True)
+    state_path(settings).unlink(missing_ok=True)
     return True
 
 

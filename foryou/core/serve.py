@@ -86,11 +86,10 @@ async def wait_caught_up(caught_up: threading.Event, timeout_s: float, what: str
         await asyncio.sleep(CATCH_UP_POLL_S)
 
 
-def prepare(settings: Settings, needs_infra: bool = True) -> Settings:
-    """Logging + /metrics, and the resolved Kafka/Redis addresses (unless the services started
-    need neither, e.g. a ranking-only Phoenix)."""
+def prepare(settings: Settings) -> Settings:
+    """Logging and /metrics for a service process."""
     setup_logging(settings.log_level, settings.log_json)
     if settings.metrics_port:
         port = start_metrics_server(settings.metrics_port)
         log.info("metrics on /metrics", extra={"port": port})
-    return settings.resolved() if needs_infra else settings
+    return settings

@@ -1,7 +1,8 @@
 """One typed settings object shared by every service: flags > env > defaults.
 
 Env vars are `FORYOU_<FIELD>` (e.g. FORYOU_KAFKA_BOOTSTRAP, FORYOU_REDIS_URL). An unset Kafka
-bootstrap / Redis URL means "use the embedded infrastructure from `foryou infra up`"."""
+bootstrap / Redis URL means "use the embedded infrastructure from `foryou infra up`": the app
+layer (`foryou.app.infra.resolve`) fills them in before a service starts; services only check."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from foryou.core.local_infra import read_state
-
 ENV_PREFIX = "FORYOU_"
+NO_INFRA = (
+    "no Kafka/Redis configured: set FORYOU_KAFKA_BOOTSTRAP and FORYOU_REDIS_URL, "
+    "or run `foryou infra up` first"
+)
 
 
 def _default_data_dir() -> str:
@@ -84,20 +87,12 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
-    def resolved(self) -> Settings:
-        """Fill an empty Kafka bootstrap / Redis URL from the embedded infra state file."""
+    def require_infra(self) -> Settings:
+        """Self, when both Kafka and Redis are configured; a clear error otherwise. (The app layer
+        fills them from the embedded launcher's record before handing settings to a service.)"""
         if self.kafka_bootstrap and self.redis_url:
             return self
-        state = read_state(self.data_dir)
-        if state is None:
-            raise RuntimeError(
-                "no Kafka/Redis configured: set FORYOU_KAFKA_BOOTSTRAP and FORYOU_REDIS_URL, "
-                "or run `foryou infra up` first"
-            )
-        return self.replace(
-            kafka_bootstrap=self.kafka_bootstrap or state["kafka_bootstrap"],
-            redis_url=self.redis_url or state["redis_url"],
-        )
+        raise RuntimeError(NO_INFRA)
 
 
 def _parse(raw: str, type_name: Any) -> Any:

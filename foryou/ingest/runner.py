@@ -35,7 +35,7 @@ class IngestService:
         config: IngestConfig | None = None,
         ingesters: tuple[type[RedisIngester[Any]], ...] = INGESTERS,
     ) -> None:
-        self.settings = settings.resolved()
+        self.settings = settings.require_infra()
         self.config = config or IngestConfig()
         self.redis = redis.Redis.from_url(self.settings.redis_url)
         self.ingesters = [cls(self.settings, self.redis, self.config) for cls in ingesters]

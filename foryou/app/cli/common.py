@@ -123,3 +123,10 @@ def print_metrics(title: str, metrics: dict) -> None:
 
     walk("", metrics)
     console.print(table)
+
+
+def resolve_infra(settings: Settings) -> Settings:
+    """Kafka/Redis from flags or env, else from the embedded infrastructure `foryou infra up` started."""
+    from foryou.app.infra import resolve  # lazy: keeps `foryou --help` free of Kafka/Redis imports
+
+    return resolve(settings)

@@ -16,14 +16,13 @@ app = group("Embedded Kafka broker + Redis on free local ports.")
 def infra_up(ctx: typer.Context) -> None:
     """Start the embedded broker and Redis (unless external ones are configured) and create topics."""
     from foryou.app import infra
-    from foryou.core import local_infra
 
     settings = ctx_settings(ctx)
     with console.status("starting Kafka broker and Redis…"):
         state = infra.up(settings)
     console.print(f"kafka bootstrap: [bold]{state.kafka_bootstrap}[/bold]")
     console.print(f"redis url:       [bold]{state.redis_url}[/bold]")
-    console.print(f"state file:      {local_infra.state_path(settings.data_dir)}")
+    console.print(f"state file:      {infra.state_path(settings)}")
 
 
 @app.command("down")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from foryou.app.cli.common import AsJson, console, ctx_settings, fail, iso_ms, parse_time_ms
+from foryou.app.cli.common import AsJson, console, ctx_settings, fail, iso_ms, parse_time_ms, resolve_infra
 
 if TYPE_CHECKING:  # confluent_kafka and polars: imported inside the command (`foryou --help` stays fast)
     from rich.progress import Progress, TaskID
@@ -90,7 +90,7 @@ def replay(
 def _kafka_settings(ctx: typer.Context) -> Settings:
     """Replay needs Kafka only: Redis may stay unconfigured."""
     settings = ctx_settings(ctx)
-    return settings if settings.kafka_bootstrap else settings.resolved()
+    return settings if settings.kafka_bootstrap else resolve_infra(settings)
 
 
 def _check_broker(settings: Settings, timeout_s: float) -> None:

@@ -17,7 +17,7 @@ from foryou.app.cli.addresses import (
     RetrievalAddress,
     ThunderAddress,
 )
-from foryou.app.cli.common import MetricsPort, ServeSids, console, ctx_settings, fail, group
+from foryou.app.cli.common import MetricsPort, ServeSids, console, ctx_settings, fail, group, resolve_infra
 from foryou.core.events import RETENTION_S
 
 if TYPE_CHECKING:  # heavy (torch, grpc, Kafka): imported inside the commands
@@ -47,7 +47,7 @@ def serve_home_mixer_cmd(
     from foryou.core.serve import prepare
     from home_mixer.service import HomeMixerConfig, serve_home_mixer
 
-    settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
+    settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     console.print(f"home_mixer on {grpc_address}")
     asyncio.run(
         serve_home_mixer(
@@ -85,9 +85,9 @@ def serve_phoenix(
     # checked before anything starts: no promoted ranker is an operator error, not a crash
     promoted = _promoted_ranker(registry) if registry else None
     # the ranking service is stateless: Kafka and Redis only feed the retrieval index
-    settings = prepare(
-        ctx_settings(ctx).replace(metrics_port=metrics_port), needs_infra=bool(retrieval_model)
-    )
+    settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
+    if retrieval_model:
+        settings = resolve_infra(settings)
     svc: _RegistryPhoenix | PhoenixServices
     if promoted is not None:
         reg, version, path = promoted
@@ -214,7 +214,7 @@ def serve_all(
     from foryou.app.stack import Stack, StackConfig
     from foryou.core.serve import prepare, run_until_signal
 
-    settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
+    settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     stack = Stack(
         settings,
         StackConfig(
@@ -239,7 +239,7 @@ def serve_ingest(ctx: typer.Context, metrics_port: MetricsPort = 0) -> None:
     from foryou.core.serve import prepare, run_until_signal
     from foryou.ingest.runner import AsyncIngestService
 
-    settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
+    settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     asyncio.run(run_until_signal([AsyncIngestService(settings)]))
 
 
@@ -258,7 +258,7 @@ def serve_thunder(
     from thunder.config import StoreConfig, ThunderConfig
     from thunder.service import ThunderService
 
-    settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
+    settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     cfg = ThunderConfig(
         store=StoreConfig(retention_s=retention_s),
         grpc_address=grpc_address,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from foryou.app.cli.common import console, ctx_settings, group
+from foryou.app.cli.common import console, ctx_settings, group, resolve_infra
 
 app = group("Synthetic world: generate to Parquet, publish to Kafka.")
 
@@ -52,5 +52,5 @@ def world_publish(
 
     # shift the world's clock to now so the services' retention windows keep its posts
     world = World.load(world_dir).rebased(int(time.time() * 1000))
-    stats = publish_world(world, ctx_settings(ctx).resolved(), rate=rate, progress=True)
+    stats = publish_world(world, resolve_infra(ctx_settings(ctx)), rate=rate, progress=True)
     console.print(f"published: {stats}")
