@@ -3,8 +3,15 @@ what this system hydrates: labels, subscription flag, author relation)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def finite_or_zero(x: float | None) -> float:
+    """A score as the response and the served log report it (one rule, so the log equals what the
+    client saw): unset or non-finite -> 0."""
+    return x if x is not None and math.isfinite(x) else 0.0
 
 
 @dataclass(slots=True)

@@ -4,12 +4,11 @@ gRPC servicer and in-process callers (tests, CLI, bench) both use it."""
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 from candidate_pipeline import ComponentTrace, PipelineResult
 from foryou.core.metrics import DEGRADED
-from home_mixer.candidate import PostCandidate
+from home_mixer.candidate import PostCandidate, finite_or_zero
 from home_mixer.clients import HomeMixerClients
 from home_mixer.params import DEFAULT_LIMITS, DEFAULT_PARAMS, Params, RequestLimits
 from home_mixer.pipeline import ScoredPostsPipeline
@@ -155,15 +154,11 @@ class ScoredPostsHandler:
         return out
 
 
-def _finite(x: float | None) -> float:
-    return x if x is not None and math.isfinite(x) else 0.0
-
-
 def scored_post(c: PostCandidate) -> pb.ScoredPost:
     sp = pb.ScoredPost(
         post_id=c.post_id,
         author_id=c.author_id,
-        score=_finite(c.score),
+        score=finite_or_zero(c.score),
         in_network=c.in_network is True,
         source=c.source,
         screen_name=c.author_screen_name,
@@ -208,8 +203,8 @@ def debug_candidate(
         in_network=c.in_network is True,
         outcome=outcome,
         filtered_by=filtered_by,
-        weighted_score=_finite(c.weighted_score),
-        final_score=_finite(c.score),
+        weighted_score=finite_or_zero(c.weighted_score),
+        final_score=finite_or_zero(c.score),
         fields={k: v for k, v in fields.items() if v},
         position=position,
     )

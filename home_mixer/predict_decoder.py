@@ -48,8 +48,8 @@ def as_predictions(resp: phoenix_pb2.PredictResponse | Predictions) -> Predictio
         return resp
     preds = resp.predictions
     return Predictions(
-        _matrix([p.action_probs for p in preds], 64),
-        _matrix([p.continuous for p in preds], 8),
+        _matrix([p.action_probs for p in preds], PROBS_WIDTH),
+        _matrix([p.continuous for p in preds], CONT_WIDTH),
         resp.model_version,
     )
 

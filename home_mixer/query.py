@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_ID_LIST = DEFAULT_LIMITS.max_seen_ids  # seen_ids / served_ids longer than this are truncated
-MAX_CODE_LEN = DEFAULT_LIMITS.max_code_len
 MAX_ID = (1 << 63) - 1  # ids are positive int64
 
 

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 
 from home_mixer.predict_decoder import Predictions, decode_predict_response
 from protos import phoenix_pb2, phoenix_pb2_grpc, thunder_pb2, thunder_pb2_grpc
 
 
-class GrpcThunderClient:
-    def __init__(self, address: str, timeout_s: float = 0.5) -> None:
+class _GrpcClient:
+    """One channel to `address`; every call carries `timeout_s`."""
+
+    def __init__(self, address: str, timeout_s: float, options: Sequence[tuple[str, Any]] = ()) -> None:
         self.address, self.timeout_s = address, timeout_s
-        self._channel = grpc.aio.insecure_channel(address)
+        self._channel = grpc.aio.insecure_channel(address, options=list(options))
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class GrpcThunderClient(_GrpcClient):
+    def __init__(self, address: str, timeout_s: float = 0.5) -> None:
+        super().__init__(address, timeout_s)
         self._stub = thunder_pb2_grpc.InNetworkPostsServiceStub(self._channel)
 
     async def get_in_network_posts(
@@ -19,29 +32,19 @@ class GrpcThunderClient:
     ) -> thunder_pb2.GetInNetworkPostsResponse:
         return await self._stub.GetInNetworkPosts(request, timeout=self.timeout_s)
 
-    async def close(self) -> None:
-        await self._channel.close()
 
-
-class GrpcRetrievalClient:
+class GrpcRetrievalClient(_GrpcClient):
     def __init__(self, address: str, timeout_s: float = 0.5) -> None:
-        self.address, self.timeout_s = address, timeout_s
-        self._channel = grpc.aio.insecure_channel(address)
+        super().__init__(address, timeout_s)
         self._stub = phoenix_pb2_grpc.RetrievalServiceStub(self._channel)
 
     async def retrieve(self, request: phoenix_pb2.RetrieveRequest) -> phoenix_pb2.RetrieveResponse:
         return await self._stub.Retrieve(request, timeout=self.timeout_s)
 
-    async def close(self) -> None:
-        await self._channel.close()
 
-
-class GrpcRankingClient:
+class GrpcRankingClient(_GrpcClient):
     def __init__(self, address: str, timeout_s: float = 1.0) -> None:
-        self.address, self.timeout_s = address, timeout_s
-        self._channel = grpc.aio.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", 64 << 20)]
-        )
+        super().__init__(address, timeout_s, options=[("grpc.max_receive_message_length", 64 << 20)])
         # the answer is decoded straight into matrices (Predictions), not into a PredictResponse
         self._predict = self._channel.unary_unary(
             "/foryou.phoenix.RankingService/Predict",
@@ -51,6 +54,3 @@ class GrpcRankingClient:
 
     async def predict(self, request: phoenix_pb2.PredictRequest) -> Predictions:
         return await self._predict(request, timeout=self.timeout_s)
-
-    async def close(self) -> None:
-        await self._channel.close()

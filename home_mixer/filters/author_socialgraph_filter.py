@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
+from home_mixer.filters.fail_closed import SafetySplit, remove_all
 from home_mixer.query import ScoredPostsQuery
 
 GRAPH_UNAVAILABLE = "blocked/muted authors unavailable"
@@ -17,20 +18,16 @@ class AuthorSocialgraphFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         uf = query.user_features
         if not uf.available:
-            query.record_fail_closed(self.name, GRAPH_UNAVAILABLE, candidates)
-            return FilterResult([], list(candidates))
+            return remove_all(query, self.name, GRAPH_UNAVAILABLE, candidates)
         blocked = uf.blocked
         hidden = blocked | uf.muted
-        kept: list[PostCandidate] = []
-        removed: list[PostCandidate] = []
-        unknown: list[PostCandidate] = []
+        split = SafetySplit()
         for c in candidates:
             if c.author_id in hidden or (c.retweeted_user_id or 0) in blocked:
-                removed.append(c)
+                split.removed.append(c)
             elif blocked and c.core_data_found is not True and not c.retweeted_user_id:
-                unknown.append(c)  # its reposted author (if any) is in the core data we lack
-                removed.append(c)
+                # its reposted author (if any) is in the core data we lack
+                split.uncleared(c, POST_UNAVAILABLE)
             else:
-                kept.append(c)
-        query.record_fail_closed(self.name, POST_UNAVAILABLE, unknown)
-        return FilterResult(kept, removed)
+                split.kept.append(c)
+        return split.result(query, self.name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
+from home_mixer.filters.fail_closed import SafetySplit
 from home_mixer.query import ScoredPostsQuery
 
 UNAVAILABLE = "subscription data unavailable"
@@ -16,17 +17,13 @@ class IneligibleSubscriptionFilter(Filter[ScoredPostsQuery, PostCandidate]):
         uf = query.user_features
         subs = uf.subscriptions
         subs_known = uf.available
-        kept: list[PostCandidate] = []
-        removed: list[PostCandidate] = []
-        unknown: list[PostCandidate] = []
+        split = SafetySplit()
         for c in candidates:
             author = c.subscription_author_id
             if not c.subscription_checked or (author is not None and not subs_known):
-                unknown.append(c)
-                removed.append(c)
+                split.uncleared(c, UNAVAILABLE)
             elif author is not None and author not in subs:
-                removed.append(c)
+                split.removed.append(c)
             else:
-                kept.append(c)
-        query.record_fail_closed(self.name, UNAVAILABLE, unknown)
-        return FilterResult(kept, removed)
+                split.kept.append(c)
+        return split.result(query, self.name)

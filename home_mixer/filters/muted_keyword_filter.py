@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
+from home_mixer.filters.fail_closed import SafetySplit, remove_all
 from home_mixer.query import ScoredPostsQuery
 
 KEYWORDS_UNAVAILABLE = "muted keywords unavailable"
@@ -61,19 +62,15 @@ class MutedKeywordFilter(Filter[ScoredPostsQuery, PostCandidate]):
 
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         if not query.user_features.available:  # any post might match a keyword we cannot read
-            query.record_fail_closed(self.name, KEYWORDS_UNAVAILABLE, candidates)
-            return FilterResult([], list(candidates))
+            return remove_all(query, self.name, KEYWORDS_UNAVAILABLE, candidates)
         keywords = [k for k in query.user_features.muted_keywords if keyword_tokens(k)]
         # cheap prefilter: a post can only match if it contains every word of the keyword
         kw_words = [(k, {w for _, w in keyword_tokens(k)}) for k in keywords]
         needles = {w for _, ws in kw_words for w in ws}
-        kept: list[PostCandidate] = []
-        removed: list[PostCandidate] = []
-        unknown: list[PostCandidate] = []
+        split = SafetySplit()
         for c in candidates:
             if c.core_data_found is not True:  # text never loaded: it cannot be cleared
-                unknown.append(c)
-                removed.append(c)
+                split.uncleared(c, TEXT_UNAVAILABLE)
                 continue
             folded = fold(c.text)
             hit = False
@@ -81,6 +78,5 @@ class MutedKeywordFilter(Filter[ScoredPostsQuery, PostCandidate]):
                 tokens = tokenize(folded)
                 words = {w for _, w in tokens}
                 hit = any(ws <= words and matches(k, tokens) for k, ws in kw_words)
-            (removed if hit else kept).append(c)
-        query.record_fail_closed(self.name, TEXT_UNAVAILABLE, unknown)
-        return FilterResult(kept, removed)
+            (split.removed if hit else split.kept).append(c)
+        return split.result(query, self.name)

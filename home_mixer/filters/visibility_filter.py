@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
+from home_mixer.filters.fail_closed import SafetySplit
 from home_mixer.query import ScoredPostsQuery
 from home_mixer.visibility.rules import Action, VisibilityRules
 
@@ -19,25 +20,18 @@ class VisibilityFilter(Filter[ScoredPostsQuery, PostCandidate]):
         self.rules = rules or VisibilityRules()
 
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
-        kept: list[PostCandidate] = []
-        removed: list[PostCandidate] = []
-        no_relation: list[PostCandidate] = []
-        no_labels: list[PostCandidate] = []
+        split = SafetySplit()
         for c in candidates:
             v = self.rules.evaluate(c)
             c.visibility_reason = v.reason
             if v.action is Action.DROP:
-                removed.append(c)  # a rule fired on what is known: its reason stands
+                split.removed.append(c)  # a rule fired on what is known: its reason stands
             elif c.author_blocks_viewer is None:
                 c.visibility_reason = "AuthorRelationUnavailable"
-                no_relation.append(c)
-                removed.append(c)
+                split.uncleared(c, RELATION_UNAVAILABLE)
             elif c.core_data_found is not True:
                 c.visibility_reason = "LabelsUnavailable"
-                no_labels.append(c)
-                removed.append(c)
+                split.uncleared(c, LABELS_UNAVAILABLE)
             else:
-                kept.append(c)
-        query.record_fail_closed(self.name, RELATION_UNAVAILABLE, no_relation)
-        query.record_fail_closed(self.name, LABELS_UNAVAILABLE, no_labels)
-        return FilterResult(kept, removed)
+                split.kept.append(c)
+        return split.result(query, self.name)

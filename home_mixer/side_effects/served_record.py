@@ -12,17 +12,13 @@ import math
 import time
 from collections.abc import Sequence
 
-from home_mixer.candidate import PostCandidate
+from home_mixer.candidate import PostCandidate, finite_or_zero
 from home_mixer.params import ACTION_HEADS
 from home_mixer.query import ScoredPostsQuery
 from home_mixer.scorers.phoenix_scorer import ranking_surface
 from protos import events_pb2
 
 N_ACTIONS = 64  # ranker heads: slot i = ActionName i
-
-
-def _finite(x: float | None) -> float:
-    return x if x is not None and math.isfinite(x) else 0.0
 
 
 def action_prob_vector(c: PostCandidate) -> list[float]:
@@ -56,7 +52,7 @@ def served_event(
         post_id=c.post_id,
         author_id=c.author_id,
         position=position,
-        score=_finite(c.score),
+        score=finite_or_zero(c.score),
         request_id=query.request_id,
         model_version=query.model_version,  # the ranker's (PhoenixScorer sets it)
         served_at_ms=now_ms,
@@ -64,7 +60,7 @@ def served_event(
         source=c.source,
         retrieval_model_version=c.retrieval_model_version,
         action_probs=action_prob_vector(c),
-        weighted_score=_finite(c.weighted_score),
+        weighted_score=finite_or_zero(c.weighted_score),
         experiment_bucket="",  # the experiments work fills it (the request's experiment arm)
         product_surface=ranking_surface(query),
     )

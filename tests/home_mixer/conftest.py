@@ -4,12 +4,14 @@ candidate/query builders."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
+from foryou.core import user_state as us
 from foryou.core.snowflake import make_id
 from foryou.core.user_state import AuthorData, SocialGraph
 from home_mixer.candidate import PostCandidate
@@ -34,6 +36,27 @@ def cand(post_id: int | None = None, author_id: int = 10, **kw: Any) -> PostCand
 def query(viewer_id: int = 1, **kw: Any) -> ScoredPostsQuery:
     uf = kw.pop("user_features", None) or UserFeatures()
     return ScoredPostsQuery(viewer_id=viewer_id, now_ms=NOW_MS, user_features=uf, **kw)
+
+
+def history() -> phoenix_pb2.ActionSequence:
+    """A viewer history of one engagement (post 3 by author 10): enough for the ranker to run."""
+    seq = phoenix_pb2.ActionSequence()
+    seq.items.add(post_id=3, author_id=10, action_mask=2)
+    return seq
+
+
+def write_history(r: Any, viewer: int, prefix: str) -> None:
+    """The viewer's history in Redis (`r`, a redis client), as the action-sequence ingester writes
+    it: two engagements, with posts 1 and 2 of authors 100 and 101."""
+    items = us.sequence_items(
+        np.array([1, 2]),
+        np.array([100, 101]),
+        np.array([1, 29]),
+        np.array([1, 1]),
+        np.array([1, 2]),
+        np.zeros(2),
+    )
+    r.set(us.seq_key(viewer, prefix), us.encode_sequence(items))
 
 
 class FakeThunder:
@@ -132,6 +155,27 @@ class FakeUserState:
         return self.served.get(viewer_id, [])
 
 
+def small_world(oon_author: Callable[[int], int] = lambda i: 50) -> SimpleNamespace:
+    """Viewer 1 follows author 10 and has a history: 20 posts in the store, the odd ones author 10's
+    (in-network, from Thunder), the even ones out-of-network from retrieval (author `oon_author(i)`,
+    model version "retr-test")."""
+    store = FakeUserState()
+    store.graphs[1] = SocialGraph(1, following=frozenset({10}))
+    store.sequences[1] = history()
+    light, oon = [], []
+    for i in range(20):
+        p = pid(age_s=100 + i, seq=i)
+        author = 10 if i % 2 else oon_author(i)
+        store.posts[p] = events_pb2.Post(post_id=p, author_id=author, text=f"post {i}")
+        if i % 2:
+            light.append(thunder_pb2.LightPost(post_id=p, author_id=10))
+        else:
+            oon.append((p, author, 0.3))
+    return SimpleNamespace(
+        store=store, thunder=FakeThunder(light), retrieval=FakeRetrieval(oon), ranker=FakeRanker()
+    )
+
+
 @pytest.fixture
 def fakes() -> SimpleNamespace:
     return SimpleNamespace(
@@ -142,5 +186,8 @@ def fakes() -> SimpleNamespace:
         cand=cand,
         query=query,
         pid=pid,
+        history=history,
+        write_history=write_history,
+        small_world=small_world,
         NOW_MS=NOW_MS,
     )

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
 import redis
 
@@ -33,7 +32,7 @@ from home_mixer.filters.visibility_filter import VisibilityFilter
 from home_mixer.handler import USER_STATE_MISSING, ScoredPostsHandler
 from home_mixer.pipeline import ScoredPostsPipeline
 from home_mixer.query import UserFeatures
-from protos import events_pb2, home_mixer_pb2, phoenix_pb2
+from protos import events_pb2, home_mixer_pb2
 
 MISSING = UserFeatures(available=False)  # what a query holds when UserFeaturesQueryHydrator failed
 
@@ -125,9 +124,7 @@ def _small(fakes: SimpleNamespace, graph: SocialGraph | None, history: bool) -> 
     if graph is not None:
         store.graphs[1] = graph
     if history:
-        seq = phoenix_pb2.ActionSequence()
-        seq.items.add(post_id=3, author_id=10, action_mask=2)
-        store.sequences[1] = seq
+        store.sequences[1] = fakes.history()
     oon = []
     for i in range(10):
         p = fakes.pid(age_s=100 + i, seq=i)
@@ -188,15 +185,7 @@ def seed(url: str, prefix: str, fakes: SimpleNamespace) -> SimpleNamespace:
     r.sadd(us.social_key("blocked", VIEWER, prefix), 102)
     r.sadd(us.social_key("subs", VIEWER, prefix), 500)
     r.sadd(us.social_key("mutedkw", VIEWER, prefix), "election")
-    items = us.sequence_items(
-        np.array([1, 2]),
-        np.array([100, 101]),
-        np.array([1, 29]),
-        np.array([1, 1]),
-        np.array([1, 2]),
-        np.zeros(2),
-    )
-    r.set(us.seq_key(VIEWER, prefix), us.encode_sequence(items))
+    fakes.write_history(r, VIEWER, prefix)
     n = 0
     probs: dict[int, float] = {}
 

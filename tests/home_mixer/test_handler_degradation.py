@@ -12,8 +12,9 @@ from candidate_pipeline import PipelineConfig
 from foryou.core.user_state import AuthorData, SocialGraph
 from home_mixer.clients import HomeMixerClients
 from home_mixer.handler import ScoredPostsHandler
+from home_mixer.params import DEFAULT_LIMITS
 from home_mixer.pipeline import ScoredPostsPipeline
-from home_mixer.query import MAX_ID_LIST, InvalidQuery
+from home_mixer.query import InvalidQuery
 from protos import events_pb2, home_mixer_pb2, phoenix_pb2, thunder_pb2
 
 VIEWER = 1
@@ -121,7 +122,10 @@ def test_debug_view_explains_every_candidate(fakes: SimpleNamespace) -> None:
     [
         (home_mixer_pb2.GetScoredPostsRequest(viewer_id=0), "viewer_id"),
         (home_mixer_pb2.GetScoredPostsRequest(viewer_id=-3), "viewer_id"),
-        (home_mixer_pb2.GetScoredPostsRequest(viewer_id=1, seen_ids=range(0, MAX_ID_LIST)), "seen_ids"),
+        (
+            home_mixer_pb2.GetScoredPostsRequest(viewer_id=1, seen_ids=range(0, DEFAULT_LIMITS.max_seen_ids)),
+            "seen_ids",
+        ),
         (home_mixer_pb2.GetScoredPostsRequest(viewer_id=1, served_ids=[5, -1]), "served_ids"),
     ],
 )

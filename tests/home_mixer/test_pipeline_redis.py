@@ -37,15 +37,7 @@ def seed(settings: Settings, fakes: SimpleNamespace) -> SimpleNamespace:
     r.sadd(us.social_key("muted", VIEWER, p), 201)
     r.sadd(us.social_key("mutedkw", VIEWER, p), "election")
     r.sadd(us.social_key("blocked", 203, p), VIEWER)  # author 203 blocks the viewer
-    items = us.sequence_items(
-        np.array([1, 2]),
-        np.array([100, 101]),
-        np.array([1, 29]),
-        np.array([1, 1]),
-        np.array([1, 2]),
-        np.zeros(2),
-    )
-    r.set(us.seq_key(VIEWER, p), us.encode_sequence(items))
+    fakes.write_history(r, VIEWER, p)
     store = PostStore(ThunderConfig.default().store)
     now_s = int(time.time())
     in_net, oon, n = [], [], 0

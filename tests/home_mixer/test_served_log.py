@@ -17,12 +17,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from foryou.core.kafka import consumer_config
 from foryou.core.settings import Settings
-from foryou.core.user_state import SocialGraph
 from home_mixer.clients import HomeMixerClients
 from home_mixer.params import ACTION_HEADS
 from home_mixer.service import HomeMixerConfig, HomeMixerService
 from home_mixer.side_effects.served_record import served_events
-from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc, phoenix_pb2, thunder_pb2
+from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc, phoenix_pb2
 
 
 class VariedRanker:
@@ -39,26 +38,6 @@ class VariedRanker:
                 continuous=[0.0, float(rng.uniform(1, 30))] + [0.0] * 6,
             )
         return out
-
-
-def world(fakes: SimpleNamespace) -> SimpleNamespace:
-    """Viewer 1 follows author 10: 10 in-network posts from Thunder, 10 out-of-network from retrieval
-    (model version "retr-test")."""
-    store = fakes.UserState()
-    store.graphs[1] = SocialGraph(1, following=frozenset({10}))
-    seq = phoenix_pb2.ActionSequence()
-    seq.items.add(post_id=3, author_id=10, action_mask=2)
-    store.sequences[1] = seq
-    light, oon = [], []
-    for i in range(20):
-        p = fakes.pid(age_s=100 + i, seq=i)
-        author = 10 if i % 2 else 50 + i
-        store.posts[p] = events_pb2.Post(post_id=p, author_id=author, text=f"post {i}")
-        if i % 2:
-            light.append(thunder_pb2.LightPost(post_id=p, author_id=10))
-        else:
-            oon.append((p, author, 0.3))
-    return SimpleNamespace(store=store, thunder=fakes.Thunder(light), retrieval=fakes.Retrieval(oon))
 
 
 def read_served(settings: Settings, expect: int, timeout_s: float = 20.0) -> list[events_pb2.ServedEvent]:
@@ -78,7 +57,8 @@ def read_served(settings: Settings, expect: int, timeout_s: float = 20.0) -> lis
 def test_served_records_carry_what_the_ranker_and_retrieval_said(
     settings: Settings, fakes: SimpleNamespace
 ) -> None:
-    w = world(fakes)
+    # OON posts by distinct authors (50 + i): a mix-up of authors shows in the records
+    w = fakes.small_world(oon_author=lambda i: 50 + i)
 
     async def go() -> tuple[
         home_mixer_pb2.GetDebugScoredPostsResponse, home_mixer_pb2.GetScoredPostsResponse

@@ -15,34 +15,17 @@ from rich.console import Console
 
 from foryou.core.net import free_port
 from foryou.core.settings import Settings
-from foryou.core.user_state import SocialGraph
 from home_mixer.clients import HomeMixerClients, RedisUserState, build_clients_from_addresses
 from home_mixer.explain import render_feed_table
 from home_mixer.handler import ScoredPostsHandler
 from home_mixer.pipeline import ScoredPostsPipeline
 from home_mixer.service import HomeMixerConfig, HomeMixerService
 from home_mixer.servicer import SERVICE_NAME
-from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc, phoenix_pb2, thunder_pb2
-
-
-def small_world(fakes: SimpleNamespace) -> SimpleNamespace:
-    store = fakes.UserState()
-    store.graphs[1] = SocialGraph(1, following=frozenset({10}))
-    seq = phoenix_pb2.ActionSequence()
-    seq.items.add(post_id=3, author_id=10, action_mask=2)
-    store.sequences[1] = seq
-    light, oon = [], []
-    for i in range(20):
-        p = fakes.pid(age_s=100 + i, seq=i)
-        store.posts[p] = events_pb2.Post(post_id=p, author_id=10 if i % 2 else 50, text=f"post {i}")
-        (light.append(thunder_pb2.LightPost(post_id=p, author_id=10)) if i % 2 else oon.append((p, 50, 0.3)))
-    return SimpleNamespace(
-        store=store, thunder=fakes.Thunder(light), retrieval=fakes.Retrieval(oon), ranker=fakes.Ranker()
-    )
+from protos import home_mixer_pb2, home_mixer_pb2_grpc, phoenix_pb2
 
 
 def test_grpc_service_end_to_end_calls(fakes: SimpleNamespace) -> None:
-    w = small_world(fakes)
+    w = fakes.small_world()
 
     async def go() -> None:
         clients = HomeMixerClients(w.thunder, w.retrieval, w.ranker, w.store)
@@ -120,7 +103,7 @@ def test_all_grpc_peers_down_still_answers(settings: Settings, fakes: SimpleName
 
 
 def test_unreachable_redis_degrades(fakes: SimpleNamespace) -> None:
-    w = small_world(fakes)
+    w = fakes.small_world()
 
     async def go() -> home_mixer_pb2.GetScoredPostsResponse:
         store = RedisUserState(f"redis://127.0.0.1:{free_port()}/0")
@@ -140,7 +123,7 @@ def test_unreachable_redis_degrades(fakes: SimpleNamespace) -> None:
 def test_bounded_concurrency_rejects_excess(fakes: SimpleNamespace) -> None:
     """max_concurrent_rpcs=1 and a ranker that holds each request: of three simultaneous calls,
     excess ones are answered RESOURCE_EXHAUSTED while one is served."""
-    w = small_world(fakes)
+    w = fakes.small_world()
     real_predict = w.ranker.predict
 
     async def held(request: phoenix_pb2.PredictRequest) -> phoenix_pb2.PredictResponse:
@@ -183,7 +166,7 @@ def test_kafka_down_feed_answers_and_served_log_degradation_is_visible(
 
     from foryou.core.kafka import make_producer
 
-    w = small_world(fakes)
+    w = fakes.small_world()
     lost = "foryou_home_mixer_served_events_lost_total"
     lost_before = _sample(lost, {"reason": "delivery"})
     kafka_before = _sample("foryou_degraded_total", {"service": "home_mixer", "dependency": "kafka"})
