@@ -113,14 +113,8 @@ DECODERS: dict[str, Decode] = {"home_mixer": _decode_home_mixer}
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """q-th percentile (0-100) with linear interpolation between closest ranks (numpy's default);
-    NaN for no values."""
-    if not values:
-        return math.nan
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    """q-th percentile (0-100), linear interpolation between closest ranks; NaN for no values."""
+    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 @dataclass(slots=True)
@@ -336,16 +330,26 @@ class ServerProbe:
 
 
 async def _call(
-    rpc: grpc.aio.UnaryUnaryMultiCallable, payload: bytes, deadline_s: float, decode: Decode | None
-) -> tuple[str, list[str], str]:
-    """(status name, dependencies the answer was degraded by, error message)."""
+    rpc: grpc.aio.UnaryUnaryMultiCallable,
+    payload: bytes,
+    deadline_s: float,
+    decode: Decode | None,
+    start: float,
+    t0: float,
+) -> Sample:
+    """One request; its latency counts from `start` (perf_counter), its completion from `t0`."""
+    status, details = "OK", ""
+    degraded: list[str] = []
     try:
         raw = await rpc(payload, timeout=deadline_s)
     except grpc.aio.AioRpcError as e:
-        return e.code().name, [], e.details() or ""
+        status, details = e.code().name, e.details() or ""
     except Exception as e:  # counted, not raised: one broken call must not end the run
-        return f"CLIENT_{type(e).__name__}", [], str(e)
-    return "OK", decode(raw) if decode else [], ""
+        status, details = f"CLIENT_{type(e).__name__}", str(e)
+    else:
+        degraded = decode(raw) if decode else []
+    now = time.perf_counter()
+    return Sample(status, (now - start) * 1000, now - t0, degraded, details)
 
 
 def _raw(channel: grpc.aio.Channel, path: str) -> grpc.aio.UnaryUnaryMultiCallable:
@@ -393,9 +397,7 @@ async def run_open_loop(
         t0 = time.perf_counter()
 
         async def one(payload: bytes, scheduled: float) -> None:
-            status, degraded, details = await _call(rpc, payload, deadline_s, decode)
-            now = time.perf_counter()
-            samples.append(Sample(status, (now - scheduled) * 1000, now - t0, degraded, details))
+            samples.append(await _call(rpc, payload, deadline_s, decode, scheduled, t0))
 
         tasks = []
         for off, payload in zip(offsets, payloads, strict=True):
@@ -462,10 +464,7 @@ async def run_closed_loop(
             while time.perf_counter() < end and next_index < requests:
                 payload = factory(first_index + next_index)
                 next_index += 1  # single-threaded event loop: no lock needed
-                t = time.perf_counter()
-                status, degraded, details = await _call(rpc, payload, deadline_s, decode)
-                now = time.perf_counter()
-                samples.append(Sample(status, (now - t) * 1000, now - t0, degraded, details))
+                samples.append(await _call(rpc, payload, deadline_s, decode, time.perf_counter(), t0))
 
         await asyncio.gather(*(client(c) for c in channels))
         elapsed = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """The training dataset: served impressions (the `served` replay) joined with the engagements that
 follow them (the `engagements` replay) into the engagement-log schema the trainers read
-(`phoenix/ranker/data.py` LOG_COLUMNS).
+(`phoenix/log_dir.py` LOG_COLUMNS).
 
 Rules (docs/OPERATIONS.md, "Replay and the training dataset"):
 
@@ -30,20 +30,11 @@ from pathlib import Path
 import polars as pl
 
 from foryou.app.replay import read_manifest, replay_files
+from foryou.app.replay.schemas import ENGAGEMENTS
+from phoenix.log_dir import LOG_COLUMNS
 from protos import events_pb2 as ev
 
-LOG_COLUMNS = ("user_id", "post_id", "author_id", "action", "timestamp_ms", "product_surface", "dwell_ms")
-LOG_SCHEMA = pl.Schema(
-    {
-        "user_id": pl.Int64,
-        "post_id": pl.Int64,
-        "author_id": pl.Int64,
-        "action": pl.Int32,
-        "timestamp_ms": pl.Int64,
-        "product_surface": pl.Int32,
-        "dwell_ms": pl.Int64,
-    }
-)
+LOG_SCHEMA = ENGAGEMENTS.schema  # the `engagements` replay's columns are the training log's, in order
 SERVED_COLUMNS = {"viewer_id": pl.Int64, "post_id": pl.Int64, "author_id": pl.Int64, "served_at_ms": pl.Int64}
 IMPRESSION = ev.ActionName.IMPRESSION
 HOME_TIMELINE = ev.ProductSurface.PRODUCT_SURFACE_HOME_TIMELINE  # where the For You feed is served

@@ -63,6 +63,15 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: f
     raise TimeoutError(f"{what} did not listen on port {port} within {timeout_s}s")
 
 
+def _spawn(cmd: list[str], log_path: Path, port: int, what: str) -> subprocess.Popen[bytes]:
+    """`cmd` in its own session (a Ctrl-C of ours does not reach it), output appended to
+    `log_path`; returns once it listens on `port`."""
+    with open(log_path, "ab") as log:  # the child holds its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait_port(port, proc, what)
+    return proc
+
+
 def start_broker(log_dir: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], str]:
     """Tansu on `port` (0: a free one). Its storage is in memory: a restart keeps no topics or
     messages (docs/RELIABILITY.md)."""
@@ -78,9 +87,7 @@ def start_broker(log_dir: Path, port: int = 0) -> tuple[subprocess.Popen[bytes],
         "--storage-engine",
         "memory://tansu/",
     ]
-    log = open(log_dir / "broker.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_port(port, proc, "broker")
+    proc = _spawn(cmd, log_dir / "broker.log", port, "broker")
     bootstrap = f"127.0.0.1:{port}"
     wait_for_broker(bootstrap)
     return proc, bootstrap
@@ -110,9 +117,7 @@ def start_redis(log_dir: Path, port: int = 0, persist: bool = True) -> tuple[sub
         "--daemonize",
         "no",
     ]
-    log = open(log_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    _wait_port(port, proc, "redis-server")
+    proc = _spawn(cmd, log_dir / "redis.log", port, "redis-server")
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while True:

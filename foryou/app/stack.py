@@ -74,7 +74,7 @@ class Stack:
             await self.retrieval.wait_caught_up(timeout_s)
 
     async def start_serving(self) -> None:
-        self._ranker_server, self.addresses["ranker"] = await _start_ranker(self.settings, self.config)
+        self._ranker_server, _, self.addresses["ranker"] = await _start_ranker(self.settings, self.config)
 
         from home_mixer.clients import build_clients_from_addresses
         from home_mixer.service import HomeMixerConfig, HomeMixerService
@@ -102,12 +102,7 @@ class Stack:
     async def stop(self) -> None:
         for name, stop in (
             ("home_mixer", self.home_mixer.stop if self.home_mixer else None),
-            (
-                "ranker",
-                (lambda: asyncio.to_thread(self._ranker_server.stop(2).wait))
-                if self._ranker_server
-                else None,
-            ),
+            ("ranker", (lambda: _stop_server(self._ranker_server)) if self._ranker_server else None),
             ("retrieval", self.retrieval.stop if self.retrieval else None),
             ("thunder", self.thunder.stop),
             ("ingest", self.ingest.stop),
@@ -121,7 +116,8 @@ class Stack:
 
 
 class PhoenixServices:
-    """`foryou serve phoenix`: the ranking server and, with a retrieval model, the retrieval server."""
+    """`foryou serve phoenix`: the ranking server and, with a retrieval model, the retrieval server.
+    `ranking` is the started server's RankingHandler (what a registry follower reloads)."""
 
     def __init__(
         self,
@@ -142,10 +138,13 @@ class PhoenixServices:
         )
         self.addresses: dict[str, str] = {}
         self._ranker_server: Any = None
+        self.ranking: Any = None
         self.retrieval: Any = None
 
     async def start(self) -> None:
-        self._ranker_server, self.addresses["ranker"] = await _start_ranker(self.settings, self.config)
+        self._ranker_server, self.ranking, self.addresses["ranker"] = await _start_ranker(
+            self.settings, self.config
+        )
         self.retrieval = await _start_retrieval(self.settings, self.config)
         if self.retrieval is not None:
             self.addresses["retrieval"] = self.retrieval.address
@@ -153,17 +152,23 @@ class PhoenixServices:
     async def stop(self) -> None:
         if self.retrieval is not None:
             await self.retrieval.stop()
-        await asyncio.to_thread(self._ranker_server.stop(2).wait)
+        await _stop_server(self._ranker_server)
 
 
-async def _start_ranker(settings: Settings, config: StackConfig) -> tuple[Any, str]:
+async def _start_ranker(settings: Settings, config: StackConfig) -> tuple[Any, Any, str]:
+    """(gRPC server, RankingHandler, address) of the ranker in `config.ranker_dir`."""
     from phoenix.ranker.handler import RankingHandler
     from phoenix.ranker.servicer import serve_ranking
 
     sids = await _load_sids(config)
     handler = await asyncio.to_thread(RankingHandler.from_dir, config.ranker_dir, None, sids)
     server, port = serve_ranking(handler, config.ranker_address, admin_token=settings.admin_token)
-    return server, f"{config.ranker_address.rsplit(':', 1)[0]}:{port}"
+    return server, handler, f"{config.ranker_address.rsplit(':', 1)[0]}:{port}"
+
+
+async def _stop_server(server: Any) -> None:
+    """A sync gRPC server: 2 s of grace for in-flight calls, waited for off the event loop."""
+    await asyncio.to_thread(server.stop(2).wait)
 
 
 _SIDS: dict[str, Any] = {}

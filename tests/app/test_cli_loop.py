@@ -5,18 +5,16 @@ dataset build`, `foryou model list|show|promote|rollback`, `foryou retrain` (exi
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import polars as pl
 import pytest
 import torch
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from typer.testing import CliRunner
 
 from foryou.app.cli import app
@@ -27,7 +25,6 @@ from foryou.core.settings import Settings
 from phoenix.ranker.checkpoint import save_model
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.model import RankerModel
-from phoenix.ranker.servicer import SERVICE_NAME
 from phoenix.registry import Registry
 from protos import events_pb2 as ev
 from protos import phoenix_pb2, phoenix_pb2_grpc
@@ -285,22 +282,6 @@ def test_replay_unreachable_kafka_is_one_line(tmp_path: Path) -> None:
 # --- serve phoenix --registry ---
 
 
-def _wait_serving(address: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
-    end = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < end:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
-            try:
-                r = stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.0)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise AssertionError(f"{address} not SERVING within {timeout_s} s")
-
-
 def _served_version(address: str) -> str:
     req = phoenix_pb2.PredictRequest(
         user_id=7, candidates=[phoenix_pb2.RankCandidate(post_id=p, author_id=4) for p in (21, 22)]
@@ -316,7 +297,9 @@ def test_serve_phoenix_needs_a_promoted_ranker(tmp_path: Path) -> None:
     _one_line_error(*_invoke("serve", "phoenix"), "exactly one of")
 
 
-def test_serve_phoenix_follows_the_registry(tmp_path: Path) -> None:
+def test_serve_phoenix_follows_the_registry(
+    tmp_path: Path, serve_phoenix: Callable[..., tuple[subprocess.Popen[str], str]]
+) -> None:
     root = tmp_path / "models"
     reg = Registry(root)
     mvs, versions = [], []
@@ -326,36 +309,18 @@ def test_serve_phoenix_follows_the_registry(tmp_path: Path) -> None:
         mvs.append(save_model(ckpt, RankerModel(RankerConfig.tiny()), step=seed + 1))
         versions.append(reg.register("ranker", ckpt))
     reg.promote("ranker", versions[0])
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORYOU_")}
-    env["FORYOU_DATA_DIR"] = str(tmp_path / "data")  # no infra.json: a ranking-only Phoenix
-    args = ["serve", "phoenix", "--registry", str(root), "--registry-poll-s", "0.2"]
-    args += ["--ranker-address", f"127.0.0.1:{port}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from foryou.app.cli import app; app()", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        address = f"127.0.0.1:{port}"
-        _wait_serving(address, proc)
-        assert _served_version(address) == mvs[0]
-        code, out = _invoke("model", "promote", versions[1], "--models", str(root))
-        assert code == 0, out
-        end = time.monotonic() + 30
-        while _served_version(address) != mvs[1]:
-            assert time.monotonic() < end, "the follower did not load the promoted version"
-            time.sleep(0.2)
-        code, out = _invoke("model", "rollback", "--models", str(root))
-        assert code == 0, out
-        while _served_version(address) != mvs[0]:
-            assert time.monotonic() < end, "the follower did not follow the rollback"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc, address = serve_phoenix("--registry", str(root), "--registry-poll-s", "0.2")
+    assert _served_version(address) == mvs[0]
+    code, out = _invoke("model", "promote", versions[1], "--models", str(root))
+    assert code == 0, out
+    end = time.monotonic() + 30
+    while _served_version(address) != mvs[1]:
+        assert time.monotonic() < end, "the follower did not load the promoted version"
+        time.sleep(0.2)
+    code, out = _invoke("model", "rollback", "--models", str(root))
+    assert code == 0, out
+    while _served_version(address) != mvs[0]:
+        assert time.monotonic() < end, "the follower did not follow the rollback"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0

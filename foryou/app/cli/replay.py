@@ -178,8 +178,8 @@ def _summary_dict(res: ReplaySummary, merge: str | None, merged: int | None) -> 
         "added_rows": res.added_rows,
         "seconds": round(res.seconds, 3),
         "partitions": {
-            str(p): {"start": a, "next": b, "window_end": res.window_end.get(p, False)}
-            for p, (a, b) in res.offsets.items()
+            str(p): {"start": st.start, "next": st.next, "window_end": st.window_end}
+            for p, st in res.partitions.items()
         },
         "files": [str(f) for f in res.files],
         **({"merged": merge, "merged_rows": merged} if merge else {}),
@@ -204,18 +204,13 @@ def _print_summary(res: ReplaySummary, merge: str | None, merged: int | None) ->
     if merge:
         table.add_row("merged", f"{merged:,} rows in {merge}")
     console.print(table)
-    from foryou.app.replay import read_manifest
-
-    m = read_manifest(res.out_dir)
-    states = m.partitions if m is not None else {}
     parts = Table("partition", "offsets read", "rows", "malformed", "window end", title="per partition")
-    for p, (a, b) in res.offsets.items():
-        st = states.get(p)
+    for p, st in res.partitions.items():
         parts.add_row(
             str(p),
-            f"[{a:,}, {b:,})",
-            f"{st.rows:,}" if st else "",
-            f"{st.malformed:,}" if st else "",
-            "reached" if res.window_end.get(p) else "",
+            f"[{st.start:,}, {st.next:,})",
+            f"{st.rows:,}",
+            f"{st.malformed:,}",
+            "reached" if st.window_end else "",
         )
     console.print(parts)

@@ -22,7 +22,6 @@ from foryou.core.events import RETENTION_S
 
 if TYPE_CHECKING:  # heavy (torch, grpc, Kafka): imported inside the commands
     from foryou.app.stack import PhoenixServices
-    from foryou.core.settings import Settings
     from phoenix.registry import Registry
 
 app = group("Run services (gRPC + /metrics) until Ctrl-C.")
@@ -78,6 +77,7 @@ def serve_phoenix(
     """Phoenix: RankingService (and RetrievalService with its live FAISS index)."""
     import asyncio
 
+    from foryou.app.stack import PhoenixServices
     from foryou.core.serve import prepare, run_until_signal
 
     if bool(ranker_model) == bool(registry):
@@ -88,101 +88,45 @@ def serve_phoenix(
     settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
     if retrieval_model:
         settings = resolve_infra(settings)
-    svc: _RegistryPhoenix | PhoenixServices
+    # a registry version's folder, <models>/ranker/<version>: the handler then allows reloads from
+    # <models>/ranker, where every later version lives
+    ranker_dir = str(promoted[2]) if promoted is not None else ranker_model
+    svc = PhoenixServices(settings, ranker_dir, ranker_address, retrieval_model, retrieval_address, sids)
+    services: list[Any] = [svc]
     if promoted is not None:
-        reg, version, path = promoted
-        svc = _RegistryPhoenix(
-            settings,
-            reg,
-            version,
-            path,
-            registry_poll_s,
-            ranker_address,
-            retrieval_model,
-            retrieval_address,
-            sids,
-        )
-    else:
-        from foryou.app.stack import PhoenixServices
-
-        svc = PhoenixServices(
-            settings, ranker_model, ranker_address, retrieval_model, retrieval_address, sids
-        )
+        services.append(_RegistryFollower(svc, promoted[0], promoted[1], registry_poll_s))
 
     async def started() -> None:
         console.print("phoenix: " + "  ".join(f"{k}={v}" for k, v in svc.addresses.items()))
 
-    asyncio.run(run_until_signal([svc], started))
+    asyncio.run(run_until_signal(services, started))
 
 
-class _RegistryPhoenix:
-    """`serve phoenix --registry`: the ranking server on the promoted ranker, kept on the promoted
-    version by a RegistryFollower (each new version goes through the handler's `reload`), and
-    retrieval as `PhoenixServices` starts it. Built here rather than from PhoenixServices because
-    the follower needs the ranking handler, which PhoenixServices keeps to itself."""
+class _RegistryFollower:
+    """`serve phoenix --registry`: keeps the started ranker on the promoted version (each new
+    version goes through its handler's `reload`). Listed after PhoenixServices, so it starts once
+    the ranker serves and stops before it."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        registry: Registry,
-        version: str,
-        path: Path,
-        poll_s: float,
-        ranker_address: str,
-        retrieval_dir: str,
-        retrieval_address: str,
-        sids_path: str,
-    ) -> None:
-        self.settings, self.registry, self.version, self.path = settings, registry, version, path
-        self.poll_s, self.ranker_address, self.sids_path = poll_s, ranker_address, sids_path
-        self.retrieval_dir, self.retrieval_address = retrieval_dir, retrieval_address
-        self.addresses: dict[str, str] = {}
+    def __init__(self, phoenix: PhoenixServices, registry: Registry, version: str, poll_s: float) -> None:
+        self.phoenix, self.registry, self.version, self.poll_s = phoenix, registry, version, poll_s
         self.follower: Any = None
-        self._server: Any = None
-        self.retrieval: Any = None
 
     async def start(self) -> None:
         import asyncio
 
-        from phoenix.ranker.handler import RankingHandler
-        from phoenix.ranker.servicer import serve_ranking
         from phoenix.registry import follow_promoted
 
-        sids = None
-        if self.sids_path:  # one lookup shared by the ranker and retrieval, as in PhoenixServices
-            from phoenix.ranker.sids import SidLookup
-
-            sids = await asyncio.to_thread(SidLookup.from_parquet, self.sids_path)
-        # from_dir on <models>/ranker/<version>: reloads are allowed from <models>/ranker, where
-        # every later version lives
-        handler = await asyncio.to_thread(RankingHandler.from_dir, self.path, None, sids)
-        self._server, port = serve_ranking(
-            handler, self.ranker_address, admin_token=self.settings.admin_token
-        )
-        self.addresses["ranker"] = f"{self.ranker_address.rsplit(':', 1)[0]}:{port}"
-        self.addresses["ranker_version"] = self.version
+        self.phoenix.addresses["ranker_version"] = self.version
         # the first check runs now: a promotion made while the model loaded is picked up at once
         self.follower = await asyncio.to_thread(
-            follow_promoted, self.registry, "ranker", handler, self.poll_s, self.version
+            follow_promoted, self.registry, "ranker", self.phoenix.ranking, self.poll_s, self.version
         )
-        if self.retrieval_dir and Path(self.retrieval_dir).exists():
-            from phoenix.retrieval.service import RetrievalService
-
-            self.retrieval = RetrievalService(
-                self.settings, self.retrieval_dir, grpc_address=self.retrieval_address, sids=sids
-            )
-            await self.retrieval.start()
-            self.addresses["retrieval"] = self.retrieval.address
 
     async def stop(self) -> None:
         import asyncio
 
         if self.follower is not None:
             await asyncio.to_thread(self.follower.stop)
-        if self.retrieval is not None:
-            await self.retrieval.stop()
-        if self._server is not None:
-            await asyncio.to_thread(self._server.stop(2).wait)
 
 
 def _promoted_ranker(root: str) -> tuple[Registry, str, Path]:

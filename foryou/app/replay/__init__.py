@@ -11,12 +11,9 @@ from foryou.app.replay.manifest import Manifest, read_manifest, replay_files
 from foryou.app.replay.replayer import DEFAULT_PART_ROWS, ReplayProgress, ReplaySummary, replay_topic
 from foryou.app.replay.schemas import SCHEMAS, Column, TopicSchema
 
-TOPICS = tuple(SCHEMAS)
-
 __all__ = [
     "DEFAULT_PART_ROWS",
     "SCHEMAS",
-    "TOPICS",
     "Column",
     "Manifest",
     "ReplayProgress",

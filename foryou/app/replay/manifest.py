@@ -23,7 +23,7 @@ class PartitionState:
     next: int  # every offset below it is in a written part (or was skipped / malformed)
     end: int  # stop before this offset: the high watermark recorded when the latest run started
     window_end: bool = False  # a message with timestamp >= until was seen: nothing more to read, ever
-    messages: int = 0  # messages read, inside the window or not
+    # every message read is one of: a row, malformed, or outside the window
     rows: int = 0
     malformed: int = 0
     outside: int = 0  # read but before `since` (a broker that cannot seek by time, late timestamps)

@@ -59,11 +59,20 @@ class ReplaySummary:
     malformed: int
     outside: int  # read but before the window (skipped)
     bytes: int
-    offsets: dict[int, tuple[int, int]]  # partition -> [start, next): the offsets read
-    window_end: dict[int, bool]  # partition -> a message at or after `until` was seen
+    partitions: dict[int, PartitionState]  # the manifest's, in partition order
     files: list[Path]
     added_rows: int  # by this run
     seconds: float  # this run
+
+    @property
+    def offsets(self) -> dict[int, tuple[int, int]]:
+        """partition -> [start, next): the offsets read."""
+        return {p: (st.start, st.next) for p, st in self.partitions.items()}
+
+    @property
+    def window_end(self) -> dict[int, bool]:
+        """partition -> a message at or after `until` was seen."""
+        return {p: st.window_end for p, st in self.partitions.items()}
 
 
 def kafka_topic_of(settings: Settings, topic: str) -> str:
@@ -220,12 +229,11 @@ class _Run:
     def _count(
         self, st: PartitionState, next_off: int, lens: np.ndarray, inwin: np.ndarray, good: np.ndarray
     ) -> None:
-        n, nbytes, kept = len(lens), int(lens.sum()), int(good.sum())
-        bad = int(inwin.sum()) - kept
+        n, nbytes, kept, in_window = len(lens), int(lens.sum()), int(good.sum()), int(inwin.sum())
+        bad = in_window - kept
         st.next = next_off
-        st.messages += n
         st.bytes += nbytes
-        st.outside += n - int(inwin.sum())
+        st.outside += n - in_window
         st.malformed += bad
         st.rows += kept
         self.messages += n
@@ -371,8 +379,7 @@ def _summary(m: Manifest, out: Path, added: int, seconds: float) -> ReplaySummar
         malformed=malformed,
         outside=sum(st.outside for st in parts),
         bytes=sum(st.bytes for st in parts),
-        offsets={p: (st.start, st.next) for p, st in sorted(m.partitions.items())},
-        window_end={p: st.window_end for p, st in sorted(m.partitions.items())},
+        partitions=dict(sorted(m.partitions.items())),
         files=[out / f.file for f in m.parts],
         added_rows=added,
         seconds=seconds,
