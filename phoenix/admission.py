@@ -83,6 +83,13 @@ class LinearCost:
         if seconds > self.estimate(units):
             self.observe(seconds, units)
 
+    def observe_run(self, ticket: Ticket, completed: bool) -> None:
+        """Learn from the ticket's run on the contended resource (`work_units` of work), if it
+        had one: a measurement when it completed, a lower bound when it was cut short."""
+        run = ticket.serial_run_s
+        if run is not None and ticket.work_units:
+            (self.observe if completed else self.observe_at_least)(run, ticket.work_units)
+
 
 @dataclass(eq=False, slots=True)
 class Ticket:

@@ -9,14 +9,16 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -41,20 +43,29 @@ def model_version_of(state: dict[str, torch.Tensor], step: int, prefix: str) -> 
     return f"{prefix}-{step}-{h.hexdigest()[:10]}"
 
 
+class ModelConfig(Protocol):
+    """What a checkpointed model's `cfg` offers: its own dict and its hash table sizes."""
+
+    hash_config: Any
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 def save_checkpoint(
     out_dir: str | Path,
-    state: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    cfg: ModelConfig,
     *,
     fmt: str,
     version_prefix: str,
     step: int,
-    model_config: dict[str, Any],
-    hash_tables: dict[str, Any],
     extra: dict[str, Any] | None = None,
 ) -> str:
-    """Writes model.safetensors, then config.json. Returns the model_version."""
+    """Writes model.safetensors (the model's weights), then config.json (`cfg` and its hash
+    tables, the version and `extra`). Returns the model_version."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
     version = model_version_of(state, step, version_prefix)
     save_tensors(d / MODEL_FILE, state)
     meta = {
@@ -62,8 +73,8 @@ def save_checkpoint(
         "model_version": version,
         "step": step,
         "saved_at_ms": int(time.time() * 1000),
-        "model": model_config,
-        "hash_tables": hash_tables,
+        "model": cfg.to_dict(),
+        "hash_tables": cfg.hash_config.to_dict(),
         **(extra or {}),
     }
     atomic_write_text(d / CONFIG_FILE, json.dumps(meta, indent=2))
@@ -83,3 +94,15 @@ def read_checkpoint_config(model_dir: str | Path, fmt: str, kind: str) -> dict[s
 
 def load_weights(model_dir: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(model_dir) / MODEL_FILE))
+
+
+def load_checkpoint_model(
+    model_dir: str | Path, fmt: str, kind: str, build: Callable[[dict[str, Any]], M]
+) -> tuple[M, dict[str, Any]]:
+    """(model, config.json) of a checkpoint of format `fmt`: `build(meta["model"])` with the saved
+    weights loaded (strict), in eval mode."""
+    meta = read_checkpoint_config(model_dir, fmt, kind)
+    model = build(meta["model"])
+    model.load_state_dict(load_weights(model_dir), strict=True)
+    model.eval()
+    return model, meta

@@ -57,13 +57,18 @@ def repeated_bytes(element: Message, count: int) -> int:
 
 
 # -1 encodes as a 10-byte varint (ids, and enum values the stubs type as the enum): the worst case
-_NEG: Any = -1
+WIDEST_VARINT: Any = -1
 
 
 def history_bytes(max_items: int) -> int:
     """Worst-case bytes of an `action_sequence` field with `max_items` items (tag, length, items)."""
     item = phoenix_pb2.HistoryItem(
-        post_id=-1, author_id=-1, action_mask=2**64 - 1, product_surface=_NEG, timestamp_ms=-1, dwell_ms=-1
+        post_id=-1,
+        author_id=-1,
+        action_mask=2**64 - 1,
+        product_surface=WIDEST_VARINT,
+        timestamp_ms=-1,
+        dwell_ms=-1,
     )
     return 1 + 5 + repeated_bytes(item, max_items)
 

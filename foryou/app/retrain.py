@@ -126,7 +126,7 @@ def reference_weights() -> ScoreWeights:
 
     p = Params()
     skip = {"vqv", "post_unexplored"}
-    actions = {idx: p.weight(h) for h, idx in ACTION_HEADS.items() if h not in skip and p.weight(h) != 0.0}
+    actions = {ACTION_HEADS[h]: w for h, w in p.weights().items() if h not in skip and w != 0.0}
     return ScoreWeights(actions, p.cont_dwell_time_weight)
 
 

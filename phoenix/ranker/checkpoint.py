@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from phoenix.checkpoint import load_weights, read_checkpoint_config, save_checkpoint
+from phoenix.checkpoint import load_checkpoint_model, read_checkpoint_config, save_checkpoint
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.model import RankerModel
 
@@ -21,14 +21,7 @@ def save_model(
 ) -> str:
     """Writes the checkpoint (config.json last). Returns the model_version."""
     return save_checkpoint(
-        out_dir,
-        model.state_dict(),
-        fmt=FORMAT,
-        version_prefix="ranker",
-        step=step,
-        model_config=model.cfg.to_dict(),
-        hash_tables=model.cfg.hash_config.to_dict(),
-        extra=extra,
+        out_dir, model, model.cfg, fmt=FORMAT, version_prefix="ranker", step=step, extra=extra
     )
 
 
@@ -37,8 +30,6 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
 
 
 def load_model(model_dir: str | Path) -> tuple[RankerModel, dict[str, Any]]:
-    meta = read_config(model_dir)
-    model = RankerModel(RankerConfig.from_dict(meta["model"]))
-    model.load_state_dict(load_weights(model_dir), strict=True)
-    model.eval()
-    return model, meta
+    return load_checkpoint_model(
+        model_dir, FORMAT, "ranker", lambda d: RankerModel(RankerConfig.from_dict(d))
+    )

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -278,14 +279,10 @@ class RankingHandler:
             self._learn(ticket, n_candidates, elapsed, ok)
 
     def _learn(self, ticket: Ticket, n: int, elapsed: float, ok: bool) -> None:
-        run = ticket.serial_run_s
-        if run is not None and ticket.work_units:
-            # a request cut short (deadline) ran at least this long: a lower bound only
-            learn = self.compute_cost.observe if ok else self.compute_cost.observe_at_least
-            learn(run, ticket.work_units)
+        self.compute_cost.observe_run(ticket, ok)
         if ok:
             # everything but the model work and the wait for the compute thread
-            other = elapsed - ticket.serial_wait_s - (run or 0.0)
+            other = elapsed - ticket.serial_wait_s - (ticket.serial_run_s or 0.0)
             self.other_cost.observe(max(other, 0.0), n)
 
     def _admit(self, n: int, deadline: float | None) -> Ticket:
@@ -362,15 +359,9 @@ class RankingHandler:
         if c == 0:
             return probs, cont
         fp = history_fingerprint(user_id, history, cfg.history_len)
-        keys = [
-            (loaded.version, fp, int(p), int(a), int(s))
-            for p, a, s in zip(cand.post_ids, cand.author_ids, cand.surfaces, strict=True)
-        ]
-        cached = self.cache.get_many(keys)
-        todo = np.array([i for i, v in enumerate(cached) if v is None], dtype=np.int64)
-        for i, v in enumerate(cached):
-            if v is not None:
-                probs[i], cont[i] = v
+        ids = (np.asarray(a).tolist() for a in (cand.post_ids, cand.author_ids, cand.surfaces))
+        keys = list(zip(repeat(loaded.version), repeat(fp), *ids, strict=False))  # lengths validated
+        todo = self.cache.lookup(keys, probs, cont)  # fills the cached rows
         if len(todo) == 0:
             return probs, cont
         self._check_deadline(deadline)
@@ -387,7 +378,7 @@ class RankingHandler:
             cfg.history_len,
         )
         run_compute(self._score, model, hist, cand, todo, probs, cont, deadline, ticket)
-        self.cache.put_many([keys[i] for i in todo], probs[todo], cont[todo])
+        self.cache.put_many([keys[i] for i in todo.tolist()], probs[todo], cont[todo])
         return probs, cont
 
     def _score(
@@ -402,48 +393,31 @@ class RankingHandler:
         ticket: Ticket | None = None,
     ) -> None:
         """Fill probs/cont rows `todo`: encode the user/history once, then score the candidates in
-        batches against it. Runs on the compute thread (phoenix/compute.py)."""
+        batches against it. Runs on the compute thread (phoenix/compute.py); the ticket times the
+        run for the cost estimates."""
         if ticket is not None:
             ticket.start()
+        cfg, step = model.cfg, self.config.candidate_batch
+        empty = CandidateArrays(*(np.zeros((1, 0), np.int64),) * 3)
         try:
-            self._score_rows(model, hist, cand, todo, probs, cont, deadline)
+            self._check_deadline(deadline)  # the request may have waited for the compute thread
+            with torch.inference_mode():
+                cache = model.encode_context(build_batch(cfg.hash_config, hist, empty, self.sids, cfg))
+                for s in range(0, len(todo), step):
+                    self._check_deadline(deadline)
+                    idx = todo[s : s + step]
+                    ca = CandidateArrays(
+                        np.asarray(cand.post_ids, dtype=np.int64)[idx][None],
+                        np.asarray(cand.author_ids, dtype=np.int64)[idx][None],
+                        np.asarray(cand.surfaces, dtype=np.int64)[idx][None],
+                    )
+                    b = build_batch(cfg.hash_config, hist, ca, self.sids, cfg)
+                    logits, raw = model.score_candidates(cache, b)
+                    probs[idx] = torch.sigmoid(logits[0]).numpy()
+                    cont[idx] = model.continuous_values(raw[0]).numpy()
         finally:
             if ticket is not None:
                 ticket.finish()
-
-    def _score_rows(
-        self,
-        model: RankerModel,
-        hist: HistoryArrays,
-        cand: Candidates,
-        todo: np.ndarray,
-        probs: np.ndarray,
-        cont: np.ndarray,
-        deadline: float | None,
-    ) -> None:
-        cfg = model.cfg
-        with torch.inference_mode():
-            self._check_deadline(deadline)  # the request may have waited for the compute thread
-            ctx_batch = build_batch(
-                cfg.hash_config,
-                hist,
-                CandidateArrays(*(np.zeros((1, 0), np.int64),) * 3),
-                self.sids,
-                cfg,
-            )
-            cache = model.encode_context(ctx_batch)
-            for s in range(0, len(todo), self.config.candidate_batch):
-                self._check_deadline(deadline)
-                idx = todo[s : s + self.config.candidate_batch]
-                ca = CandidateArrays(
-                    np.asarray(cand.post_ids, dtype=np.int64)[idx][None],
-                    np.asarray(cand.author_ids, dtype=np.int64)[idx][None],
-                    np.asarray(cand.surfaces, dtype=np.int64)[idx][None],
-                )
-                b = build_batch(cfg.hash_config, hist, ca, self.sids, cfg)
-                logits, raw = model.score_candidates(cache, b)
-                probs[idx] = torch.sigmoid(logits[0]).numpy()
-                cont[idx] = model.continuous_values(raw[0]).numpy()
 
     @staticmethod
     def _check_deadline(deadline: float | None) -> None:

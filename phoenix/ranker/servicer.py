@@ -25,6 +25,7 @@ from phoenix.ranker.handler import (
     RankingHandler,
 )
 from phoenix.request_limits import (
+    WIDEST_VARINT,
     CheckpointLoadError,
     OversizedRequest,
     history_bytes,
@@ -35,7 +36,6 @@ from phoenix.request_limits import (
 from protos import phoenix_pb2, phoenix_pb2_grpc
 
 log = logging.getLogger(__name__)
-_NEG: Any = -1  # a 10-byte varint: the worst case of an id or enum value
 SERVICE_NAME = "foryou.phoenix.RankingService"
 ADMIN_TOKEN_ENV = "FORYOU_ADMIN_TOKEN"
 
@@ -59,7 +59,7 @@ def max_predict_request_bytes(max_candidates: int, max_history: int) -> int:
     """Worst-case encoded size of a PredictRequest within the limits (every id a 10-byte varint),
     plus headroom: larger requests cannot be valid and are refused unparsed. Also the value for
     the server's max receive message size."""
-    cand = phoenix_pb2.RankCandidate(post_id=-1, author_id=-1, product_surface=_NEG)
+    cand = phoenix_pb2.RankCandidate(post_id=-1, author_id=-1, product_surface=WIDEST_VARINT)
     return worst_case_bytes(
         phoenix_pb2.PredictRequest(user_id=-1).ByteSize(),
         history_bytes(max_history),

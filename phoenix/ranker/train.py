@@ -86,14 +86,25 @@ def _save_checkpoint(
     for i, st in state["state"].items():
         for k, v in st.items():
             tensors[f"adam.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    save_tensors(out / OPTIMIZER_FILE, tensors)
-    version = save_model(out, model, step, extra={"train": cfg.to_dict()})
-    atomic_write_text(
-        out / TRAIN_STATE_FILE,
-        json.dumps(
-            {"step": step, "adagrad_steps": adagrad.steps, "model_version": version, "history": history}
-        ),
-    )
+    return save_resumable(out, model, tensors, step, adagrad.steps, cfg, history)
+
+
+def save_resumable(
+    out: Path,
+    model: RankerModel,
+    optimizer_tensors: dict[str, torch.Tensor],
+    step: int,
+    adagrad_steps: int,
+    cfg: TrainConfig,
+    history: dict[str, list[Any]],
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A checkpoint `train_ranker` resumes from (what `_load_checkpoint` reads): the optimiser
+    state, the model, then train_state.json. Returns the model_version."""
+    save_tensors(out / OPTIMIZER_FILE, optimizer_tensors)
+    version = save_model(out, model, step, extra={"train": cfg.to_dict(), **(extra or {})})
+    state = {"step": step, "adagrad_steps": adagrad_steps, "model_version": version, "history": history}
+    atomic_write_text(out / TRAIN_STATE_FILE, json.dumps(state))
     return version
 
 

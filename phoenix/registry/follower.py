@@ -46,18 +46,6 @@ class RegistryFollower:
         self.errors = 0
         self.last_error: BaseException | None = None
 
-    @classmethod
-    def for_handler(
-        cls,
-        registry: Registry,
-        kind: str,
-        handler: Reloadable,
-        interval_s: float = 2.0,
-        loaded_version: str | None = None,
-    ) -> RegistryFollower:
-        """Follow promotions by calling `handler.reload(path)` (the method ReloadModel calls)."""
-        return cls(registry, kind, lambda path, _version: handler.reload(path), interval_s, loaded_version)
-
     @property
     def version(self) -> str | None:
         """The registry version last loaded (or given as `loaded_version`)."""
@@ -123,5 +111,9 @@ def follow_promoted(
     interval_s: float = 2.0,
     loaded_version: str | None = None,
 ) -> RegistryFollower:
-    """Started follower that keeps `handler` on the promoted version of `kind`."""
-    return RegistryFollower.for_handler(registry, kind, handler, interval_s, loaded_version).start()
+    """Started follower that keeps `handler` on the promoted version of `kind` by calling
+    `handler.reload(path)` (the method ReloadModel calls)."""
+    follower = RegistryFollower(
+        registry, kind, lambda path, _v: handler.reload(path), interval_s, loaded_version
+    )
+    return follower.start()

@@ -8,14 +8,13 @@ trained author rows."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from phoenix.checkpoint import atomic_write_text, load_weights, save_tensors
-from phoenix.ranker.checkpoint import OPTIMIZER_FILE, TRAIN_STATE_FILE, save_model
+from phoenix.checkpoint import load_weights
 from phoenix.ranker.config import TrainConfig
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.optim import RowwiseAdagrad
+from phoenix.ranker.train import save_resumable
 
 
 def shapes_match(model: RankerModel, weights: dict) -> bool:
@@ -34,8 +33,13 @@ def prepare_warm_start(out_dir: str | Path, source_dir: str | Path, config: Trai
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     adagrad = RowwiseAdagrad(model.table.table.weight, config.embedding_lr)  # fresh accumulators
-    save_tensors(out / OPTIMIZER_FILE, adagrad.state_tensors())
-    version = save_model(out, model, 0, extra={"train": config.to_dict(), "warm_start_from": str(source_dir)})
-    state = {"step": 0, "adagrad_steps": 0, "model_version": version, "history": {"loss": [], "eval": []}}
-    atomic_write_text(out / TRAIN_STATE_FILE, json.dumps(state))
-    return version
+    return save_resumable(
+        out,
+        model,
+        adagrad.state_tensors(),
+        0,
+        0,
+        config,
+        {"loss": [], "eval": []},
+        extra={"warm_start_from": str(source_dir)},
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from phoenix.log_dir import POSTS_FILE, resolve_logs
+from phoenix.log_dir import resolve_logs, sids_source
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import DWELL_CAP_S, NUM_ACTIONS
 from phoenix.ranker.data import ImpressionTable, build_requests, impressions_from_log, read_log
@@ -54,11 +54,9 @@ def _window_sids(paths: list[Path], sids_path: str) -> SidLookup | None:
     """`sids_path`, else the posts tables (with SIDs) of the log directories, merged."""
     if sids_path:
         return SidLookup.from_parquet(sids_path)
-    frames = []
-    for p in paths:
-        posts = p / POSTS_FILE
-        if p.is_dir() and posts.exists() and "sid" in pl.read_parquet_schema(posts):
-            frames.append(pl.read_parquet(posts, columns=["post_id", "sid"]))
+    frames = [
+        pl.read_parquet(src, columns=["post_id", "sid"]) for p in paths if (src := sids_source(p)) is not None
+    ]
     if not frames:
         return None
     return SidLookup.from_frame(pl.concat(frames).unique("post_id", keep="last", maintain_order=True))

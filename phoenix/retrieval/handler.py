@@ -299,9 +299,7 @@ class RetrievalHandler:
         """The request is done (or abandoned): it leaves the backlog; its run time updates the
         cost estimate (a failed run only as a lower bound)."""
         self.backlog.finish(ticket, completed=ok)
-        run = ticket.serial_run_s
-        if run is not None:
-            (self.cost.observe if ok else self.cost.observe_at_least)(run, ticket.work_units)
+        self.cost.observe_run(ticket, ok)
 
     def retrieve(
         self,
@@ -330,8 +328,6 @@ class RetrievalHandler:
         if user_id <= 0:
             raise ValueError("user_id must be positive")
         k = top_k or self.config.default_top_k
-        if k > self.config.max_top_k:
-            raise ValueError(f"top_k {k} exceeds the maximum {self.config.max_top_k}")
         self.check_sizes(0 if history is None else len(history), len(exclude_post_ids), k)
         if history is not None and len(history) and (history["post_id"] <= 0).any():
             bad = int(np.flatnonzero(history["post_id"] <= 0)[0])

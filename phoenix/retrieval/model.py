@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phoenix.checkpoint import load_weights, read_checkpoint_config, save_checkpoint
+from phoenix.checkpoint import load_checkpoint_model, save_checkpoint
 from phoenix.hashing import HashConfig
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.model import (
@@ -144,20 +144,11 @@ def save_two_tower(
 ) -> str:
     """Writes the checkpoint (`phoenix.checkpoint` layout, config.json last). Returns the model_version."""
     return save_checkpoint(
-        out_dir,
-        model.state_dict(),
-        fmt=FORMAT,
-        version_prefix="retrieval",
-        step=step,
-        model_config=model.cfg.to_dict(),
-        hash_tables=model.cfg.hash_config.to_dict(),
-        extra=extra,
+        out_dir, model, model.cfg, fmt=FORMAT, version_prefix="retrieval", step=step, extra=extra
     )
 
 
 def load_two_tower(model_dir: str | Path) -> tuple[TwoTowerModel, dict[str, Any]]:
-    meta = read_checkpoint_config(model_dir, FORMAT, "retrieval")
-    model = TwoTowerModel(TwoTowerConfig.from_dict(meta["model"]))
-    model.load_state_dict(load_weights(model_dir), strict=True)
-    model.eval()
-    return model, meta
+    return load_checkpoint_model(
+        model_dir, FORMAT, "retrieval", lambda d: TwoTowerModel(TwoTowerConfig.from_dict(d))
+    )

@@ -9,7 +9,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,6 @@ AUTH = [("authorization", f"Bearer {TOKEN}")]
 def _model(seed: int) -> RankerModel:
     torch.manual_seed(seed)
     return RankerModel(RankerConfig.tiny(num_layers=1)).eval()
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 @pytest.fixture
@@ -94,7 +87,7 @@ def _huge_predict_bytes(n_cand: int) -> bytes:
 
 
 def test_million_candidate_predict_is_refused_fast_without_growing_memory(
-    server: tuple[RankingHandler, str],
+    server: tuple[RankingHandler, str], rss_mb: Callable[[], float]
 ) -> None:
     h, addr = server
     raw = _huge_predict_bytes(1_000_000)
@@ -107,7 +100,7 @@ def test_million_candidate_predict_is_refused_fast_without_growing_memory(
         )
         stub = phoenix_pb2_grpc.RankingServiceStub(ch)
         stub.Predict(_request(5), timeout=10)  # channel and server warm
-        rss0 = _rss_mb()
+        rss0 = rss_mb()
         t0 = time.monotonic()
         for _ in range(3):  # repeated: nothing accumulates either
             with pytest.raises(grpc.RpcError) as e:
@@ -120,7 +113,7 @@ def test_million_candidate_predict_is_refused_fast_without_growing_memory(
                 assert code == grpc.StatusCode.INVALID_ARGUMENT, details
                 assert "at most" in details and "candidates" in details
         seconds = time.monotonic() - t0
-        grown = _rss_mb() - rss0
+        grown = rss_mb() - rss0
         print(f"3 x 1M-candidate Predict refused in {seconds:.2f} s, RSS +{grown:.0f} MB")
         assert seconds < 10  # was 30-45 s per request before the limits
         assert grown < 200  # was +5.2 GB; three 16 MB buffers at most
@@ -146,25 +139,13 @@ def test_counts_over_the_limits_are_invalid_argument(server: tuple[RankingHandle
             assert needle in (e.value.details() or "")
 
 
-def test_byte_limit_admits_every_valid_request() -> None:
+def test_byte_limit_admits_every_valid_request(widest_history_item: phoenix_pb2.HistoryItem) -> None:
     """The unparsed-size guard is the worst-case encoding of a request at the count limits: the
     largest valid request (every id a 10-byte varint) passes it."""
     c = RankingHandlerConfig()
     worst = phoenix_pb2.PredictRequest(
         user_id=-1,
-        action_sequence=phoenix_pb2.ActionSequence(
-            items=[
-                phoenix_pb2.HistoryItem(
-                    post_id=-1,
-                    author_id=-1,
-                    action_mask=2**64 - 1,
-                    product_surface=-1,
-                    timestamp_ms=-1,
-                    dwell_ms=-1,
-                )
-            ]
-            * c.max_history
-        ),
+        action_sequence=phoenix_pb2.ActionSequence(items=[widest_history_item] * c.max_history),
         candidates=[phoenix_pb2.RankCandidate(post_id=-1, author_id=-1, product_surface=-1)]
         * c.max_candidates,
     )

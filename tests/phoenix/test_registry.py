@@ -19,7 +19,7 @@ from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.handler import RankingHandler, RankingHandlerConfig
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.servicer import candidates_from_proto, history_from_proto, serve_ranking
-from phoenix.registry import Registry, RegistryError, RegistryFollower
+from phoenix.registry import Registry, RegistryError, RegistryFollower, follow_promoted
 from phoenix.registry.store import HISTORY_FILE, PROMOTED_FILE
 from protos import phoenix_pb2, phoenix_pb2_grpc
 
@@ -247,8 +247,7 @@ def test_service_follows_promotions_and_rollback_restores_scores(reg: Registry, 
     # a service started on the registry: load the promoted version, then follow the pointer;
     # no score cache, so every response below is computed by the model being served
     handler = RankingHandler.from_dir(reg.promoted_path("ranker"), RankingHandlerConfig(cache_max_entries=0))
-    follower = RegistryFollower.for_handler(reg, "ranker", handler, interval_s=0.02, loaded_version=va)
-    follower.start()
+    follower = follow_promoted(reg, "ranker", handler, interval_s=0.02, loaded_version=va)
     server, port = serve_ranking(handler)
     responses: list[tuple[str, np.ndarray]] = []
     errors: list[BaseException] = []

@@ -9,6 +9,7 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,6 @@ NOW_MS = 1_760_000_000_000
 VIEWER = 11
 TOKEN = "t"
 AUTH = [("authorization", f"Bearer {TOKEN}")]
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 class SlowHandler(RetrievalHandler):
@@ -84,7 +78,9 @@ def _hist(n: int) -> phoenix_pb2.ActionSequence:
     )
 
 
-def test_oversized_history_and_exclusions_are_invalid_argument(tmp_path: Path) -> None:
+def test_oversized_history_and_exclusions_are_invalid_argument(
+    tmp_path: Path, rss_mb: Callable[[], float]
+) -> None:
     h = _handler(tmp_path / "models")
     c = h.config
     # a 1M-item history on the wire, built without 1M message objects
@@ -136,7 +132,7 @@ def test_oversized_history_and_exclusions_are_invalid_argument(tmp_path: Path) -
                     request_serializer=None,
                     response_deserializer=phoenix_pb2.RetrieveResponse.FromString,
                 )
-                rss0 = _rss_mb()
+                rss0 = rss_mb()
                 t0 = time.monotonic()
                 for _ in range(3):
                     with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -146,7 +142,7 @@ def test_oversized_history_and_exclusions_are_invalid_argument(tmp_path: Path) -
                         assert "larger than max" in details
                     else:
                         assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most" in details, details
-                grown, seconds = _rss_mb() - rss0, time.monotonic() - t0
+                grown, seconds = rss_mb() - rss0, time.monotonic() - t0
                 print(f"3 x 1M-item-history Retrieve refused in {seconds:.2f} s, RSS +{grown:.0f} MB")
                 assert grown < 200
                 assert h.towers == 1  # only the valid request reached the model
@@ -165,24 +161,12 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def test_byte_limit_admits_every_valid_request() -> None:
+def test_byte_limit_admits_every_valid_request(widest_history_item: phoenix_pb2.HistoryItem) -> None:
     c = RetrievalHandlerConfig()
     worst = phoenix_pb2.RetrieveRequest(
         user_id=-1,
         top_k=2**32 - 1,
-        action_sequence=phoenix_pb2.ActionSequence(
-            items=[
-                phoenix_pb2.HistoryItem(
-                    post_id=-1,
-                    author_id=-1,
-                    action_mask=2**64 - 1,
-                    product_surface=-1,
-                    timestamp_ms=-1,
-                    dwell_ms=-1,
-                )
-            ]
-            * c.max_history
-        ),
+        action_sequence=phoenix_pb2.ActionSequence(items=[widest_history_item] * c.max_history),
         exclude_post_ids=[-1] * c.max_exclusions,
     )
     assert worst.ByteSize() <= max_retrieve_request_bytes(c.max_history, c.max_exclusions) < 1 << 20
