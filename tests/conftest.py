@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,21 +55,33 @@ def _unique(tag: str = "") -> str:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
-    """Settings on the real broker and Redis with per-test topic and key prefixes; topics created."""
-    uid = _unique()
-    s = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        data_dir=str(tmp_path / "data"),
-        topic_prefix=f"{uid}.",
-        redis_prefix=f"{uid}:",
-        partitions=2,
-        kafka_session_timeout_ms=2000,
-        log_json=False,
-    )
-    ensure_topics(s, s.topics())
-    return s
+def make_settings(redis_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Factory: `make_settings(bootstrap, **fields)` -> Settings on that broker and the session
+    Redis with fresh topic and key prefixes; topics created."""
+
+    def make(kafka_bootstrap: str, **fields: Any) -> Settings:
+        uid = _unique()
+        s = Settings(
+            kafka_bootstrap=kafka_bootstrap,
+            redis_url=redis_url,
+            data_dir=str(tmp_path / "data"),
+            topic_prefix=f"{uid}.",
+            redis_prefix=f"{uid}:",
+            partitions=2,
+            kafka_session_timeout_ms=2000,
+            log_json=False,
+            **fields,
+        )
+        ensure_topics(s, s.topics())
+        return s
+
+    return make
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, make_settings: Callable[..., Settings]) -> Settings:
+    """Settings on the session broker and Redis with per-test topic and key prefixes; topics created."""
+    return make_settings(kafka_bootstrap)
 
 
 @pytest.fixture

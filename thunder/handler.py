@@ -12,6 +12,7 @@ from thunder import metrics
 from thunder.config import MAX_POSTS_TO_RETURN, MAX_VIDEOS_TO_RETURN, ThunderConfig
 from thunder.response_encoder import encode_response
 from thunder.store import HAS_VIDEO, IS_REPLY, IS_RETWEET, PostStore, QueryResult
+from thunder.store.records import REF_ID_FIELDS
 
 log = logging.getLogger(__name__)
 ALGORITHMS = {"", "recent", "default", "latest"}
@@ -123,13 +124,7 @@ def to_light_posts(res: QueryResult) -> list[pb.LightPost]:
             has_video=bool(f & HAS_VIDEO),
         )
         # optional ids: 0 means absent (as the reference CompactPost)
-        for name in (
-            "in_reply_to_post_id",
-            "in_reply_to_user_id",
-            "source_post_id",
-            "source_user_id",
-            "conversation_id",
-        ):
+        for name in REF_ID_FIELDS:
             if c[name][i]:
                 setattr(lp, name, c[name][i])
         out.append(lp)

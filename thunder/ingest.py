@@ -4,7 +4,8 @@ leave a tombstone and no post.
 
 The consumer hands each batch's raw values to `decode_post_events`: plain creates are decoded
 for the whole batch in numpy (thunder/wire_decoder.py), everything else with upb per message;
-then validation and the feeder rules run vectorised over the batch's columns."""
+then validation (`foryou.core.events`, the rule every consumer of `posts` applies) and the feeder
+rules run vectorised over the batch's columns."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from operator import attrgetter
 
 import numpy as np
 
+from foryou.core.events import POST_CHECK_REASONS, InvalidEvent, check_post_columns, validate_post_event
 from foryou.core.kafka import Decoded
 from foryou.core.snowflake import timestamps_ms
 from protos import events_pb2 as ev
 from thunder import metrics
 from thunder.config import MIN_VIDEO_DURATION_MS
 from thunder.store import POST_TUPLE_FIELDS, PostRecord, PostStore
+from thunder.store.records import INT_FIELDS
 from thunder.wire_decoder import N_COLUMNS, decode_create_columns
 
 
@@ -43,6 +46,7 @@ def to_record(p: ev.Post) -> PostRecord:
 # `decode_create_columns`)
 _CREATE_FIELDS = attrgetter(*POST_TUPLE_FIELDS, "video_duration_ms")
 _N_COLS = len(POST_TUPLE_FIELDS)
+_REFS = slice(3, len(INT_FIELDS))  # the REF_ID_FIELDS columns (INT_FIELDS[3:], 0 = unset)
 
 
 @dataclass(slots=True)
@@ -75,25 +79,25 @@ def decode_post_events(
         except Exception as ex:  # DecodeError, or a None value (TypeError)
             bad.append((i, f"{type(ex).__name__}: {ex}"))
             continue
-        kind = e.WhichOneof("event")
-        if kind == "create":
+        if e.WhichOneof("event") == "create":  # validated with the batch's columns below
             cols[i] = _CREATE_FIELDS(e.create)
             is_create[i] = True
-        elif kind == "delete":
-            d = e.delete
-            if d.post_id > 0:
-                deletes.append((d.post_id, d.deleted_at_ms // 1000))
-            else:
-                bad.append((i, "ValueError: delete without post_id"))
-        else:
-            bad.append((i, "ValueError: PostEvent has neither create nor delete"))
+            continue
+        try:
+            d = validate_post_event(e).delete  # a delete, or InvalidEvent (neither kind)
+        except InvalidEvent as ex:
+            bad.append((i, f"invalid: {ex}"))
+            continue
+        deletes.append((d.post_id, d.deleted_at_ms // 1000))
     create_at = np.flatnonzero(is_create)
     a = cols[create_at]
-    valid = (a[:, 0] > 0) & (a[:, 1] > 0)
-    if not valid.all():
-        reason = "ValueError: create without post_id/author_id"
-        bad += [(int(create_at[j]), reason) for j in np.flatnonzero(~valid)]
-        a = a[valid]
+    # the store keeps no quoted ids (the wire decoder skips them), so they are not checked here
+    codes = check_post_columns(
+        a[:, 0], a[:, 1], list(a[:, _REFS].T), video_duration_ms=a[:, _N_COLS], created_at=a[:, 2]
+    )
+    if codes.any():
+        bad += [(int(create_at[j]), POST_CHECK_REASONS[int(codes[j])]) for j in np.flatnonzero(codes)]
+        a = a[codes == 0]
     return PostEventBatch(feeder_rules(a), deletes), bad
 
 

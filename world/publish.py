@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 from confluent_kafka import Producer
 
+from foryou.core.events import POST_REF_FIELDS
 from foryou.core.kafka import ensure_topics, make_producer
 from foryou.core.settings import Settings
 from protos import events_pb2 as ev
@@ -58,15 +59,7 @@ def post_to_proto(row: dict[str, Any]) -> ev.Post:
         subscriber_only=row["subscriber_only"],
         labels=row["labels"] or [],
     )
-    for name in (
-        "in_reply_to_post_id",
-        "in_reply_to_user_id",
-        "source_post_id",
-        "source_user_id",
-        "conversation_id",
-        "quoted_post_id",
-        "quoted_user_id",
-    ):
+    for name in POST_REF_FIELDS:
         if row[name]:
             setattr(p, name, row[name])
     return p

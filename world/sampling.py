@@ -32,3 +32,12 @@ def csr(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     count = np.bincount(keys, minlength=n)
     start = np.concatenate([[0], np.cumsum(count)[:-1]])
     return order, start, count
+
+
+def draw_members(
+    order: np.ndarray, start: np.ndarray, count: np.ndarray, groups: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """For each entry of `groups`, a uniformly drawn row of that group of a `csr` grouping (one
+    `rng.random` value per entry). An empty group yields an arbitrary row: callers mask those out."""
+    pick = start[groups] + (rng.random(len(groups)) * count[groups]).astype(np.int64)
+    return order[np.minimum(pick, len(order) - 1)]

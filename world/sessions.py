@@ -11,7 +11,7 @@ from world import engagement_model as em
 from world.config import HOUR_MS, WorldConfig
 from world.population import Authors, Users
 from world.posts import Posts
-from world.sampling import csr, row_choice
+from world.sampling import csr, draw_members, row_choice
 from world.social_graph import FollowGraph
 
 PS = events_pb2.ProductSurface
@@ -68,21 +68,18 @@ def _candidates(
     """(user rows, post rows) of more draws than `n_impressions`, users ∝ activity. In-network: a
     followed author, then one of their posts; out-of-network (and in-network draws of authors without
     posts): a topic, mostly the user's, then a post of that topic ∝ popularity."""
-    U, A, N, T = c.n_users, c.n_authors, c.n_posts, c.n_topics
+    U, A, T = c.n_users, c.n_authors, c.n_topics
     fu, fa, author = graph.fu, graph.fa, posts.author
     M0 = int(c.n_impressions * 1.4) + 64
     u = rng.choice(U, size=M0, p=users.activity / users.activity.sum())
     post = np.full(M0, -1, dtype=np.int64)
 
-    deg = np.bincount(fu, minlength=U)
-    f_order, f_start, _ = csr(fu, U)
+    f_order, f_start, deg = csr(fu, U)
     p_order, p_start, p_count = csr(author, A)
     inn = (deg[u] > 0) & (rng.random(M0) < c.in_network_frac)
-    iu = u[inn]
-    fa_pick = fa[f_order[f_start[iu] + (rng.random(len(iu)) * deg[iu]).astype(np.int64)]]
+    fa_pick = fa[draw_members(f_order, f_start, deg, u[inn], rng)]
     has_posts = p_count[fa_pick] > 0
-    pick = p_start[fa_pick] + (rng.random(len(iu)) * p_count[fa_pick]).astype(np.int64)
-    post[np.flatnonzero(inn)[has_posts]] = p_order[np.minimum(pick, N - 1)][has_posts]
+    post[np.flatnonzero(inn)[has_posts]] = draw_members(p_order, p_start, p_count, fa_pick, rng)[has_posts]
 
     oon = post < 0
     ou = u[oon]

@@ -10,7 +10,7 @@ import polars as pl
 
 from world.config import HOUR_MS, WorldConfig
 from world.population import Authors, Users
-from world.sampling import csr, gumbel_topk, row_choice
+from world.sampling import csr, draw_members, gumbel_topk, row_choice
 
 _FOLLOW_CHUNK = 2048  # users per chunk of the user x author follow-score matrix
 _MAX_DENSE_MASK = 50_000_000  # user x author cells of the dense follow mask
@@ -98,11 +98,9 @@ def _subscriptions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(user rows, author rows): a share of the users who follow someone subscribe to one of them."""
     U = c.n_users
-    deg = np.bincount(fu, minlength=U)
+    f_order, f_start, deg = csr(fu, U)
     subs_u = np.flatnonzero((rng.random(U) < c.subscribe_frac) & (deg > 0))
-    f_order, f_start, _ = csr(fu, U)
-    subs_a = fa[f_order[f_start[subs_u] + (rng.random(len(subs_u)) * deg[subs_u]).astype(np.int64)]]
-    return subs_u, subs_a
+    return subs_u, fa[draw_members(f_order, f_start, deg, subs_u, rng)]
 
 
 def _edges_frame(

@@ -103,6 +103,17 @@ def _check_ts(name: str, value: int, hi_ms: int, optional: bool = False) -> None
 
 # ---------------------------------------------------------------------------------------- posts
 
+# A Post's optional references to other posts and users (0 = unset).
+POST_REF_FIELDS = (
+    "in_reply_to_post_id",
+    "in_reply_to_user_id",
+    "source_post_id",
+    "source_user_id",
+    "conversation_id",
+    "quoted_post_id",
+    "quoted_user_id",
+)
+
 
 def validate_post_event(e: ev.PostEvent, now: int | None = None) -> ev.PostEvent:
     """A create needs in-range post and author ids (referenced ids in range when set, a sane video
@@ -128,7 +139,7 @@ def validate_post_event(e: ev.PostEvent, now: int | None = None) -> ev.PostEvent
             return e  # the common case: one pass, no reason built
         _check_id("post_id", p.post_id, hi)
         _check_id("author_id", p.author_id, hi)
-        for name in _POST_REF_FIELDS:
+        for name in POST_REF_FIELDS:
             _check_id(name, getattr(p, name), hi, optional=True)
         if p.created_at < 0:
             raise InvalidEvent(f"created_at {p.created_at} is negative")
@@ -142,17 +153,6 @@ def validate_post_event(e: ev.PostEvent, now: int | None = None) -> ev.PostEvent
     else:
         raise InvalidEvent("PostEvent with neither create nor delete")
     return e
-
-
-_POST_REF_FIELDS = (
-    "in_reply_to_post_id",
-    "in_reply_to_user_id",
-    "source_post_id",
-    "source_user_id",
-    "conversation_id",
-    "quoted_post_id",
-    "quoted_user_id",
-)
 
 
 def decode_post_event(value: bytes, now: int | None = None) -> ev.PostEvent:
@@ -181,18 +181,24 @@ def check_post_columns(
 ) -> np.ndarray:
     """`validate_post_event` for a batch of creates as int64 columns (0 = unset for the optional
     referenced ids): a uint8 reason code per row, 0 where valid, else a key of POST_CHECK_REASONS
-    (the first failing rule). A handful of vectorised comparisons per batch, no Python per row."""
-    hi = np.int64(max_id(now))
+    (the first failing rule). A few vectorised reductions per batch, no Python per row; a rule's
+    mask is built only when its reduction finds a bad row (the common batch has none)."""
+    hi = max_id(now)
     code = np.zeros(len(post_id), dtype=np.uint8)
-    # later rules first, so the earliest failing rule's code is the one left
-    if created_at is not None:
+    if not len(code):
+        return code
+    # later rules first, so the earliest failing rule's code is the one left. As uint64 a negative
+    # value is huge: `0 <= x <= hi` is one comparison.
+    if created_at is not None and created_at.min() < 0:
         code[created_at < 0] = POST_BAD_CREATED_AT
-    if video_duration_ms is not None:
-        code[(video_duration_ms < 0) | (video_duration_ms > MAX_VIDEO_DURATION_MS)] = POST_BAD_VIDEO
+    if video_duration_ms is not None and video_duration_ms.view(np.uint64).max() > MAX_VIDEO_DURATION_MS:
+        code[video_duration_ms.view(np.uint64) > MAX_VIDEO_DURATION_MS] = POST_BAD_VIDEO
     for ref in ref_ids:
-        code[(ref < 0) | (ref > hi)] = POST_BAD_REF
-    code[(author_id <= 0) | (author_id > hi)] = POST_BAD_AUTHOR
-    code[(post_id <= 0) | (post_id > hi)] = POST_BAD_ID
+        if ref.view(np.uint64).max() > hi:
+            code[ref.view(np.uint64) > hi] = POST_BAD_REF
+    for rule, ids in ((POST_BAD_AUTHOR, author_id), (POST_BAD_ID, post_id)):
+        if ids.min() <= 0 or ids.max() > hi:
+            code[(ids <= 0) | (ids > hi)] = rule
     return code
 
 

@@ -254,10 +254,8 @@ def ensure_topics(settings: Settings, topics: dict[str, int], timeout_s: float =
             log.debug("topic %s already exists", topic)
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 15.0, settings: Settings | None = None) -> None:
-    conf = admin_config(settings) if settings is not None else {}
-    conf["bootstrap.servers"] = bootstrap
-    admin = AdminClient(conf, logger=RDKAFKA_LOG)
+def wait_for_broker(bootstrap: str, timeout_s: float = 15.0) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=RDKAFKA_LOG)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -579,7 +577,6 @@ class BatchConsumer(Generic[T]):
                 self._commit_positions()
             self._last_progress = time.monotonic()
             self._consumed_since_check = True
-        if consumed:
             for t in set(map(Message.topic, msgs)) - {None}:
                 CONSUMED.labels(self.name, t).inc(consumed)
                 APPLIED.labels(self.name, t).inc(applied)
@@ -632,16 +629,9 @@ class BatchConsumer(Generic[T]):
             except Exception as e:  # malformed: set aside, never crash
                 aside.append((m, f"decode: {type(e).__name__}: {e}"))
                 continue
-            decoded.append(
-                Decoded(
-                    value,
-                    cast(str, m.topic()),
-                    cast(int, m.partition()),
-                    cast(int, m.offset()),
-                    m.timestamp()[1],
-                    m.key(),
-                )
-            )
+            # a delivered message has topic, partition and offset: no cast() call per message
+            t, p, o = m.topic(), m.partition(), m.offset()
+            decoded.append(Decoded(value, t, p, o, m.timestamp()[1], m.key()))  # type: ignore[arg-type]
         self._set_aside(aside, msgs)
         if decoded:
             try:
@@ -884,9 +874,7 @@ class BatchConsumer(Generic[T]):
                 "reading them again from the start",
                 extra={"consumer": self.name, "partitions": [(tp.topic, tp.partition) for tp in reset]},
             )
-            REINITS.labels(self.name, "offset beyond end").inc()
-            with self._lock:
-                self.stats.reinits += 1
+            self._count_reinit("offset beyond end")
             for tp in reset:
                 self._consumer.seek(TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING))
             return "positions beyond the end of their partitions: re-reading"
@@ -911,9 +899,7 @@ class BatchConsumer(Generic[T]):
         """Subscribe / assign again from scratch. Topics in `reset_topics` came back empty: they are
         read from the start (a group's commits on the old topic are ignored)."""
         log.warning("consumer %s re-initialising: %s %s", self.name, reason, sorted(reset_topics))
-        REINITS.labels(self.name, reason).inc()
-        with self._lock:
-            self.stats.reinits += 1
+        self._count_reinit(reason)
         if self._subscribed:
             self._reset_topics |= reset_topics
             self._consumer.unsubscribe()
@@ -921,20 +907,21 @@ class BatchConsumer(Generic[T]):
         self._subscribed = False
         self._ensure_assigned()
 
+    def _count_reinit(self, reason: str) -> None:
+        REINITS.labels(self.name, reason).inc()
+        with self._lock:
+            self.stats.reinits += 1
+
     def _resize(self, topics: set[str]) -> None:
         """Partition count changed: a group rebalances on re-subscribe; an assigned consumer adds the
         new partitions from their start and drops vanished ones."""
         log.warning(
             "consumer %s: partition count changed: %s", self.name, {t: self._partitions[t] for t in topics}
         )
-        REINITS.labels(self.name, "partitions changed").inc()
-        with self._lock:
-            self.stats.reinits += 1
         if self._subscribed:
-            self._consumer.unsubscribe()
-            self._assigned = self._subscribed = False
-            self._ensure_assigned()
+            self._reinit("partitions changed", set())
             return
+        self._count_reinit("partitions changed")
         current = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         wanted = {(t, p) for t in topics for p in range(self._partitions[t])}
         gone = [TopicPartition(t, p) for t, p in current if t in topics and (t, p) not in wanted]

@@ -313,6 +313,11 @@ def _decode_social_graph(user_id: int, res: Sequence[Any]) -> SocialGraph:
     return SocialGraph(user_id, ids[0], ids[1], ids[2], ids[3], words)
 
 
+def _queue_authors(pipe: Any, ids: Sequence[int], prefix: str) -> None:
+    for a in ids:
+        pipe.hmget(author_key(a, prefix), "screen_name", "follower_count")
+
+
 def _decode_authors(ids: Sequence[int], res: Sequence[Any]) -> list[AuthorData | None]:
     out: list[AuthorData | None] = []
     for aid, (name, count) in zip(ids, res, strict=True):
@@ -353,8 +358,7 @@ def mget_authors(
 ) -> list[AuthorData | None]:
     ids = list(author_ids)
     pipe = r.pipeline(transaction=False)
-    for a in ids:
-        pipe.hmget(author_key(a, prefix), "screen_name", "follower_count")
+    _queue_authors(pipe, ids, prefix)
     return _decode_authors(ids, pipe.execute() if ids else [])
 
 
@@ -384,8 +388,7 @@ async def async_mget_authors(
 ) -> list[AuthorData | None]:
     ids = list(author_ids)
     pipe = r.pipeline(transaction=False)
-    for a in ids:
-        pipe.hmget(author_key(a, prefix), "screen_name", "follower_count")
+    _queue_authors(pipe, ids, prefix)
     return _decode_authors(ids, await pipe.execute() if ids else [])
 
 

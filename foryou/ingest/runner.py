@@ -129,9 +129,6 @@ class AsyncIngestService:
     def caught_up(self) -> bool:
         return self.service.caught_up()
 
-    def stalled(self, threshold_s: float | None = None) -> list[str]:
-        return self.service.stalled(threshold_s)
-
 
 def run_ingesters(
     settings: Settings, stop_event: threading.Event, config: IngestConfig | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from foryou.app import infra
-from foryou.core.kafka import ensure_topics, wait_for_broker
+from foryou.core.kafka import wait_for_broker
 from foryou.core.settings import Settings
 
 
@@ -53,22 +52,11 @@ def restartable_broker(tmp_path: Path) -> Iterator[RestartableBroker]:
 
 
 @pytest.fixture
-def restart_settings(restartable_broker: RestartableBroker, redis_url: str, tmp_path: Path) -> Settings:
+def restart_settings(
+    restartable_broker: RestartableBroker, make_settings: Callable[..., Settings]
+) -> Settings:
     """Settings on the restartable broker: topics created, health checked every 0.3 s."""
-    uid = f"t{uuid.uuid4().hex[:10]}"
-    s = Settings(
-        kafka_bootstrap=restartable_broker.bootstrap,
-        redis_url=redis_url,
-        data_dir=str(tmp_path / "data"),
-        topic_prefix=f"{uid}.",
-        redis_prefix=f"{uid}:",
-        partitions=2,
-        kafka_session_timeout_ms=2000,
-        consumer_health_interval_s=0.3,
-        log_json=False,
-    )
-    ensure_topics(s, s.topics())
-    return s
+    return make_settings(restartable_broker.bootstrap, consumer_health_interval_s=0.3)
 
 
 def _wait_until(cond: Callable[[], bool], timeout_s: float = 30.0, poll_s: float = 0.05) -> float:

@@ -10,22 +10,12 @@ from protos import thunder_pb2 as pb
 from thunder.handler import to_light_posts
 from thunder.response_encoder import encode_response
 from thunder.store import QueryResult
-
-INT_COLUMNS = (
-    "post_id",
-    "author_id",
-    "created_at",
-    "in_reply_to_post_id",
-    "in_reply_to_user_id",
-    "source_post_id",
-    "source_user_id",
-    "conversation_id",
-)
+from thunder.store.records import INT_FIELDS
 
 
 def _result(n: int, rng: np.random.Generator) -> QueryResult:
     choices = np.array([0, 1, 127, 128, 16_383, 16_384, 2**35, 2**62 + 7, 2**63 - 1, -1, -(2**63)], np.int64)
-    cols = {name: choices[rng.integers(0, len(choices), n)] for name in INT_COLUMNS}
+    cols = {name: choices[rng.integers(0, len(choices), n)] for name in INT_FIELDS}
     cols["post_id"] = np.where(cols["post_id"] == 0, 5, cols["post_id"])
     cols["flags"] = rng.integers(0, 16, n).astype(np.uint8)
     return QueryResult(np.arange(n), cols)

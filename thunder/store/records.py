@@ -39,6 +39,8 @@ POST_TUPLE_FIELDS = (
     "has_video",
 )
 INT_FIELDS = POST_TUPLE_FIELDS[:8]
+# the optional ids among them: the referenced post and user ids and the conversation (0 = absent)
+REF_ID_FIELDS = INT_FIELDS[3:]
 
 
 @dataclass(slots=True)
