@@ -78,9 +78,13 @@ class Settings:
         source: Mapping[str, str] = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = source.get(ENV_PREFIX + f.name.upper())
+            var = ENV_PREFIX + f.name.upper()
+            raw = source.get(var)
             if raw is not None:
-                values[f.name] = _parse(raw, f.type)
+                try:
+                    values[f.name] = _parse(raw, f.type)
+                except ValueError:
+                    raise ValueError(f"{var}={raw!r}: expected {_FORMS.get(str(f.type), f.type)}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -93,6 +97,9 @@ class Settings:
         if self.kafka_bootstrap and self.redis_url:
             return self
         raise RuntimeError(NO_INFRA)
+
+
+_FORMS = {"int": "an integer", "float": "a number", "bool": "true/false"}
 
 
 def _parse(raw: str, type_name: Any) -> Any:

@@ -12,7 +12,7 @@ import typer
 
 from foryou.app.cli import dataset, index, infra, model, serve, toplevel, train, world
 from foryou.app.cli import eval as eval_cli
-from foryou.app.cli.common import CONTEXT_SETTINGS
+from foryou.app.cli.common import CONTEXT_SETTINGS, fail
 from foryou.core.settings import Settings
 
 app = typer.Typer(
@@ -21,6 +21,14 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings=CONTEXT_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"foryou {version('foryou')}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -32,11 +40,18 @@ def main(
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (env FORYOU_REDIS_URL)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="State/data directory (env FORYOU_DATA_DIR)")] = None,
     log_level: Annotated[str | None, typer.Option(help="Log level (env FORYOU_LOG_LEVEL)")] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
 ) -> None:
     # commands read these through common.ctx_settings(ctx)
-    ctx.obj = Settings.from_env(
-        kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, data_dir=data_dir, log_level=log_level
-    )
+    try:
+        ctx.obj = Settings.from_env(
+            kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, data_dir=data_dir, log_level=log_level
+        )
+    except ValueError as e:  # a bad FORYOU_* value: name it, no traceback
+        fail(e)
 
 
 for _name, _command in toplevel.TOP_LEVEL:
