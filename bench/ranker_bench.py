@@ -146,6 +146,9 @@ def main() -> None:
     ap.add_argument("--preset", choices=("default", "small"), default="default", help="inference model size")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from phoenix.device import describe
+
+    print(f"device: {describe(torch.device('cpu'))}")  # the model runs on the CPU here
     peak = matmul_peak_gflops()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "

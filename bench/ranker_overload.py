@@ -46,7 +46,7 @@ def server(seconds: float) -> None:
     c1 = os.times()
     print(f"server CPU {c1.user - c0.user + c1.system - c0.system:.1f} s over {seconds:.0f} s of load")
     for m in REGISTRY.collect():
-        if m.name.startswith(("phoenix_ranker_rejected", "phoenix_admission")):
+        if m.name.startswith(("phoenix_ranker_rejected", "foryou_admission")):
             for s in m.samples:
                 if not s.name.endswith("_created"):
                     print(f"  {s.name}{s.labels} {s.value:.6g}")

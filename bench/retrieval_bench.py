@@ -43,6 +43,9 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=1000)
     ap.add_argument("--authors", type=int, default=200_000)
     ap.add_argument("--exact-max-size", type=int, default=100_000)
+    from phoenix.device import describe, faiss_gpus
+
+    print(f"device: {describe(torch.device('cpu'))}, faiss GPUs: {faiss_gpus()}")
     ap.add_argument("--kind", default="pq", choices=("pq", "ivf", "hnsw"))
     ap.add_argument("--k-factor", type=float, default=4.0, help="pq: exact re-ranking of k * this")
     ap.add_argument("--nprobe", type=int, default=48)

@@ -40,16 +40,27 @@ class PostCandidate:
     author_screen_name: str = ""
     retweeted_screen_name: str = ""
     author_blocks_viewer: bool | None = None
+    # BidirectionalFollowHydrator: viewer follows the author and the author follows the viewer
+    # (None = unknown: the check failed or did not run; no boost then)
+    is_mutual_follow_author: bool | None = None
+    # EngagementCountsHydrator (original post's counts; None = not in the counter)
+    view_count_on_home: int | None = None
+    fav_count: int | None = None
     visibility_reason: str | None = None
     removal_reason: str | None = None  # why a safety filter that failed closed removed it
     # scoring
     phoenix_scores: dict[str, float] | None = None  # head name -> probability; "dwell_time" seconds
     action_probs: Any = None  # raw ranker output (list or ndarray row), index = ActionName
     dwell_time: float | None = None  # predicted dwell seconds (continuous head 1)
+    click_dwell_time: float | None = None  # predicted click-dwell seconds (continuous head 2)
     prediction_request_id: str = ""
     last_scored_at_ms: int = 0
     weighted_score: float | None = None
     score: float | None = None
+    local_score: float | None = None  # s_loc: weighted score after the cold-start lift (fallback score)
+    cold_start_lift_rank: int | None = None  # the cold-start lift's target rank (15) when lifted
+    rank_before_dpp: int | None = None  # 0-based rank by score entering the DPP pool (None: not pooled)
+    dpp_selected: bool | None = None  # None: DPP did not run for this request
     multipliers: list[tuple[str, float]] = field(default_factory=list)
 
     def is_scored(self) -> bool:
@@ -67,7 +78,15 @@ class PostCandidate:
         out = {h: float(self.action_probs[i]) for h, i in ACTION_HEADS.items() if i < n}
         if self.dwell_time is not None:
             out["dwell_time"] = self.dwell_time
+        if self.click_dwell_time is not None:
+            out["click_dwell_time"] = self.click_dwell_time
         return out
+
+    def is_reply(self) -> bool:
+        return bool(self.in_reply_to_post_id)
+
+    def is_repost(self) -> bool:
+        return bool(self.retweeted_post_id)
 
     def original_post_id(self) -> int:
         return self.retweeted_post_id or self.post_id

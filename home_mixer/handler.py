@@ -7,13 +7,16 @@ import logging
 from dataclasses import dataclass
 
 from candidate_pipeline import ComponentTrace, PipelineResult
+from foryou.core.admission import AdmissionConfig, AsyncAdmission
 from foryou.core.metrics import DEGRADED
 from home_mixer.candidate import PostCandidate, finite_or_zero
 from home_mixer.clients import HomeMixerClients
+from home_mixer.experiments import Assignment, ServingConfig
 from home_mixer.params import DEFAULT_LIMITS, DEFAULT_PARAMS, Params, RequestLimits
 from home_mixer.pipeline import ScoredPostsPipeline
 from home_mixer.post_lookup import PostLookup
-from home_mixer.query import InvalidQuery, ScoredPostsQuery
+from home_mixer.query import InvalidQuery, ScoredPostsQuery, validate_request
+from home_mixer.value_model import DEGRADED_ENTRY as VALUE_MODEL_DEGRADED
 from protos import home_mixer_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,10 @@ DEPENDENCY_OF: dict[str, str] = {
     "SubscriptionHydrator": "redis",
     "AuthorDataCandidateHydrator": "redis",
     "AuthorRelationCandidateHydrator": "redis",
+    "BidirectionalFollowHydrator": "redis",
+    "EngagementCountsHydrator": "redis",
+    "PopularPostsSource": "redis",
+    "SidSource": "sid_retrieval",
 }
 
 
@@ -50,11 +57,14 @@ def user_state_missing(query: ScoredPostsQuery) -> bool:
 def degraded_entries(
     query: ScoredPostsQuery, failures: list[ComponentTrace], kafka_failing: bool
 ) -> list[str]:
-    """The response's `degraded` list: failed-open dependencies (sorted), then `user_state_missing`,
-    then each "<Filter>: <reason>" under which a safety filter failed closed (sorted)."""
-    deps = {_dependency(t) for t in failures}
+    """The response's `degraded` list: failed-open dependencies and sources that answered stale
+    ("thunder_stale", "retrieval_stale") (sorted), then `user_state_missing`, then each
+    "<Filter>: <reason>" under which a safety filter failed closed (sorted)."""
+    deps = {_dependency(t) for t in failures} | query.stale
     if kafka_failing:
         deps.add("kafka")  # this request's impressions are likely lost too
+    if query.value_model_failed is not None:
+        deps.add(VALUE_MODEL_DEGRADED)  # served on local scores: no diversity, OON discount or DPP
     out = sorted(deps)
     if user_state_missing(query):
         out.append(USER_STATE_MISSING)
@@ -68,6 +78,12 @@ def _dependency(trace: ComponentTrace) -> str:
     if trace.error_kind == "timeout" and trace.latency_ms < 1.0:
         return "deadline"
     return DEPENDENCY_OF.get(trace.component, trace.component)
+
+
+def feed_admission() -> AdmissionConfig:
+    """home_mixer's admission defaults: ~50 ms a request until measured, and 50 ms of margin for
+    the way back through an event loop busy with other requests."""
+    return AdmissionConfig(initial_cost_s=0.05, margin_s=0.05)
 
 
 @dataclass(slots=True)
@@ -85,16 +101,59 @@ class ScoredPostsHandler:
         clients: HomeMixerClients,
         params: Params = DEFAULT_PARAMS,
         limits: RequestLimits = DEFAULT_LIMITS,
+        admission: AdmissionConfig | None = None,
     ) -> None:
-        self.pipeline, self.clients, self.params, self.limits = pipeline, clients, params, limits
+        """`admission`: how the gRPC servicer admits requests (`self.admission.admitted`); in-process
+        callers (tests, CLI, bench) call `get_scored_posts` directly, without it."""
+        self.pipeline, self.clients, self.limits = pipeline, clients, limits
+        # params, experiments and shadow scoring (a params file's; replaced whole by its watcher)
+        self.serving = ServingConfig(params)
+        self.admission = AsyncAdmission("home_mixer", admission or feed_admission())
 
-    async def run(self, request: pb.GetScoredPostsRequest, params: Params | None = None) -> FeedResult:
-        """Raises home_mixer.query.InvalidQuery for a bad request (logged here, one line)."""
+    @property
+    def params(self) -> Params:
+        """The base params (before a viewer's experiment overrides)."""
+        return self.serving.params
+
+    def set_serving(self, config: ServingConfig) -> None:
+        """Serve `config` from the next request on (one reference swap: a request in flight keeps
+        the config it started with)."""
+        self.serving = config
+
+    def check(self, request: pb.GetScoredPostsRequest) -> None:
+        """InvalidQuery (logged here, one line) for a request with a field out of range: checked
+        before admission, so a bad request is answered INVALID_ARGUMENT even under overload."""
         try:
-            query = ScoredPostsQuery.from_request(request, params or self.params, self.limits)
+            validate_request(request, self.limits)
         except InvalidQuery as e:
             log.warning("INVALID_ARGUMENT viewer_id=%d: %s", request.viewer_id, e)
             raise
+
+    async def run(
+        self,
+        request: pb.GetScoredPostsRequest,
+        params: Params | None = None,
+        assignment: Assignment | None = None,
+    ) -> FeedResult:
+        """Raises home_mixer.query.InvalidQuery for a bad request (logged here, one line). The
+        viewer's experiment `assignment` (default: from the serving config) sets the params (unless
+        `params` are given), the bucket and the ranker version; a share of requests is also scored
+        by the shadow ranker (a side effect)."""
+        serving = self.serving
+        a = assignment or serving.assign(request.viewer_id)
+        try:
+            query = ScoredPostsQuery.from_request(
+                request,
+                params or a.params,
+                self.limits,
+                experiment_bucket=a.bucket,
+                ranker_version=a.ranker_version,
+            )
+        except InvalidQuery as e:
+            log.warning("INVALID_ARGUMENT viewer_id=%d: %s", request.viewer_id, e)
+            raise
+        if serving.shadow is not None and serving.shadow.wants(query.request_id):
+            query.shadow_ranker_version = serving.shadow.ranker_version
         query.post_lookup = PostLookup(self.clients.user_state)
         res = await self.pipeline.execute(query, request_id=query.request_id)
         selected = res.selected  # already cut to query.params.result_size by the pipeline
@@ -120,18 +179,21 @@ class ScoredPostsHandler:
         self, request: pb.GetDebugScoredPostsRequest
     ) -> pb.GetDebugScoredPostsResponse:
         """Raises ValueError (InvalidQuery or a bad param override) for a bad request."""
-        try:
-            params = self.params.with_overrides(dict(request.param_overrides))
+        a = self.serving.assign(request.query.viewer_id)
+        try:  # a request's overrides apply on top of the viewer's bucket
+            params = a.params.with_overrides(dict(request.param_overrides))
         except ValueError as e:
             log.warning("INVALID_ARGUMENT viewer_id=%d: %s", request.query.viewer_id, e)
             raise
-        fr = await self.run(request.query, params)
+        fr = await self.run(request.query, params, a)
         res = fr.result
         out = pb.GetDebugScoredPostsResponse(
             request_id=fr.query.request_id,
             model_version=fr.query.model_version,
             params=params.as_strings(),
             degraded=fr.degraded,
+            query_features=query_features(fr.query),
+            experiment_bucket=fr.query.experiment_bucket,
         )
         for i, c in enumerate(fr.selected):
             out.candidates.append(debug_candidate(c, "selected", position=i))
@@ -152,6 +214,45 @@ class ScoredPostsHandler:
                     )
                 )
         return out
+
+
+def _ids(ids: frozenset[int] | set[int], shown: int = 20) -> str:
+    """A set of ids for the debug view: the count, then the first `shown` (sorted)."""
+    if not ids:
+        return "0"
+    head = " ".join(str(i) for i in sorted(ids)[:shown])
+    return f"{len(ids)}: {head}{' …' if len(ids) > shown else ''}"
+
+
+def query_features(q: ScoredPostsQuery) -> dict[str, str]:
+    """What the query hydrators filled in (and the request fields they used), stringified for the
+    debug response: the viewer's social graph, muted keywords, engagement history, served history."""
+    uf = q.user_features
+    items = list(q.action_sequence.items) if q.action_sequence is not None else []
+    out = {
+        "viewer_id": str(q.viewer_id),
+        "user_features_available": str(uf.available),
+        "following": _ids(uf.following),
+        "blocked": _ids(uf.blocked),
+        "muted": _ids(uf.muted),
+        "subscriptions": _ids(uf.subscriptions),
+        "muted_keywords": ", ".join(uf.muted_keywords),
+        "viewer_followers_count": "" if uf.viewer_followers_count is None else str(uf.viewer_followers_count),
+        "action_sequence_loaded": str(q.action_sequence_loaded),
+        "history_items": str(len(items)),
+        "history_recent_posts": " ".join(str(it.post_id) for it in items[-10:][::-1]),
+        "seen_ids": _ids(q.seen_ids),
+        "served_ids": _ids(q.served_ids),
+        "in_network_only": str(q.in_network_only),
+        "is_bottom_request": str(q.is_bottom_request),
+        "country_code": q.country_code,
+        "language_code": q.language_code,
+        "stale": ", ".join(sorted(q.stale)),
+        "value_model_failed": q.value_model_failed or "",
+        "experiment_bucket": q.experiment_bucket,
+        "ranker_version_requested": q.ranker_version,
+    }
+    return {k: v for k, v in out.items() if v}
 
 
 def scored_post(c: PostCandidate) -> pb.ScoredPost:
@@ -195,6 +296,15 @@ def debug_candidate(
         "removal_reason": c.removal_reason or "",
         "author_blocks_viewer": "" if c.author_blocks_viewer is None else str(c.author_blocks_viewer),
         "prediction_request_id": c.prediction_request_id,
+        "mutual_follow": "" if c.is_mutual_follow_author is None else str(c.is_mutual_follow_author),
+        "view_count_on_home": "" if c.view_count_on_home is None else str(c.view_count_on_home),
+        "fav_count": "" if c.fav_count is None else str(c.fav_count),
+        "local_score": "" if c.local_score is None else f"{c.local_score:.6g}",
+        "cold_start_lift_rank": "" if c.cold_start_lift_rank is None else str(c.cold_start_lift_rank),
+        # DPP: the rank by value-model score entering the DPP pool (0-based) and whether DPP picked it;
+        # the served position is `position`
+        "rank_before_dpp": "" if c.rank_before_dpp is None else str(c.rank_before_dpp),
+        "dpp": "" if c.dpp_selected is None else ("selected" if c.dpp_selected else "dropped"),
     }
     d = pb.DebugCandidate(
         post_id=c.post_id,

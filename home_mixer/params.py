@@ -1,5 +1,6 @@
 """Every weight, factor and size of the scored-posts pipeline, with the reference defaults
-(home-mixer params/config.rs and param.rs, Aug-12 sync). One typed dataclass; a request may override
+(home-mixer params/config.rs and param.rs, vm-ranker params.rs; Oct-7 2026 sync, issue 19). The
+reference's param name is in each field's comment. One typed dataclass; a request may override
 any field by name (the debug endpoint), values parsed as the field's type."""
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ ACTION_HEADS: dict[str, int] = {
     "post_unexplored": 59,  # SERVER_TWEET_POST_UNEXPLORED
 }
 DWELL_TIME_INDEX = 1  # ContinuousActionName.DWELL_TIME: seconds
+CLICK_DWELL_TIME_INDEX = 2  # ContinuousActionName.CLICK_DWELL_TIME: seconds (head `click_dwell_time`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,38 +52,91 @@ class Params:
     thunder_max_results: int = 1200
     phoenix_max_results: int = 1000
     enable_phoenix_source: bool = True
-    # weights (param.rs); they multiply predicted probabilities
-    favorite_weight: float = 0.5
-    reply_weight: float = 5.0
-    retweet_weight: float = 1.0
-    quote_weight: float = 5.0
-    photo_expand_weight: float = 0.05
-    click_weight: float = 0.4
-    profile_click_weight: float = 0.0
-    quoted_click_weight: float = 0.05
-    vqv_weight: float = 0.05
-    dwell_weight: float = 0.0
-    share_weight: float = 2.0
-    share_via_dm_weight: float = 5.0
-    share_via_copy_link_weight: float = 20.0
-    follow_author_weight: float = 4.0
-    not_interested_weight: float = -43.2
-    block_author_weight: float = -31.2
-    mute_author_weight: float = -58.8
-    report_weight: float = -234.0
-    video_open_weight: float = 0.05
-    open_link_weight: float = 0.2
-    quoted_vqv_weight: float = 0.0
-    not_dwelled_weight: float = -0.02
-    post_unexplored_weight: float = 0.02  # in-network candidates only
-    cont_dwell_time_weight: float = 0.004  # × predicted dwell seconds; not part of the sums
-    min_video_duration_ms: int = 10_000  # VQV weight applies only above this
-    negative_scores_offset: float = 0.001
-    # diversity / OON
-    enable_author_diversity: bool = True
-    author_diversity_decay: float = 0.5
-    author_diversity_floor: float = 0.25
-    oon_weight_factor: float = 0.75
+    # weights (param.rs / vm-ranker params.rs, Oct-7); they multiply predicted probabilities
+    favorite_weight: float = 0.5  # FavoriteWeight
+    reply_weight: float = 5.0  # ReplyWeight
+    retweet_weight: float = 1.0  # RetweetWeight
+    quote_weight: float = 5.0  # QuoteWeight
+    photo_expand_weight: float = 0.05  # PhotoExpandWeight
+    click_weight: float = 0.3  # ClickWeight (Aug 0.4)
+    profile_click_weight: float = 0.0  # ProfileClickWeight
+    quoted_click_weight: float = 0.05  # QuotedClickWeight
+    vqv_weight: float = 0.0  # VqvWeight (Aug 0.05): the VQV gates are moot by default
+    dwell_weight: float = 0.05  # DwellWeight (Aug 0.0)
+    share_weight: float = 2.0  # ShareWeight
+    share_via_dm_weight: float = 5.0  # ShareViaDmWeight
+    share_via_copy_link_weight: float = 20.0  # ShareViaCopyLinkWeight
+    follow_author_weight: float = 4.0  # FollowAuthorWeight
+    not_interested_weight: float = -47.52  # NotInterestedWeight (Aug -43.2)
+    block_author_weight: float = -31.2  # BlockAuthorWeight
+    mute_author_weight: float = -58.8  # MuteAuthorWeight
+    report_weight: float = -234.0  # ReportWeight
+    video_open_weight: float = 0.07  # VideoOpenWeight (Aug 0.05)
+    open_link_weight: float = 0.2  # OpenLinkWeight
+    quoted_vqv_weight: float = 0.0  # QuotedVqvWeight
+    not_dwelled_weight: float = -0.02  # NotDwelledWeight
+    # PostUnexploredWeight: 0.015 in home-mixer param.rs, 0.02 as vm-ranker's code literal (sheet §7.3:
+    # we take 0.015, the production config's mirror); in-network candidates only
+    # (PostUnexploredIncludeOutOfNetwork false)
+    post_unexplored_weight: float = 0.015
+    # continuous heads: weight × predicted seconds; not part of the offset sums
+    cont_dwell_time_weight: float = 0.004  # ContDwellTimeWeight
+    cont_click_dwell_time_weight: float = 0.4  # ContClickDwellTimeWeight (Aug 0.0)
+    # our ranker trains continuous slot 1 (dwell) only; slot 2 (click dwell) is read when this is on
+    ranker_has_click_dwell_head: bool = False
+    # mutual follow (BidirectionalFollowHydrator): + boost on the reply / dwell weight of an original
+    # (not a reply, not a repost) whose author and viewer follow each other
+    bidirectional_follow_reply_weight_boost: float = 15.0  # BidirectionalFollowReplyWeightBoost
+    bidirectional_follow_dwell_weight_boost: float = 0.0  # BidirectionalFollowDwellWeightBoost
+    min_video_duration_ms: int = 10_000  # MinVideoDurationMs: the VQV weight applies only above this
+    # home-mixer's local VQV gate also needs the viewer's follower count below this (candidates_util.rs)
+    vqv_max_viewer_followers: int = 10_000
+    negative_scores_offset: float = 0.001  # NEGATIVE_SCORES_OFFSET
+    # vm-ranker: diversity / OON (moved from home-mixer param.rs on 09-23, same values)
+    enable_author_diversity: bool = True  # EnableAuthorDiversity
+    author_diversity_decay: float = 0.5  # AuthorDiversityDecay
+    author_diversity_floor: float = 0.25  # AuthorDiversityFloor
+    oon_weight_factor: float = 0.75  # OonWeightFactor
+    # EnableOonRescoreForInNetworkRepliesRetweets: in-network replies and reposts get the OON factor too
+    enable_oon_rescore_in_network_replies_retweets: bool = True
+    # new viewers (account younger than this, following >= new_user_min_following) get
+    # new_user_oon_weight_factor instead; 0 s = no viewer is ever new (the reference default)
+    new_user_age_threshold_s: int = 0  # NewUserAgeThresholdSecs
+    new_user_oon_weight_factor: float = 0.00001  # NewUserOonWeightFactor
+    new_user_min_following: int = 5  # NEW_USER_MIN_FOLLOWING
+    # DPP re-rank (vm-ranker DppEnabled / DppTheta / DppMaxSelectedRank; top-K = --dpp_top_k)
+    dpp_enabled: bool = True
+    dpp_theta: float = 0.65
+    dpp_max_selected_rank: int = 150
+    dpp_top_k: int = 50
+    dpp_embedding_dim: int = 256  # our hashed text embedding (the reference's mm store is 1024-d)
+    # new-author cold start (AuthorColdStart, Oct-7 values)
+    enable_viewer_cold_start: bool = True  # EnableViewerColdStart
+    cold_start_impression_threshold: int = 200  # ColdStartImpressionThreshold: view_count_on_home < this
+    cold_start_follower_cap: int = 50_000  # ColdStartFollowerCap: author followers <= this
+    cold_start_max_post_age_s: int = 7_200  # ColdStartMaxPostAgeSecs
+    low_impressions_max_position_ratio: float = 0.97  # LowImpressionsMaxPositionRatio
+    cold_start_slot_min: int = 15  # ColdStartSlotMin (0-based target rank)
+    cold_start_slot_max: int = 16  # ColdStartSlotMax
+    enable_cold_start_thompson_sampling: bool = True  # EnableColdStartThompsonSampling
+    cold_start_beta_alpha0: float = 0.75  # ColdStartBetaAlpha0
+    cold_start_beta_beta0: float = 49.25  # ColdStartBetaBeta0
+    cold_start_ts_top_k: int = 2  # ColdStartTsTopK
+    cold_start_impression_scale: float = 1.0  # ColdStartImpressionScale
+    # sources
+    enable_popular_posts_source: bool = True  # EnablePopularPostsSource
+    popular_posts_max_results: int = 500  # PopularPostsMaxResults
+    enable_sid_source: bool = False  # EnableSidSource
+    sid_source_max_results: int = 800  # SidSourceMaxResults
+    sid_source_max_seeds: int = 50  # SidSourceMaxSeeds
+    sid_source_max_per_seed: int = 100  # SidSourceMaxPerSeed
+    sid_source_min_prefix_depth: int = 3  # SidSourceMinPrefixDepth
+    # filters
+    enable_served_filter_all_requests: bool = True  # EnableServedFilterAllRequests
+    enable_phoenix_oon_replies: bool = False  # EnablePhoenixOonReplies
+    enable_new_user_min_engagement_filter: bool = False  # EnableNewUserMinEngagementFilter
+    new_user_min_engagement_threshold: float = 0.0  # NewUserMinEngagementThreshold (favs)
+    new_user_max_account_age_s: int = 1_800  # NewUserMaxAccountAgeSecs
     # served history (side effect) — ExcludeServedTweetIdsDuration 10 min, number 100
     served_history_ttl_s: int = 600
     served_history_max: int = 100
@@ -166,8 +221,28 @@ INT_PARAM_MAX: dict[str, int] = {
     "min_video_duration_ms": 24 * 3600 * 1000,
     "served_history_ttl_s": 24 * 3600,
     "served_history_max": 10_000,
+    "vqv_max_viewer_followers": 1 << 40,
+    "new_user_age_threshold_s": 10 * 365 * 86_400,
+    "new_user_min_following": 10_000,
+    "dpp_max_selected_rank": 2_200,
+    "dpp_top_k": 2_200,
+    "dpp_embedding_dim": 1_024,
+    "cold_start_impression_threshold": 1 << 40,
+    "cold_start_follower_cap": 1 << 40,
+    "cold_start_max_post_age_s": RETENTION_S,
+    "cold_start_slot_min": 2_200,
+    "cold_start_slot_max": 2_200,
+    "cold_start_ts_top_k": 2_200,
+    "popular_posts_max_results": 10_000,
+    "sid_source_max_results": 10_000,
+    "sid_source_max_seeds": 1_000,
+    "sid_source_max_per_seed": 10_000,
+    "sid_source_min_prefix_depth": 16,
+    "new_user_max_account_age_s": 10 * 365 * 86_400,
 }
-_POSITIVE_INT_PARAMS = frozenset({"served_history_ttl_s"})  # a 0 s TTL would delete the history
+_POSITIVE_INT_PARAMS = frozenset(
+    {"served_history_ttl_s", "dpp_embedding_dim"}
+)  # a 0 s TTL would delete the history
 
 
 @dataclass(frozen=True, slots=True)

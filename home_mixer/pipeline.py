@@ -1,4 +1,5 @@
-"""The declared scored-posts pipeline (reference JAN PhoenixCandidatePipeline wiring)."""
+"""The declared scored-posts pipeline (reference Oct-7 PhoenixCandidatePipeline wiring, issue 19;
+components the reference has and we do not are listed in docs/home_mixer.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from candidate_pipeline import CandidatePipeline, PipelineConfig
 from home_mixer.candidate import PostCandidate
 from home_mixer.candidate_hydrators.author_data_candidate_hydrator import AuthorDataCandidateHydrator
 from home_mixer.candidate_hydrators.author_relation_candidate_hydrator import AuthorRelationCandidateHydrator
+from home_mixer.candidate_hydrators.bidirectional_follow_hydrator import BidirectionalFollowHydrator
 from home_mixer.candidate_hydrators.core_data_candidate_hydrator import CoreDataCandidateHydrator
+from home_mixer.candidate_hydrators.engagement_counts_hydrator import EngagementCountsHydrator
 from home_mixer.candidate_hydrators.in_network_candidate_hydrator import InNetworkCandidateHydrator
 from home_mixer.candidate_hydrators.subscription_hydrator import SubscriptionHydrator
 from home_mixer.candidate_hydrators.video_duration_candidate_hydrator import VideoDurationCandidateHydrator
@@ -20,6 +23,8 @@ from home_mixer.filters.dedup_conversation_filter import DedupConversationFilter
 from home_mixer.filters.drop_duplicates_filter import DropDuplicatesFilter
 from home_mixer.filters.ineligible_subscription_filter import IneligibleSubscriptionFilter
 from home_mixer.filters.muted_keyword_filter import MutedKeywordFilter
+from home_mixer.filters.new_user_min_engagement_filter import NewUserMinEngagementFilter
+from home_mixer.filters.oon_retweet_reply_filter import OONRetweetReplyFilter
 from home_mixer.filters.previously_seen_posts_filter import PreviouslySeenPostsFilter
 from home_mixer.filters.previously_served_posts_filter import PreviouslyServedPostsFilter
 from home_mixer.filters.repost_deduplication_filter import RepostDeduplicationFilter
@@ -30,14 +35,18 @@ from home_mixer.query import ScoredPostsQuery
 from home_mixer.query_hydrators.served_history_query_hydrator import ServedHistoryQueryHydrator
 from home_mixer.query_hydrators.user_action_seq_query_hydrator import UserActionSeqQueryHydrator
 from home_mixer.query_hydrators.user_features_query_hydrator import UserFeaturesQueryHydrator
+from home_mixer.scorers.author_cold_start_scorer import AuthorColdStartScorer
 from home_mixer.scorers.author_diversity_scorer import AuthorDiversityScorer
 from home_mixer.scorers.oon_scorer import OONScorer
 from home_mixer.scorers.phoenix_scorer import PhoenixScorer
 from home_mixer.scorers.weighted_scorer import WeightedScorer
-from home_mixer.selectors.top_k_score_selector import TopKScoreSelector
+from home_mixer.selectors.dpp_selector import DppSelector
 from home_mixer.side_effects.served_history_side_effect import ServedHistorySideEffect
 from home_mixer.side_effects.served_impressions_side_effect import ServedImpressionsSideEffect
+from home_mixer.side_effects.shadow_scoring_side_effect import ShadowScoringSideEffect
 from home_mixer.sources.phoenix_source import PhoenixSource
+from home_mixer.sources.popular_posts_source import PopularPostsSource
+from home_mixer.sources.sid_source import SidSource
 from home_mixer.sources.thunder_source import ThunderSource
 
 DEFAULT_CONFIG = PipelineConfig(component_timeout_s=0.5, request_deadline_s=1.0)
@@ -52,7 +61,8 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
         config: PipelineConfig | None = None,
     ) -> None:
         store = clients.user_state
-        side_effects: list[Any] = [ServedHistorySideEffect(store)]
+        # shadow scoring acts only on requests the params file's [shadow] share picked
+        side_effects: list[Any] = [ServedHistorySideEffect(store), ShadowScoringSideEffect(clients.ranking)]
         self.served_impressions: ServedImpressionsSideEffect | None = None
         if producer is not None:
             self.served_impressions = ServedImpressionsSideEffect(producer, served_topic)
@@ -63,28 +73,45 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
                 UserFeaturesQueryHydrator(store),
                 ServedHistoryQueryHydrator(store),
             ],
-            sources=[ThunderSource(clients.thunder), PhoenixSource(clients.retrieval)],
+            sources=[
+                ThunderSource(clients.thunder),
+                PopularPostsSource(store),
+                PhoenixSource(clients.retrieval),
+                SidSource(clients.sid_retrieval),
+            ],
             hydrators=[
                 InNetworkCandidateHydrator(),
+                BidirectionalFollowHydrator(store),
                 CoreDataCandidateHydrator(),
                 VideoDurationCandidateHydrator(),
                 SubscriptionHydrator(),
                 AuthorDataCandidateHydrator(store),
+                EngagementCountsHydrator(store),
             ],
             filters=[
                 DropDuplicatesFilter(),
                 CoreDataHydrationFilter(),
                 AgeFilter(),
                 SelfPostFilter(),
+                OONRetweetReplyFilter(),
                 RepostDeduplicationFilter(),
                 IneligibleSubscriptionFilter(),
                 PreviouslySeenPostsFilter(),
                 PreviouslyServedPostsFilter(),
                 MutedKeywordFilter(),
                 AuthorSocialgraphFilter(),
+                NewUserMinEngagementFilter(),
             ],
-            scorers=[PhoenixScorer(clients.ranking), WeightedScorer(), AuthorDiversityScorer(), OONScorer()],
-            selector=TopKScoreSelector(),
+            # the value-model path (reference PhoenixScorer + VMRanker): local weighted score, cold
+            # start, then the vm-ranker steps (diversity, OON; DPP in the selector)
+            scorers=[
+                PhoenixScorer(clients.ranking),
+                WeightedScorer(),
+                AuthorColdStartScorer(),
+                AuthorDiversityScorer(),
+                OONScorer(),
+            ],
+            selector=DppSelector(),
             post_selection_hydrators=[AuthorRelationCandidateHydrator(store)],
             post_selection_filters=[VisibilityFilter(), DedupConversationFilter()],
             side_effects=side_effects,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import time
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from foryou.core.snowflake import TIMESTAMP_SHIFT, timestamp_ms
 from home_mixer.params import DEFAULT_LIMITS, DEFAULT_PARAMS, Params, RequestLimits
 from protos import home_mixer_pb2, phoenix_pb2
 
@@ -33,6 +35,7 @@ class UserFeatures:
     muted: frozenset[int] = frozenset()
     subscriptions: frozenset[int] = frozenset()
     muted_keywords: tuple[str, ...] = ()
+    viewer_followers_count: int | None = None  # None = unknown (the VQV viewer gate then passes)
     # False until UserFeaturesQueryHydrator succeeded: empty sets then mean "unknown", not "none",
     # and the safety filters fail closed on them
     available: bool = True
@@ -62,8 +65,30 @@ class ScoredPostsQuery:
     # per-request shared state
     post_lookup: PostLookup | None = None
     model_version: str = ""
+    # the viewer's experiment buckets ("<experiment>:<bucket>,…"; home_mixer.experiments) and the
+    # ranker version they pin ("" = the ranker's promoted version)
+    experiment_bucket: str = ""
+    ranker_version: str = ""
+    # also score the selected posts with this ranker version (shadow scoring: logged, not served)
+    shadow_ranker_version: str = ""
     # "<Filter>: <reason>" -> candidates a safety filter removed because it could not clear them
     fail_closed: dict[str, int] = field(default_factory=dict)
+    # set when a value-model step (diversity, OON, DPP) failed: the request is then served on the
+    # local score (weighted + cold start) without them; "<Component>: <error>"
+    value_model_failed: str | None = None
+    # seed of this request's random draws (cold-start Thompson sampling); None = from request_id
+    rng_seed: int | None = None
+
+    def random_seed(self) -> int:
+        """The request's seed: `rng_seed`, else derived from the request id (a replayed request with
+        the same id draws the same numbers)."""
+        if self.rng_seed is not None:
+            return self.rng_seed
+        digest = hashlib.blake2b(self.request_id.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little")
+
+    # "<dependency>_stale": a source answered from state it could not refresh (its consumer stalled)
+    stale: set[str] = field(default_factory=set)
 
     @classmethod
     def from_request(
@@ -99,6 +124,14 @@ class ScoredPostsQuery:
             c.removal_reason = reason
         key = f"{component}: {reason}"
         self.fail_closed[key] = self.fail_closed.get(key, 0) + len(removed)
+
+
+def viewer_account_age_s(query: ScoredPostsQuery) -> float | None:
+    """The viewer's account age from a snowflake user id; None when the id is not a snowflake (a
+    sequential id, like the synthetic world's: no creation time in it)."""
+    if query.viewer_id >> TIMESTAMP_SHIFT == 0:
+        return None
+    return (query.now_ms - timestamp_ms(query.viewer_id)) / 1000
 
 
 def newest_ids(ids: Sequence[int], limit: int, name: str) -> frozenset[int]:

@@ -10,16 +10,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from candidate_pipeline import PipelineConfig
+from foryou.core.admission import AdmissionConfig
 from foryou.core.grpc_server import GrpcServer
 from foryou.core.net import free_port
 from foryou.core.settings import Settings
+from foryou.core.tls import server_credentials
 from home_mixer.clients import HomeMixerClients
 from home_mixer.engagement_log_handler import EngagementLimits, EngagementLogHandler
-from home_mixer.handler import ScoredPostsHandler
-from home_mixer.params import DEFAULT_PARAMS, Params
+from home_mixer.handler import ScoredPostsHandler, feed_admission
+from home_mixer.params import DEFAULT_PARAMS, Params, RequestLimits
+from home_mixer.params_watcher import ParamsFileWatcher
 from home_mixer.pipeline import DEFAULT_CONFIG, ScoredPostsPipeline
 from home_mixer.servicer import SERVICE_NAME, ScoredPostsServicer
-from protos import home_mixer_pb2_grpc
+from protos import events_pb2, home_mixer_pb2, home_mixer_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,21 @@ class HomeMixerConfig:
     accept_engagements: bool = True
     engagement_delivery_timeout_ms: int = 5_000
     engagement_limits: EngagementLimits = field(default_factory=EngagementLimits)
+    # what a feed request may ask for (ids per request, codes); over -> INVALID_ARGUMENT
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    # request bodies over this are refused by gRPC before they are read; 0 = the worst-case size
+    # of a valid request (`max_request_bytes`)
+    max_request_bytes: int = 0
+    # deadline-aware admission of feed requests (foryou/core/admission.py): `max_in_flight` run
+    # at once on the event loop (they await Thunder, Phoenix and Redis), the rest wait their turn;
+    # what cannot finish before its deadline is refused at once
+    admission: AdmissionConfig = field(default_factory=feed_admission)
     pipeline: PipelineConfig = field(default_factory=lambda: dataclasses.replace(DEFAULT_CONFIG))
     params: Params = DEFAULT_PARAMS
+    # a params file (TOML: params, experiments, shadow scoring; home_mixer/experiments.py) that
+    # replaces `params`; re-read when it changes, checked every `params_poll_s` ("" = none)
+    params_file: str = ""
+    params_poll_s: float = 2.0
 
 
 class HomeMixerService:
@@ -67,9 +83,17 @@ class HomeMixerService:
             served_topic=settings.topic(settings.served_topic),
             config=self.config.pipeline,
         )
-        self.handler = ScoredPostsHandler(self.pipeline, clients, self.config.params)
+        self.handler = ScoredPostsHandler(
+            self.pipeline, clients, self.config.params, self.config.limits, self.config.admission
+        )
         self.engagements = self._engagement_log(engagement_producer)
         self.server: GrpcServer | None = None
+        self.params_watcher: ParamsFileWatcher | None = None
+        if self.config.params_file:  # a bad file at start-up is an error (ParamsFileError)
+            self.params_watcher = ParamsFileWatcher(
+                self.config.params_file, self.handler.set_serving, self.config.params_poll_s
+            )
+            self.params_watcher.load_initial()
 
     def _engagement_log(self, producer: Any) -> EngagementLogHandler | None:
         """Its own producer: acks of client engagements must not wait behind the served log's
@@ -96,16 +120,26 @@ class HomeMixerService:
         return self.server.address
 
     async def start(self) -> None:
-        self.server = GrpcServer(self.config.grpc_address, self.config.max_concurrent_rpcs)
+        self.server = GrpcServer(
+            self.config.grpc_address,
+            self.config.max_concurrent_rpcs,
+            max_receive_bytes=self.config.max_request_bytes
+            or max_request_bytes(self.config.limits, self.config.engagement_limits),
+            credentials=server_credentials(self.settings),
+        )
         self.server.add(
             home_mixer_pb2_grpc.add_ScoredPostsServiceServicer_to_server,
             ScoredPostsServicer(self.handler, self.engagements),
             SERVICE_NAME,
         )
         await self.server.start(serving=True)
+        if self.params_watcher is not None:
+            self.params_watcher.start()
         log.info("home_mixer serving on %s", self.server.address)
 
     async def stop(self) -> None:
+        if self.params_watcher is not None:
+            await self.params_watcher.stop()
         if self.server is not None:
             await self.server.stop(grace_s=2.0)
         await self.pipeline.drain_side_effects(timeout_s=2.0)
@@ -114,6 +148,37 @@ class HomeMixerService:
         if self.producer is not None:
             await asyncio.to_thread(self.producer.flush, 5.0)
         await self.clients.close()
+
+
+HEADROOM_BYTES = 64 << 10  # fields a newer client may add, debug param overrides, framing
+
+
+def max_request_bytes(limits: RequestLimits, engagements: EngagementLimits) -> int:
+    """Worst-case encoded size of the largest valid request of any method (every id a 10-byte
+    varint, codes of 4-byte characters) plus headroom: the server's receive limit, so a larger
+    body is refused by gRPC (RESOURCE_EXHAUSTED) before it is read into memory."""
+    widest = home_mixer_pb2.GetScoredPostsRequest(
+        viewer_id=-1,
+        in_network_only=True,
+        is_bottom_request=True,
+        client_app_id=-1,
+        country_code="\U0001f600" * limits.max_code_len,
+        language_code="\U0001f600" * limits.max_code_len,
+    )
+    ids = 2 * (1 + 5) + 10 * limits.max_ids_per_request  # seen_ids + served_ids, packed
+    feed = 1 + 5 + widest.ByteSize() + ids  # wrapped in GetDebugScoredPostsRequest
+    widest_enum: Any = -1  # a 10-byte varint, as the stubs type enums by name
+    event = events_pb2.EngagementEvent(
+        user_id=-1,
+        post_id=-1,
+        author_id=-1,
+        action=widest_enum,
+        timestamp_ms=-1,
+        product_surface=widest_enum,
+        dwell_ms=-1,
+    )
+    batch = engagements.max_batch * (1 + 1 + event.ByteSize())
+    return max(feed, batch) + HEADROOM_BYTES
 
 
 def tune_gc() -> None:
@@ -148,9 +213,7 @@ async def serve_home_mixer(
         children = start_workers(
             settings, thunder_address, retrieval_address, ranker_address, config, config.workers - 1
         )
-    clients = build_clients_from_addresses(
-        thunder_address, retrieval_address, ranker_address, settings.redis_url, settings.redis_prefix
-    )
+    clients = build_clients_from_addresses(thunder_address, retrieval_address, ranker_address, settings)
 
     async def started() -> None:
         tune_gc()

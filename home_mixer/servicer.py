@@ -1,13 +1,17 @@
-"""gRPC face of the scored-posts and engagement-log handlers: status codes only, no logic."""
+"""gRPC face of the scored-posts and engagement-log handlers: status codes only, no logic. Feed
+requests are validated, then admitted against their deadline (foryou/core/admission.py: what
+cannot finish in time is answered RESOURCE_EXHAUSTED at once), then run within the deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
 import grpc
 
+from foryou.core.admission import ShedError
 from home_mixer.engagement_log_handler import (
     EngagementLogHandler,
     EngagementLogUnavailable,
@@ -30,7 +34,12 @@ class ScoredPostsServicer(home_mixer_pb2_grpc.ScoredPostsServiceServicer):
     ) -> pb.GetScoredPostsResponse:
         await _check_deadline(context)
         try:
-            return await _within_deadline(self.handler.get_scored_posts(request), context)
+            self.handler.check(request)
+            async with self.handler.admission.admitted(_deadline(context)):
+                return await _within_deadline(self.handler.get_scored_posts(request), context)
+        except ShedError as e:  # cannot finish before its deadline: refused at once
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            raise
         except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "client deadline passed while ranking")
             raise
@@ -43,7 +52,12 @@ class ScoredPostsServicer(home_mixer_pb2_grpc.ScoredPostsServiceServicer):
     ) -> pb.GetDebugScoredPostsResponse:
         await _check_deadline(context)
         try:
-            return await _within_deadline(self.handler.get_debug_scored_posts(request), context)
+            self.handler.check(request.query)
+            async with self.handler.admission.admitted(_deadline(context)):
+                return await _within_deadline(self.handler.get_debug_scored_posts(request), context)
+        except ShedError as e:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            raise
         except TimeoutError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "client deadline passed while ranking")
             raise
@@ -80,6 +94,12 @@ async def _within_deadline(coro: Awaitable[T], context: grpc.aio.ServicerContext
     if remaining is None:
         return await coro
     return await asyncio.wait_for(coro, remaining)
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's deadline as a time.monotonic() value (None: it set none)."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 async def _check_deadline(context: grpc.aio.ServicerContext) -> None:

@@ -145,8 +145,15 @@ class StageSummary(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., component: _Optional[str] = ..., latency_ms: _Optional[float] = ..., kept: _Optional[int] = ..., removed: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetDebugScoredPostsResponse(_message.Message):
-    __slots__ = ("candidates", "stages", "request_id", "model_version", "params", "degraded")
+    __slots__ = ("candidates", "stages", "request_id", "model_version", "params", "degraded", "query_features", "experiment_bucket")
     class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class QueryFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -159,13 +166,17 @@ class GetDebugScoredPostsResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_BUCKET_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[DebugCandidate]
     stages: _containers.RepeatedCompositeFieldContainer[StageSummary]
     request_id: str
     model_version: str
     params: _containers.ScalarMap[str, str]
     degraded: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, candidates: _Optional[_Iterable[_Union[DebugCandidate, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageSummary, _Mapping]]] = ..., request_id: _Optional[str] = ..., model_version: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...
+    query_features: _containers.ScalarMap[str, str]
+    experiment_bucket: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[DebugCandidate, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[StageSummary, _Mapping]]] = ..., request_id: _Optional[str] = ..., model_version: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., query_features: _Optional[_Mapping[str, str]] = ..., experiment_bucket: _Optional[str] = ...) -> None: ...
 
 class LogEngagementsRequest(_message.Message):
     __slots__ = ("events",)

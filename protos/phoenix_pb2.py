@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos import events_pb2 as protos_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/phoenix.proto\x12\x0e\x66oryou.phoenix\x1a\x13protos/events.proto\"\xa6\x01\n\x0bHistoryItem\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x13\n\x0b\x61\x63tion_mask\x18\x03 \x01(\x04\x12\x36\n\x0fproduct_surface\x18\x04 \x01(\x0e\x32\x1d.foryou.events.ProductSurface\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x10\n\x08\x64well_ms\x18\x06 \x01(\x03\"<\n\x0e\x41\x63tionSequence\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.foryou.phoenix.HistoryItem\"\x9d\x01\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12<\n\x0f\x61\x63tion_sequence\x18\x02 \x01(\x0b\x32\x1e.foryou.phoenix.ActionSequenceH\x00\x88\x01\x01\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x18\n\x10\x65xclude_post_ids\x18\x04 \x03(\x03\x42\x12\n\x10_action_sequence\"G\n\x12RetrievedCandidate\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x02\"a\n\x10RetrieveResponse\x12\x36\n\ncandidates\x18\x01 \x03(\x0b\x32\".foryou.phoenix.RetrievedCandidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"k\n\rRankCandidate\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x36\n\x0fproduct_surface\x18\x03 \x01(\x0e\x32\x1d.foryou.events.ProductSurface\"\x8d\x01\n\x0ePredictRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x37\n\x0f\x61\x63tion_sequence\x18\x02 \x01(\x0b\x32\x1e.foryou.phoenix.ActionSequence\x12\x31\n\ncandidates\x18\x03 \x03(\x0b\x32\x1d.foryou.phoenix.RankCandidate\"P\n\x13\x43\x61ndidatePrediction\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x61\x63tion_probs\x18\x02 \x03(\x02\x12\x12\n\ncontinuous\x18\x03 \x03(\x02\"b\n\x0fPredictResponse\x12\x38\n\x0bpredictions\x18\x01 \x03(\x0b\x32#.foryou.phoenix.CandidatePrediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\"\n\x12ReloadModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\",\n\x13ReloadModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t2\xb9\x01\n\x10RetrievalService\x12M\n\x08Retrieve\x12\x1f.foryou.phoenix.RetrieveRequest\x1a .foryou.phoenix.RetrieveResponse\x12V\n\x0bReloadModel\x12\".foryou.phoenix.ReloadModelRequest\x1a#.foryou.phoenix.ReloadModelResponse2\xb4\x01\n\x0eRankingService\x12J\n\x07Predict\x12\x1e.foryou.phoenix.PredictRequest\x1a\x1f.foryou.phoenix.PredictResponse\x12V\n\x0bReloadModel\x12\".foryou.phoenix.ReloadModelRequest\x1a#.foryou.phoenix.ReloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/phoenix.proto\x12\x0e\x66oryou.phoenix\x1a\x13protos/events.proto\"\xa6\x01\n\x0bHistoryItem\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x13\n\x0b\x61\x63tion_mask\x18\x03 \x01(\x04\x12\x36\n\x0fproduct_surface\x18\x04 \x01(\x0e\x32\x1d.foryou.events.ProductSurface\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x10\n\x08\x64well_ms\x18\x06 \x01(\x03\"<\n\x0e\x41\x63tionSequence\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.foryou.phoenix.HistoryItem\"\x9d\x01\n\x0fRetrieveRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12<\n\x0f\x61\x63tion_sequence\x18\x02 \x01(\x0b\x32\x1e.foryou.phoenix.ActionSequenceH\x00\x88\x01\x01\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x18\n\x10\x65xclude_post_ids\x18\x04 \x03(\x03\x42\x12\n\x10_action_sequence\"G\n\x12RetrievedCandidate\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x02\"p\n\x10RetrieveResponse\x12\x36\n\ncandidates\x18\x01 \x03(\x0b\x32\".foryou.phoenix.RetrievedCandidate\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05stale\x18\x03 \x01(\x08\"k\n\rRankCandidate\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x36\n\x0fproduct_surface\x18\x03 \x01(\x0e\x32\x1d.foryou.events.ProductSurface\"\xa4\x01\n\x0ePredictRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x37\n\x0f\x61\x63tion_sequence\x18\x02 \x01(\x0b\x32\x1e.foryou.phoenix.ActionSequence\x12\x31\n\ncandidates\x18\x03 \x03(\x0b\x32\x1d.foryou.phoenix.RankCandidate\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"P\n\x13\x43\x61ndidatePrediction\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x61\x63tion_probs\x18\x02 \x03(\x02\x12\x12\n\ncontinuous\x18\x03 \x03(\x02\"b\n\x0fPredictResponse\x12\x38\n\x0bpredictions\x18\x01 \x03(\x0b\x32#.foryou.phoenix.CandidatePrediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\"\n\x12ReloadModelRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\",\n\x13ReloadModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t2\xb9\x01\n\x10RetrievalService\x12M\n\x08Retrieve\x12\x1f.foryou.phoenix.RetrieveRequest\x1a .foryou.phoenix.RetrieveResponse\x12V\n\x0bReloadModel\x12\".foryou.phoenix.ReloadModelRequest\x1a#.foryou.phoenix.ReloadModelResponse2\xb4\x01\n\x0eRankingService\x12J\n\x07Predict\x12\x1e.foryou.phoenix.PredictRequest\x1a\x1f.foryou.phoenix.PredictResponse\x12V\n\x0bReloadModel\x12\".foryou.phoenix.ReloadModelRequest\x1a#.foryou.phoenix.ReloadModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,21 +41,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETRIEVEDCANDIDATE']._serialized_start=452
   _globals['_RETRIEVEDCANDIDATE']._serialized_end=523
   _globals['_RETRIEVERESPONSE']._serialized_start=525
-  _globals['_RETRIEVERESPONSE']._serialized_end=622
-  _globals['_RANKCANDIDATE']._serialized_start=624
-  _globals['_RANKCANDIDATE']._serialized_end=731
-  _globals['_PREDICTREQUEST']._serialized_start=734
-  _globals['_PREDICTREQUEST']._serialized_end=875
-  _globals['_CANDIDATEPREDICTION']._serialized_start=877
-  _globals['_CANDIDATEPREDICTION']._serialized_end=957
-  _globals['_PREDICTRESPONSE']._serialized_start=959
-  _globals['_PREDICTRESPONSE']._serialized_end=1057
-  _globals['_RELOADMODELREQUEST']._serialized_start=1059
-  _globals['_RELOADMODELREQUEST']._serialized_end=1093
-  _globals['_RELOADMODELRESPONSE']._serialized_start=1095
-  _globals['_RELOADMODELRESPONSE']._serialized_end=1139
-  _globals['_RETRIEVALSERVICE']._serialized_start=1142
-  _globals['_RETRIEVALSERVICE']._serialized_end=1327
-  _globals['_RANKINGSERVICE']._serialized_start=1330
-  _globals['_RANKINGSERVICE']._serialized_end=1510
+  _globals['_RETRIEVERESPONSE']._serialized_end=637
+  _globals['_RANKCANDIDATE']._serialized_start=639
+  _globals['_RANKCANDIDATE']._serialized_end=746
+  _globals['_PREDICTREQUEST']._serialized_start=749
+  _globals['_PREDICTREQUEST']._serialized_end=913
+  _globals['_CANDIDATEPREDICTION']._serialized_start=915
+  _globals['_CANDIDATEPREDICTION']._serialized_end=995
+  _globals['_PREDICTRESPONSE']._serialized_start=997
+  _globals['_PREDICTRESPONSE']._serialized_end=1095
+  _globals['_RELOADMODELREQUEST']._serialized_start=1097
+  _globals['_RELOADMODELREQUEST']._serialized_end=1131
+  _globals['_RELOADMODELRESPONSE']._serialized_start=1133
+  _globals['_RELOADMODELRESPONSE']._serialized_end=1177
+  _globals['_RETRIEVALSERVICE']._serialized_start=1180
+  _globals['_RETRIEVALSERVICE']._serialized_end=1365
+  _globals['_RANKINGSERVICE']._serialized_start=1368
+  _globals['_RANKINGSERVICE']._serialized_end=1548
 # @@protoc_insertion_point(module_scope)

@@ -52,12 +52,14 @@ class RetrievedCandidate(_message.Message):
     def __init__(self, post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class RetrieveResponse(_message.Message):
-    __slots__ = ("candidates", "model_version")
+    __slots__ = ("candidates", "model_version", "stale")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[RetrievedCandidate]
     model_version: str
-    def __init__(self, candidates: _Optional[_Iterable[_Union[RetrievedCandidate, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    stale: bool
+    def __init__(self, candidates: _Optional[_Iterable[_Union[RetrievedCandidate, _Mapping]]] = ..., model_version: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class RankCandidate(_message.Message):
     __slots__ = ("post_id", "author_id", "product_surface")
@@ -70,14 +72,16 @@ class RankCandidate(_message.Message):
     def __init__(self, post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., product_surface: _Optional[_Union[_events_pb2.ProductSurface, str]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("user_id", "action_sequence", "candidates")
+    __slots__ = ("user_id", "action_sequence", "candidates", "model_version")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     action_sequence: ActionSequence
     candidates: _containers.RepeatedCompositeFieldContainer[RankCandidate]
-    def __init__(self, user_id: _Optional[int] = ..., action_sequence: _Optional[_Union[ActionSequence, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[RankCandidate, _Mapping]]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, user_id: _Optional[int] = ..., action_sequence: _Optional[_Union[ActionSequence, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[RankCandidate, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class CandidatePrediction(_message.Message):
     __slots__ = ("post_id", "action_probs", "continuous")

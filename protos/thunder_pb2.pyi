@@ -59,7 +59,9 @@ class GetInNetworkPostsRequest(_message.Message):
     def __init__(self, user_id: _Optional[int] = ..., following_user_ids: _Optional[_Iterable[int]] = ..., exclude_post_ids: _Optional[_Iterable[int]] = ..., max_results: _Optional[int] = ..., is_video_request: _Optional[bool] = ..., algorithm: _Optional[str] = ..., per_author_limits: _Optional[_Union[PerAuthorLimits, _Mapping]] = ...) -> None: ...
 
 class GetInNetworkPostsResponse(_message.Message):
-    __slots__ = ("posts",)
+    __slots__ = ("posts", "stale")
     POSTS_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     posts: _containers.RepeatedCompositeFieldContainer[LightPost]
-    def __init__(self, posts: _Optional[_Iterable[_Union[LightPost, _Mapping]]] = ...) -> None: ...
+    stale: bool
+    def __init__(self, posts: _Optional[_Iterable[_Union[LightPost, _Mapping]]] = ..., stale: _Optional[bool] = ...) -> None: ...

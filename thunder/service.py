@@ -1,5 +1,8 @@
 """Thunder as a running service: the `posts` consumer thread, the periodic trim thread and the gRPC
-server. Health stays NOT_SERVING until the consumer has caught up with the topic."""
+server. Health stays NOT_SERVING until the consumer has caught up with the topic, and goes back to
+NOT_SERVING while the consumer cannot ingest for `consumer_stall_s` (foryou.core.stall_watch):
+Thunder keeps answering from the posts it has, each response flagged `stale` so home_mixer marks
+the feed degraded ("thunder_stale")."""
 
 from __future__ import annotations
 
@@ -7,17 +10,19 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 
 from foryou.core.grpc_server import GrpcServer
-from foryou.core.serve import serve_once_caught_up, wait_caught_up
+from foryou.core.serve import wait_caught_up
 from foryou.core.settings import Settings
+from foryou.core.stall_watch import StallWatch
+from foryou.core.tls import server_credentials
 from protos import thunder_pb2_grpc
 from thunder import metrics
 from thunder.config import ThunderConfig
 from thunder.handler import InNetworkPostsHandler
 from thunder.ingest import PostEventApplier, decode_post_events
 from thunder.posts_consumer import PostsConsumer
+from thunder.request import max_request_bytes
 from thunder.servicer import SERVICE_NAME, InNetworkPostsServicer
 from thunder.store import PostStore
 
@@ -34,15 +39,26 @@ class ThunderService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.server: GrpcServer | None = None
-        self._serve_task: asyncio.Task[None] | None = None  # flips health to SERVING
-        # a fresh group per start: the store is rebuilt by replaying the retained topic (reference)
+        self._serve_task: asyncio.Task[None] | None = None  # runs `watch`: flips health
+        # the store is rebuilt by replaying the retained topic at every start (explicit assignment);
+        # commits go to one stable group per replica (FORYOU_REPLICA_ID), not a new group per start
         self.consumer = PostsConsumer(
             settings,
             decode_post_events,
             PostEventApplier(self.store),
             retention_s=self.config.store.retention_s,
-            group_id=f"{self.config.group_id}-{uuid.uuid4().hex[:8]}",
+            group_id=settings.replica_group(self.config.group_id),
         )
+        self.watch = StallWatch(
+            "thunder",
+            lambda: ["posts"] if self.consumer.is_stalled() else [],
+            ready=self.caught_up.is_set,
+            interval_s=settings.consumer_health_interval_s,
+            on_change=self._set_stale,
+        )
+
+    def _set_stale(self, stale: bool) -> None:
+        self.handler.stale = stale
 
     @property
     def address(self) -> str:
@@ -105,14 +121,20 @@ class ThunderService:
             t = threading.Thread(target=target, name=f"thunder-{target.__name__}", daemon=True)
             t.start()
             self._threads.append(t)
-        self.server = GrpcServer(self.config.grpc_address, self.config.max_concurrent_rpcs)
+        self.server = GrpcServer(
+            self.config.grpc_address,
+            self.config.max_concurrent_rpcs,
+            max_receive_bytes=self.config.max_request_bytes
+            or max_request_bytes(self.config.max_input_list_size),
+            credentials=server_credentials(self.settings),
+        )
         self.server.add(
             thunder_pb2_grpc.add_InNetworkPostsServiceServicer_to_server,
             InNetworkPostsServicer(self.handler),
             SERVICE_NAME,
         )
         await self.server.start(serving=False)
-        self._serve_task = serve_once_caught_up(self.server, self.caught_up, self._stop)
+        self._serve_task = self.watch.start(self.server, self._stop)
 
     async def wait_caught_up(self, timeout_s: float = 60.0) -> None:
         await wait_caught_up(self.caught_up, timeout_s, "thunder")

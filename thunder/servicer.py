@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
+from foryou.core.admission import ShedError
 from protos import thunder_pb2 as pb
 from protos import thunder_pb2_grpc
 from thunder import metrics
@@ -23,12 +26,17 @@ class InNetworkPostsServicer(thunder_pb2_grpc.InNetworkPostsServiceServicer):
         if remaining is not None and remaining <= 0:
             metrics.REJECTED.labels("deadline").inc()
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed")
+        deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            return self.handler.get_in_network_posts(request)
+            return await self.handler.serve(request, deadline)
         except InvalidRequest as e:
             metrics.REJECTED.labels("invalid").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise  # unreachable: abort raises
+        except ShedError as e:  # cannot finish before its deadline: refused at once
+            metrics.REJECTED.labels("shed").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            raise
         except RateLimited as e:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
             raise

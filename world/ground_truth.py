@@ -50,6 +50,12 @@ class GroundTruth:
             _pair_key(follows["user_id"].to_numpy(), follows["target_user_id"].to_numpy())
         )
 
+    def add_follows(self, user_ids: np.ndarray, author_ids: np.ndarray) -> None:
+        """New follow edges (a simulated user followed an author): the in-network boost applies to
+        that pair from now on, as it does in the world's engagement model."""
+        keys = _pair_key(np.asarray(user_ids, np.int64), np.asarray(author_ids, np.int64))
+        self.follow_keys = np.union1d(self.follow_keys, keys)
+
     def probabilities(self, user_id: int | np.ndarray, post_ids: np.ndarray) -> dict[int, np.ndarray]:
         """{ActionName: P(action | user shown post)} for each post; NaN for posts or users the world
         does not know."""

@@ -1,6 +1,6 @@
 """The training dataset: served impressions (the `served` replay) joined with the engagements that
 follow them (the `engagements` replay) into the engagement-log schema the trainers read
-(`phoenix/log_dir.py` LOG_COLUMNS).
+(`phoenix/log_dir.py` LOG_COLUMNS), followed by each row's served provenance (`PROVENANCE`).
 
 Rules (docs/OPERATIONS.md, "Replay and the training dataset"):
 
@@ -11,6 +11,12 @@ Rules (docs/OPERATIONS.md, "Replay and the training dataset"):
   before every impression, after the window, or on posts never served to that viewer are dropped;
 - duplicates: servings of one post to one viewer at the same millisecond are one impression; one
   action attributed twice to the same impression keeps its earliest event (then the longest dwell);
+- provenance: every row (an impression and each action attributed to it) also carries the served
+  record of its impression (`PROVENANCE`: when it was served, request id, position, source, scores,
+  predicted dwell, both model versions, experiment bucket), so a log can be cut by model version or
+  experiment arm with the labels whole; the impression row's surface is the served one. The
+  per-action probabilities stay in the `served` replay (64 floats would quadruple a row that the
+  trainers never read): join them back on (request_id, post_id);
 - an impression whose window reaches past the end of the engagement log (`engagements_until_ms`)
   is dropped with its actions: its negatives are not known yet.
 
@@ -35,7 +41,28 @@ from phoenix.log_dir import LOG_COLUMNS
 from protos import events_pb2 as ev
 
 LOG_SCHEMA = ENGAGEMENTS.schema  # the `engagements` replay's columns are the training log's, in order
-SERVED_COLUMNS = {"viewer_id": pl.Int64, "post_id": pl.Int64, "author_id": pl.Int64, "served_at_ms": pl.Int64}
+SERVED_KEYS = {"viewer_id": pl.Int64, "post_id": pl.Int64, "author_id": pl.Int64, "served_at_ms": pl.Int64}
+# what the dataset keeps of each impression's served record, after LOG_COLUMNS (readers of the
+# training log select LOG_COLUMNS and ignore these); absent in an older replay: null
+PROVENANCE: dict[str, pl.DataType | type[pl.DataType]] = {
+    "served_at_ms": pl.Int64,  # the impression's time (an action row's own time is timestamp_ms)
+    "request_id": pl.String,
+    "position": pl.Int32,
+    "source": pl.String,
+    "in_network": pl.Boolean,
+    "score": pl.Float64,
+    "weighted_score": pl.Float64,
+    "predicted_dwell_s": pl.Float32,
+    "model_version": pl.String,  # the ranker's
+    "retrieval_model_version": pl.String,
+    "experiment_bucket": pl.String,
+}
+DATASET_SCHEMA = pl.Schema({**LOG_SCHEMA, **PROVENANCE})
+_SERVED_OPTIONAL = {
+    **{k: v for k, v in PROVENANCE.items() if k != "served_at_ms"},
+    "product_surface": pl.Int32,
+}
+SERVED_COLUMNS = {**SERVED_KEYS, **_SERVED_OPTIONAL}
 IMPRESSION = ev.ActionName.IMPRESSION
 HOME_TIMELINE = ev.ProductSurface.PRODUCT_SURFACE_HOME_TIMELINE  # where the For You feed is served
 # 30 minutes: a home-timeline session (reading, opening the conversation, replying, coming back
@@ -43,7 +70,8 @@ HOME_TIMELINE = ev.ProductSurface.PRODUCT_SURFACE_HOME_TIMELINE  # where the For
 # engagement made after seeing the post elsewhere (profile, search), and delays the day's data
 # (the last impressions' labels are known only `window` after them).
 DEFAULT_ATTRIBUTION_WINDOW_MS = 30 * 60 * 1000
-# ~250 MB above the imports per bucket (sorts and the join copy each column a few times)
+# ~250 MB above the imports per bucket (sorts and the join copy each column a few times), ~+110 MB
+# with the served provenance (gathered once per bucket)
 DEFAULT_ROWS_PER_BUCKET = 1_000_000
 _BUCKET_SEED = 0x5EED
 SPLIT_IN_ONE_PASS = True  # False: filtered scans per bucket (tests cover both)
@@ -74,6 +102,26 @@ def _scan(files: list[Path], schema: dict[str, pl.DataType | type[pl.DataType]])
     return pl.scan_parquet(files).select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
+def _scan_served(files: list[Path]) -> pl.LazyFrame:
+    """The served replay; files from before a column existed (older replays, hand-made Parquet)
+    get it as null. The keys are required."""
+    old = [f for f in files if not set(_SERVED_OPTIONAL) <= set(pl.read_parquet_schema(f))]
+    if not old:
+        return _scan(files, SERVED_COLUMNS)
+    frames = []
+    for f in files:  # one scan per file: their columns differ
+        have = pl.read_parquet_schema(f)
+        frames.append(
+            pl.scan_parquet(f).select(
+                [
+                    pl.col(c).cast(t) if c in have or c in SERVED_KEYS else pl.lit(None, t).alias(c)
+                    for c, t in SERVED_COLUMNS.items()
+                ]
+            )
+        )
+    return pl.concat(frames)
+
+
 def _bucket_of(user_col: str, buckets: int) -> pl.Expr:
     return pl.col(user_col).hash(_BUCKET_SEED) % buckets
 
@@ -92,7 +140,7 @@ def _split(lf: pl.LazyFrame, user_col: str, buckets: int, work: Path) -> Callabl
 
     def bucket(k: int) -> pl.LazyFrame:
         files = sorted((work / f"_bucket={k}").glob("*.parquet"))  # none: the bucket is empty
-        return pl.scan_parquet(files).cast(dict(schema)) if files else pl.LazyFrame(schema=schema)
+        return pl.scan_parquet(files).cast(schema) if files else pl.LazyFrame(schema=schema)
 
     return bucket
 
@@ -100,19 +148,28 @@ def _split(lf: pl.LazyFrame, user_col: str, buckets: int, work: Path) -> Callabl
 def _join_bucket(
     served: pl.DataFrame, eng: pl.DataFrame, window_ms: int, until_ms: int | None, s: DatasetSummary
 ) -> pl.DataFrame:
-    """One bucket of viewers: impression rows + attributed action rows, in LOG_SCHEMA."""
+    """One bucket of viewers: impression rows + attributed action rows, in DATASET_SCHEMA. The
+    join works on numeric keys and each impression's row number `_i` in `served`; the provenance
+    (strings mostly) is gathered once at the end: sorting and joining it along was 2x slower."""
+    s.served += served.height
     imps = (
-        served.rename({"viewer_id": "user_id", "served_at_ms": "timestamp_ms"})
-        .sort("user_id", "post_id", "timestamp_ms", "author_id")
+        served.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_i"),
+            pl.col("viewer_id").alias("user_id"),
+            "post_id",
+            "author_id",
+            pl.col("served_at_ms").alias("timestamp_ms"),
+            pl.col("product_surface").alias("surface"),
+        )
+        .sort("user_id", "post_id", "timestamp_ms", "_i")
         .unique(subset=["user_id", "post_id", "timestamp_ms"], keep="first", maintain_order=True)
     )
-    s.served += served.height
     s.duplicate_impressions += served.height - imps.height
     acts = eng.filter(pl.col("action") != IMPRESSION).sort("timestamp_ms")
     s.engagements += acts.height
     # latest impression at or before each engagement, at most `window_ms` before it
     att = acts.join_asof(
-        imps.select("user_id", "post_id", pl.col("timestamp_ms").alias("imp_ms")).sort("imp_ms"),
+        imps.select("user_id", "post_id", pl.col("timestamp_ms").alias("imp_ms"), "_i").sort("imp_ms"),
         left_on="timestamp_ms",
         right_on="imp_ms",
         by=["user_id", "post_id"],
@@ -134,21 +191,37 @@ def _join_bucket(
         descending=[False, False, False, False, False, True, False],
     ).unique(subset=["user_id", "post_id", "imp_ms", "action"], keep="first", maintain_order=True)
     s.duplicate_actions += n - att.height
+    # an older record (0 = unspecified, null = no column) was served on the home timeline
+    surface = pl.when(pl.col("surface").fill_null(0) > 0).then(pl.col("surface")).otherwise(HOME_TIMELINE)
     imp_rows = imps.select(
         "user_id",
         "post_id",
         "author_id",
         pl.lit(IMPRESSION, pl.Int32).alias("action"),
         "timestamp_ms",
-        pl.lit(HOME_TIMELINE, pl.Int32).alias("product_surface"),
+        surface.cast(pl.Int32).alias("product_surface"),
         pl.lit(0, pl.Int64).alias("dwell_ms"),
+        pl.col("timestamp_ms").alias("served_at_ms"),
+        "_i",
     )
     s.impressions += imp_rows.height
     s.positives += att.height
-    out = pl.concat([imp_rows, att.select(LOG_COLUMNS).cast(dict(LOG_SCHEMA))])
-    # per viewer in time order, an impression before the actions of the same millisecond
-    return out.sort(
-        pl.col("user_id"), pl.col("timestamp_ms"), pl.col("action") != IMPRESSION, pl.col("post_id"), "action"
+    act_rows = att.select(*LOG_COLUMNS, pl.col("imp_ms").alias("served_at_ms"), "_i")
+    keys = pl.Schema([*LOG_SCHEMA.items(), ("served_at_ms", pl.Int64()), ("_i", pl.UInt32())])
+    out = pl.concat([imp_rows.cast(keys), act_rows.cast(keys)]).sort(
+        # per viewer in time order, an impression before the actions of the same millisecond
+        pl.col("user_id"),
+        pl.col("timestamp_ms"),
+        pl.col("action") != IMPRESSION,
+        pl.col("post_id"),
+        "action",
+    )
+    # every row: the served record of its impression (an action row: the one it is attributed to)
+    provenance = served.select([c for c in PROVENANCE if c != "served_at_ms"])[out["_i"].to_numpy()]
+    return (
+        pl.concat([out.drop("_i"), provenance], how="horizontal")
+        .select(DATASET_SCHEMA.names())
+        .cast(DATASET_SCHEMA)
     )
 
 
@@ -167,8 +240,9 @@ def build_dataset(
     rows_per_bucket: int = DEFAULT_ROWS_PER_BUCKET,
 ) -> DatasetSummary:
     """Join the `served` replay (a replay directory, a directory of Parquet files, or one file) with
-    the `engagements` replay into one Parquet file at `out_path` (LOG_COLUMNS, one row per action
-    and one IMPRESSION row per impression, sorted by viewer then time within each bucket).
+    the `engagements` replay into one Parquet file at `out_path` (DATASET_SCHEMA: LOG_COLUMNS then
+    PROVENANCE; one row per action and one IMPRESSION row per impression, sorted by viewer then
+    time within each bucket).
 
     `engagements_until_ms`: the engagement log is complete before it; None takes the engagement
     replay's `until` from its manifest (none there: nothing is censored)."""
@@ -180,7 +254,7 @@ def build_dataset(
     until = engagements_until_ms if engagements_until_ms is not None else _log_until(eng_path)
     served_files, eng_files = replay_files(served_dir), replay_files(eng_path)
     s = DatasetSummary(out=out, engagements_until_ms=until, files=[*served_files, *eng_files])
-    served_lf = _scan(served_files, SERVED_COLUMNS)
+    served_lf = _scan_served(served_files)
     eng_lf = _scan(eng_files, dict(LOG_SCHEMA))
     n_in = sum(lf.select(pl.len()).collect().item() for lf in (served_lf, eng_lf))  # Parquet metadata
     s.buckets = max(1, math.ceil(n_in / max(1, rows_per_bucket)))

@@ -13,23 +13,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
 import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
 
 from foryou.app import infra
-from foryou.core.settings import Settings
+from foryou.app.output import show_table
+from foryou.core.settings import Settings, redact_url
+from foryou.core.tls import channel
 from protos import home_mixer_pb2 as hm
 from protos import home_mixer_pb2_grpc
 from world import World
-from world import engagement_model as em
+from world.feed_quality import feed_truth
 from world.ground_truth import GroundTruth
+
+if TYPE_CHECKING:
+    from foryou.app.ui import UiServer
 
 SHOWN_ACTIONS = {
     "favorite",
@@ -58,32 +65,102 @@ class DemoConfig:
     retrieval: bool = True  # False: in-network feeds only (no two-tower model, no FAISS index)
     tiny_model: bool = False
     quality_users: int = 100  # feeds scored against the world's ground truth for the summary line
+    ui_port: int = 8080  # `foryou up`'s web page (foryou.app.ui); taken: a free port
+    # `foryou up` only: where its services listen ({"home_mixer": "127.0.0.1:50050", …}; a service
+    # not named gets a free port) and the /metrics port (0 = a free one)
+    listen: dict[str, str] = field(default_factory=dict)
+    metrics_port: int = 0
+
+
+class DemoStopped(Exception):
+    """Ctrl-C (or SIGTERM) stopped the demo; everything it started has been stopped."""
+
+
+class InfraLost(RuntimeError):
+    """`foryou up`'s Kafka or Redis went away while it was serving."""
 
 
 def run_demo(
     settings: Settings, console: Console, config: DemoConfig | None = None, hold: bool = False
 ) -> dict[str, object]:
-    """The demo; with `hold` (`foryou up`) the services keep running until Ctrl-C instead of the feeds."""
+    """The demo; with `hold` (`foryou up`) the services keep running until Ctrl-C instead of the feeds.
+
+    Ctrl-C (SIGINT) or SIGTERM at any stage stops it once: the running stage is cancelled (training
+    checks the stop flag between steps), the services stop, then the embedded infrastructure (when
+    no other running process uses it); then DemoStopped is raised. A second Ctrl-C only says so."""
     cfg = config or DemoConfig()
     t0 = time.monotonic()
+    stop = threading.Event()
+    main_task: list[asyncio.Task[dict[str, object]]] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            console.print("[yellow]already stopping…[/yellow]")
+            return
+        stop.set()
+        console.print("[yellow]stopping…[/yellow]")
+        for task in main_task:  # the stage running in the event loop is cancelled at once
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = _run_demo(settings, console, cfg, hold, stop, main_task)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    took = time.monotonic() - t0
+    result["seconds"] = took
+    if not hold:
+        console.print(f"[bold green]demo finished in {took:.0f} s[/bold green]")
+    return result
+
+
+def _run_demo(
+    settings: Settings,
+    console: Console,
+    cfg: DemoConfig,
+    hold: bool,
+    stop: threading.Event,
+    main_task: list[asyncio.Task[dict[str, object]]],
+) -> dict[str, object]:
     external = bool(settings.kafka_bootstrap and settings.redis_url)
     with console.status("starting embedded Kafka broker and Redis…"):
-        state = infra.up(settings)
-    settings = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
-    console.print(f"[bold]infra[/bold] kafka {state.kafka_bootstrap}  redis {state.redis_url}")
-    if not external:
-        # the embedded Redis persists but the embedded broker does not: start both from the same
-        # clean slate, so a second demo sees exactly what the first did
-        infra.clear_user_state(settings)
+        state = infra.up(settings)  # not interrupted half-way: a Ctrl-C is acted on once it returns
     try:
-        result = asyncio.run(_demo(settings, console, cfg, hold))
+        if not external:
+            infra.add_user(settings)
+        settings = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
+        console.print(
+            f"[bold]infra[/bold] kafka {state.kafka_bootstrap}  redis {redact_url(state.redis_url)}"
+        )
+        if stop.is_set():
+            raise DemoStopped("stopped while starting the infrastructure")
+        if not external and not infra.live_users(settings):
+            # the embedded Redis persists but the embedded broker does not: start both from the same
+            # clean slate, so a second demo sees exactly what the first did (never under a running
+            # `foryou up` that shares them)
+            infra.clear_user_state(settings)
+
+        async def main() -> dict[str, object]:
+            main_task.append(asyncio.current_task())  # type: ignore[arg-type]
+            if stop.is_set():
+                raise asyncio.CancelledError
+            return await _demo(settings, console, cfg, hold, stop)
+
+        try:
+            return asyncio.run(main())
+        except asyncio.CancelledError:
+            raise DemoStopped("stopped") from None
     finally:
         if not external:
-            infra.down(settings)
-    took = time.monotonic() - t0
-    console.print(f"[bold green]demo finished in {took:.0f} s[/bold green]")
-    result["seconds"] = took
-    return result
+            others = infra.remove_user(settings)
+            if others:
+                console.print(f"[bold]infra[/bold] left running: in use by pid {', '.join(map(str, others))}")
+            else:
+                with console.status("stopping Kafka and Redis…"):
+                    infra.down(settings)
+        if stop.is_set():
+            console.print("[yellow]stopped; every service, Kafka and Redis it started are down[/yellow]")
 
 
 WORLD_REUSE_MS = 6 * 3_600_000  # a saved world this fresh still has all its posts inside Thunder's 48 h
@@ -135,7 +212,13 @@ def _cached_checkpoint(
     return out
 
 
-def _train_ranker(settings: Settings, console: Console, cfg: DemoConfig, world_dir: Path) -> Path:
+def _train_ranker(
+    settings: Settings,
+    console: Console,
+    cfg: DemoConfig,
+    world_dir: Path,
+    stop: threading.Event | None = None,
+) -> Path:
     from phoenix.ranker.config import RankerConfig, TrainConfig
     from phoenix.ranker.train import train_ranker
 
@@ -150,11 +233,17 @@ def _train_ranker(settings: Settings, console: Console, cfg: DemoConfig, world_d
         "ranker",
         world_dir,
         tcfg.to_dict(),
-        lambda out: train_ranker(world_dir, out, tcfg),
+        lambda out: train_ranker(world_dir, out, tcfg, stop=stop),
     )
 
 
-def _train_retrieval(settings: Settings, console: Console, cfg: DemoConfig, world_dir: Path) -> Path:
+def _train_retrieval(
+    settings: Settings,
+    console: Console,
+    cfg: DemoConfig,
+    world_dir: Path,
+    stop: threading.Event | None = None,
+) -> Path:
     from phoenix.retrieval.train import RetrievalTrainConfig, train_retrieval
 
     # `fast`: ~20 s on one core for the demo world (docs/retrieval.md); one thread leaves the other
@@ -173,7 +262,7 @@ def _train_retrieval(settings: Settings, console: Console, cfg: DemoConfig, worl
         "retrieval",
         world_dir,
         tcfg.to_dict(),
-        lambda out: train_retrieval(world_dir, out, tcfg),
+        lambda out: train_retrieval(world_dir, out, tcfg, stop=stop),
     )
 
 
@@ -191,14 +280,21 @@ def _pick_users(world, n: int) -> list[int]:  # type: ignore[no-untyped-def]
 
 
 async def _demo(
-    settings: Settings, console: Console, cfg: DemoConfig, hold: bool = False
+    settings: Settings,
+    console: Console,
+    cfg: DemoConfig,
+    hold: bool = False,
+    stop: threading.Event | None = None,
 ) -> dict[str, object]:
     from foryou.app.stack import Stack, StackConfig
     from world.publish import publish_world
 
-    world, world_dir = _world(settings, console, cfg)
+    world, world_dir = await asyncio.to_thread(_world, settings, console, cfg)
     # the ranker hydrates post semantic ids from the world's posts table (the SID lookup)
-    stack = Stack(settings, StackConfig(sids_path=str(Path(world_dir) / "posts.parquet")))
+    config = StackConfig(sids_path=str(Path(world_dir) / "posts.parquet"))
+    for name, address in cfg.listen.items():  # `foryou up --ports`
+        setattr(config, f"{name}_address", address)
+    stack = Stack(settings, config)
     feeds: dict[int, list[int]] = {}
     quality: dict = {}
     try:
@@ -216,11 +312,11 @@ async def _demo(
             "written"
         )
         stack.config.ranker_dir = str(
-            await asyncio.to_thread(_train_ranker, settings, console, cfg, world_dir)
+            await asyncio.to_thread(_train_ranker, settings, console, cfg, world_dir, stop)
         )
         if cfg.retrieval:
             stack.config.retrieval_dir = str(
-                await asyncio.to_thread(_train_retrieval, settings, console, cfg, world_dir)
+                await asyncio.to_thread(_train_retrieval, settings, console, cfg, world_dir, stop)
             )
             with console.status("building the FAISS index from the posts topic…"):
                 await stack.start_retrieval()
@@ -231,9 +327,9 @@ async def _demo(
         await stack.start_serving()
         console.print("[bold]serving[/bold] " + "  ".join(f"{k}={v}" for k, v in stack.addresses.items()))
         if hold:
-            await _hold(console, stack.addresses)
+            await _hold(console, stack.addresses, settings, cfg, _pick_users(world, 1))
             return {"feeds": feeds, "quality": quality}
-        async with grpc.aio.insecure_channel(stack.addresses["home_mixer"]) as ch:
+        async with channel(stack.addresses["home_mixer"], settings, aio=True) as ch:
             stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
             truth = GroundTruth(world_dir)
             for user in _pick_users(world, cfg.num_users):
@@ -315,7 +411,7 @@ def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsRespons
             f"{c.weighted_score:.4g}",
             f"{c.final_score:.4g}",
         )
-    console.print(table)
+    show_table(table, console)
     removed: dict[str, int] = {}
     for c in resp.candidates:
         if c.outcome == "filtered":
@@ -328,37 +424,6 @@ def _print_feed(console: Console, user: int, resp: hm.GetDebugScoredPostsRespons
     if resp.degraded:
         console.print(f"  [yellow]degraded: {', '.join(resp.degraded)}[/yellow]")
     return [c.post_id for c in selected]
-
-
-def feed_truth(truth: GroundTruth, user: int, resp: hm.GetDebugScoredPostsResponse) -> dict[str, dict]:
-    """The world's true P(favorite) and P(negative feedback) averaged over the served posts, over
-    every candidate that passed the filters, over the newest of those (a reverse-chronological
-    feed of the same length) and over the best possible feed of that length (top true P(favorite))."""
-    eligible = [c for c in resp.candidates if c.outcome in ("selected", "not_selected")]
-    ids = np.array([c.post_id for c in eligible], dtype=np.int64)
-    served = np.array([c.outcome == "selected" for c in eligible], dtype=bool)
-    p = truth.probabilities(user, ids)
-    fav = p[em.FAV]
-    neg = sum(p[a] for a in (em.NOT_INTERESTED, em.BLOCK_AUTHOR, em.MUTE_AUTHOR, em.REPORT))
-    n = int(served.sum())
-    inn = np.array([c.in_network for c in eligible], dtype=bool)
-    score = np.array([c.final_score if c.in_network else -np.inf for c in eligible])
-    subsets = {
-        "served": served,
-        # the same ranking over the in-network candidates alone: the feed without retrieval
-        "in_network_only": np.isin(np.arange(len(ids)), np.argsort(-score)[: min(n, int(inn.sum()))]),
-        "eligible": np.ones(len(ids), dtype=bool),
-        "newest": np.isin(np.arange(len(ids)), np.argsort(-ids)[:n]),  # snowflake ids grow with time
-        "best": np.isin(np.arange(len(ids)), np.argsort(-np.nan_to_num(fav, nan=-1.0))[:n]),
-    }
-    return {
-        name: {
-            "posts": int(m.sum()),
-            "favorite": float(np.nanmean(fav[m])) if m.any() else float("nan"),
-            "negative": float(np.nanmean(neg[m])) if m.any() else float("nan"),
-        }
-        for name, m in subsets.items()
-    }
 
 
 def _print_truth(
@@ -379,24 +444,72 @@ def _print_truth(
     )
 
 
-async def _hold(console: Console, addresses: dict[str, str]) -> None:
-    import signal
+async def _hold(
+    console: Console, addresses: dict[str, str], settings: Settings, cfg: DemoConfig, viewers: list[int]
+) -> None:
+    """`foryou up`: serve until cancelled (Ctrl-C), with the web page and /metrics, the addresses
+    written to <data_dir>/addresses.json; raises InfraLost when Kafka or Redis stop answering."""
+    from foryou.app.running import remove_addresses, write_addresses
+    from foryou.core.metrics import start_metrics_server
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    ui = _start_ui(console, addresses["home_mixer"], settings, cfg.ui_port)
+    metrics_port = start_metrics_server(cfg.metrics_port)
+    viewer = viewers[0] if viewers else "USER_ID"
+    record = {
+        **addresses,
+        "ui": ui.url,
+        "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "redis_url": redact_url(settings.redis_url),
+    }
+    path = write_addresses(settings.data_dir, record)
+    console.print(f"[bold]web page[/bold] {ui.url}feed/{viewer}  (models: {ui.url}models)", soft_wrap=True)
+    console.print(f"[bold]metrics[/bold] {record['metrics']}  [bold]addresses[/bold] {path}", soft_wrap=True)
     console.print(
-        f"running; try `foryou feed USER_ID --explain --address {addresses['home_mixer']}`. Ctrl-C stops."
+        f"running; try `foryou feed {viewer} --explain` or `foryou call home_mixer GetScoredPosts "
+        f"'{{\"viewer_id\": {viewer}}}'` (they read {path.name}). Ctrl-C stops.",
+        soft_wrap=True,
     )
-    await stop.wait()
+    try:
+        await _watch_infra(settings)
+    finally:
+        remove_addresses(settings.data_dir)
+        await asyncio.to_thread(ui.stop)
+
+
+INFRA_CHECK_S = 2.0  # how often `foryou up` checks that Kafka and Redis still answer
+INFRA_FAILURES = 2  # consecutive failed checks before it gives up
+
+
+async def _watch_infra(settings: Settings) -> None:
+    """Until cancelled; InfraLost after INFRA_FAILURES failed probes in a row: without its
+    infrastructure `up` would serve stale, degraded feeds while looking healthy, so it stops."""
+    failures = 0
+    while True:
+        await asyncio.sleep(INFRA_CHECK_S)
+        problem = await asyncio.to_thread(infra.probe, settings, 1.0)
+        failures = failures + 1 if problem else 0
+        if problem and failures >= INFRA_FAILURES:
+            raise InfraLost(f"{problem}: the infrastructure went away (was `foryou infra down --force` run?)")
+
+
+def _start_ui(console: Console, home_mixer: str, settings: Settings, port: int) -> UiServer:
+    """The web page (foryou.app.ui) on `port`, or on a free port when that one is taken."""
+    from foryou.app.ui import UiConfig, UiServer
+
+    config = UiConfig(home_mixer, Path(settings.data_dir) / "models", settings)
+    try:
+        return UiServer(config, port=port).start()
+    except OSError as e:
+        console.print(f"[yellow]{e}; using a free port[/yellow]")
+        return UiServer(config, port=0).start()
 
 
 def _print_next_steps(console: Console, addresses: dict[str, str]) -> None:
     console.print(
-        "\n[bold]Keep it running[/bold]: `foryou up` (all services in the foreground until Ctrl-C), then\n"
+        "\n[bold]Keep it running[/bold]: `foryou up` (all services in the foreground until Ctrl-C; it\n"
+        "writes their addresses to <data dir>/addresses.json, where these commands find them):\n"
         "  `foryou feed USER_ID --explain`\n"
-        "  `grpcurl -plaintext -d '{\"viewer_id\": 42}' HOST:PORT \\\n"
-        "      foryou.home_mixer.ScoredPostsService/GetScoredPosts`\n"
-        "  (server reflection is on, so `grpcurl -plaintext HOST:PORT list` shows every service)"
+        "  `foryou call home_mixer GetScoredPosts '{\"viewer_id\": 42}'`\n"
+        "  (server reflection is on: `grpcurl -plaintext HOST:PORT list` works too)"
     )

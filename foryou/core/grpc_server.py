@@ -16,6 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from foryou.core import tls
+from foryou.core.settings import Settings
+
 log = logging.getLogger(__name__)
 ServingStatus = health_pb2.HealthCheckResponse.ServingStatus
 
@@ -210,11 +213,22 @@ class AsyncRejectMalformedInterceptor(grpc.aio.ServerInterceptor):
         return self._wrapped.get(await continuation(handler_call_details), method)
 
 
+def _add_port(server: Any, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    if credentials is None:
+        return int(server.add_insecure_port(address))
+    return int(server.add_secure_port(address, credentials))
+
+
 class GrpcServer:
-    """A grpc.aio server with health + reflection. Services start NOT_SERVING until `set_serving`."""
+    """A grpc.aio server with health + reflection. Services start NOT_SERVING until `set_serving`.
+    With `credentials` (foryou.core.tls.server_credentials) the port serves TLS only."""
 
     def __init__(
-        self, address: str, max_concurrent_rpcs: int = 64, max_receive_bytes: int = MAX_MESSAGE_BYTES
+        self,
+        address: str,
+        max_concurrent_rpcs: int = 64,
+        max_receive_bytes: int = MAX_MESSAGE_BYTES,
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.server = grpc.aio.server(
             interceptors=[AsyncRejectMalformedInterceptor()],
@@ -223,7 +237,7 @@ class GrpcServer:
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.port = self.server.add_insecure_port(address)
+        self.port = _add_port(self.server, address, credentials)
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
         self.host = address.rsplit(":", 1)[0]
@@ -259,8 +273,10 @@ def make_sync_server(
     max_workers: int = 8,
     max_concurrent_rpcs: int = 64,
     max_receive_bytes: int = MAX_MESSAGE_BYTES,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer, int]:
-    """Thread-pool variant for CPU-bound handlers. Add services, then call `finish_sync_server`."""
+    """Thread-pool variant for CPU-bound handlers. Add services, then call `finish_sync_server`.
+    With `credentials` the port serves TLS only."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[RejectMalformedInterceptor()],
@@ -269,7 +285,7 @@ def make_sync_server(
     )
     hs = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
-    port = server.add_insecure_port(address)
+    port = _add_port(server, address, credentials)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     return server, hs, port
@@ -287,10 +303,13 @@ def finish_sync_server(
         hs.set(name, status)
 
 
-def wait_serving(address: str, service: str = "", timeout_s: float = 30.0) -> None:
-    """Block until the health check at `address` reports SERVING for `service`."""
+def wait_serving(
+    address: str, service: str = "", timeout_s: float = 30.0, settings: Settings | None = None
+) -> None:
+    """Block until the health check at `address` reports SERVING for `service`; over TLS when
+    `settings` configure it (foryou.core.tls)."""
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as ch:
+    with tls.channel(address, settings) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while True:
             try:

@@ -237,11 +237,14 @@ def make_admin(settings: Settings, **overrides: Any) -> AdminClient:
 
 
 def ensure_topics(settings: Settings, topics: dict[str, int], timeout_s: float = 10.0) -> None:
-    """Create missing topics with the given partition counts; existing ones are left alone."""
+    """Create missing topics with the given partition counts and the settings' replication factor
+    (`Settings.replication`); existing ones are left alone."""
     admin = make_admin(settings)
     existing = admin.list_topics(timeout=timeout_s).topics
     missing = [
-        NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items() if t not in existing
+        NewTopic(t, num_partitions=n, replication_factor=settings.replication(t))
+        for t, n in topics.items()
+        if t not in existing
     ]
     if not missing:
         return
@@ -1006,6 +1009,14 @@ class BatchConsumer(Generic[T]):
         with self._lock:
             self.stats.lag = out
         return out
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition)s this consumer holds now: in a group, its share of the
+        partitions (ingester replicas split them); empty before the first assignment."""
+        try:
+            return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+        except KafkaException:
+            return []
 
     def caught_up(self, max_lag: int = 0) -> bool:
         """True once partitions are assigned, the last health check passed and every partition is

@@ -1,5 +1,6 @@
 """Run one or more services in this process until SIGINT/SIGTERM, then stop them gracefully; and
-the catch-up gate of services that serve from state rebuilt by a Kafka consumer thread."""
+the catch-up wait of services that serve from state rebuilt by a Kafka consumer thread (their
+health follows foryou.core.stall_watch)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from foryou.core import tls
 from foryou.core.logs import setup_logging
 from foryou.core.metrics import start_metrics_server
 from foryou.core.settings import Settings
@@ -58,24 +60,6 @@ class HealthReporter(Protocol):
     async def set_serving(self, serving: bool) -> None: ...
 
 
-def serve_once_caught_up(
-    server: HealthReporter, caught_up: threading.Event, stop: threading.Event
-) -> asyncio.Task[None]:
-    """Report SERVING once the consumer thread sets `caught_up`: until then the service answers
-    from partial state, so the server starts NOT_SERVING. Gives up if `stop` is set first (the
-    service is stopping). Keep the returned task: the event loop holds tasks only weakly."""
-    return asyncio.get_running_loop().create_task(_serve_when_caught_up(server, caught_up, stop))
-
-
-async def _serve_when_caught_up(
-    server: HealthReporter, caught_up: threading.Event, stop: threading.Event
-) -> None:
-    while not caught_up.is_set() and not stop.is_set():
-        await asyncio.sleep(CATCH_UP_POLL_S)
-    if not stop.is_set():
-        await server.set_serving(True)
-
-
 async def wait_caught_up(caught_up: threading.Event, timeout_s: float, what: str) -> None:
     """Wait (without blocking the event loop) until `caught_up` is set; TimeoutError
     "<what> did not catch up" after `timeout_s`."""
@@ -87,8 +71,9 @@ async def wait_caught_up(caught_up: threading.Event, timeout_s: float, what: str
 
 
 def prepare(settings: Settings) -> Settings:
-    """Logging and /metrics for a service process."""
+    """Logging and /metrics for a service process; its TLS files checked (foryou.core.tls)."""
     setup_logging(settings.log_level, settings.log_json)
+    tls.check(settings)
     if settings.metrics_port:
         port = start_metrics_server(settings.metrics_port)
         log.info("metrics on /metrics", extra={"port": port})

@@ -21,6 +21,7 @@ import numpy as np
 import redis
 import redis.asyncio as aioredis
 
+from foryou.core import redis_client
 from foryou.core.events import RETENTION_MS
 from protos import events_pb2, phoenix_pb2
 
@@ -343,7 +344,7 @@ def mget_posts_raw(
     r: redis.Redis, post_ids: Iterable[int], prefix: str = DEFAULT_PREFIX
 ) -> list[bytes | None]:
     keys = [post_key(p, prefix) for p in post_ids]
-    return cast(list[Raw], r.mget(keys)) if keys else []
+    return cast(list[Raw], redis_client.mget(r, keys))  # by slot on a cluster
 
 
 def mget_posts(
@@ -380,7 +381,7 @@ async def async_mget_posts(
     r: aioredis.Redis, post_ids: Iterable[int], prefix: str = DEFAULT_PREFIX
 ) -> list[events_pb2.Post | None]:
     keys = [post_key(p, prefix) for p in post_ids]
-    return [decode_post(v) for v in (cast(list[Raw], await r.mget(keys)) if keys else [])]
+    return [decode_post(v) for v in await redis_client.amget(r, keys)]  # by slot on a cluster
 
 
 async def async_mget_authors(

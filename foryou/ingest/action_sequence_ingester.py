@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from foryou.core import redis_client
 from foryou.core.events import decode_engagement_event
 from foryou.core.kafka import Decoded
 from foryou.core.user_state import (
@@ -55,7 +56,8 @@ class ActionSequenceIngester(RedisIngester[ev.EngagementEvent]):
         items = sequence_items(cols[1], cols[2], cols[3], cols[4], cols[5], cols[6])
         keys = [seq_key(int(u), self.prefix) for u in users]
         meta_keys = [seq_meta_key(int(u), self.prefix) for u in users]
-        raw = self.redis.mget(keys + meta_keys)  # sequences and their bookkeeping: one round trip
+        # sequences and their bookkeeping: one round trip (per node, grouped by slot, on a cluster)
+        raw = redis_client.mget(self.redis, keys + meta_keys)
         current = [self._existing(k, v) for k, v in zip(keys, raw[: len(users)], strict=True)]
         metas = [decode_sequence_meta(m, len(c)) for m, c in zip(raw[len(users) :], current, strict=True)]
         merged = merge_sequence_states(

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import redis
 
-from foryou.core.kafka import BatchConsumer, Decoded
+from foryou.core.kafka import BatchConsumer, DeadLetterQueue, Decoded
 from foryou.core.settings import Settings
 from foryou.core.user_state import DEFAULT_SEQ_CAP
 
@@ -29,6 +29,9 @@ class RedisIngester(Generic[T]):
 
     name: ClassVar[str]
     logical_topic: ClassVar[str]  # attribute of Settings holding the topic's logical name
+    # key patterns (after the prefix) of an ingester whose writes are not idempotent (counters): a
+    # state rebuild deletes them before replaying the topic, or replayed events would count twice
+    rebuild_clears: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Settings, client: redis.Redis, config: IngestConfig | None = None) -> None:
         self.settings = settings
@@ -50,15 +53,20 @@ class RedisIngester(Generic[T]):
     def apply(self, batch: Sequence[Decoded[T]]) -> None:
         raise NotImplementedError
 
-    def make_consumer(self, **overrides: Any) -> BatchConsumer[T]:
+    def make_consumer(
+        self, *, name: str | None = None, dlq: DeadLetterQueue | None = None, **overrides: Any
+    ) -> BatchConsumer[T]:
+        """`name` (default: the ingester's) labels the consumer's metrics: a second consumer of the
+        same ingester (a state rebuild) needs its own. `overrides`: librdkafka properties."""
         return BatchConsumer(
             self.settings,
-            self.name,
+            name or self.name,
             [self.topic],
             self.decode,
             self.apply,
             group_id=None if self.config.replay_from_beginning else self.group_id,
             replay_from_beginning=self.config.replay_from_beginning,
             batch_size=self.config.batch_size,
+            dlq=dlq,
             consumer_overrides=overrides or None,
         )

@@ -1,27 +1,49 @@
-"""Runs the three Redis ingesters, each a BatchConsumer on its own thread (`foryou serve ingest`)."""
+"""Runs the Redis ingesters, each a BatchConsumer on its own thread (`foryou serve ingest`).
+
+The user state is rebuilt from the topics (foryou.ingest.state_rebuilder) when Redis is found
+without it (no marker key) while the ingesters' groups have committed offsets: at start, and by a
+check every `consumer_health_interval_s` while running (Redis restarted without persistence or
+flushed under the service). Health (AsyncIngestService, gRPC health on its own port): NOT_SERVING
+while an ingester makes no progress for `consumer_stall_s` or the state is being rebuilt."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from typing import Any
 
 import redis
+from confluent_kafka import KafkaException
 
+from foryou.core import redis_client
+from foryou.core.grpc_server import GrpcServer
 from foryou.core.kafka import BatchConsumer, ensure_topics
 from foryou.core.settings import Settings
+from foryou.core.stall_watch import StallWatch
+from foryou.core.tls import server_credentials
 from foryou.ingest.action_sequence_ingester import ActionSequenceIngester
+from foryou.ingest.engagement_counts_ingester import EngagementCountsIngester
 from foryou.ingest.post_content_ingester import PostContentIngester
 from foryou.ingest.redis_ingester import IngestConfig, RedisIngester
 from foryou.ingest.social_graph_ingester import SocialGraphIngester
+from foryou.ingest.state_rebuilder import (
+    REBUILDS,
+    RebuildError,
+    StateRebuilder,
+    committed_offsets,
+    marker_key,
+    write_marker,
+)
 
 log = logging.getLogger(__name__)
 INGESTERS: tuple[type[RedisIngester[Any]], ...] = (
     SocialGraphIngester,
     PostContentIngester,
     ActionSequenceIngester,
+    EngagementCountsIngester,
 )
 
 
@@ -37,15 +59,21 @@ class IngestService:
     ) -> None:
         self.settings = settings.require_infra()
         self.config = config or IngestConfig()
-        self.redis = redis.Redis.from_url(self.settings.redis_url)
+        self.redis = redis_client.connect(self.settings.redis_url)  # one server, cluster or sentinel
+        self._classes = ingesters
         self.ingesters = [cls(self.settings, self.redis, self.config) for cls in ingesters]
         self.consumers: list[BatchConsumer[Any]] = []
         self._locks: list[threading.Lock] = []
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self.started = False
+        self.rebuilding = False
+        self.rebuilds = 0  # user-state rebuilds this service made (startup and runtime)
+        self._check_failed_logged = 0.0
 
     def start(self) -> IngestService:
         ensure_topics(self.settings, self.settings.topics())
+        self._check_state("startup")  # before any live batch: a rebuild then has Redis to itself
         for ing in self.ingesters:
             consumer = ing.make_consumer()
             lock = threading.Lock()
@@ -56,7 +84,64 @@ class IngestService:
             )
             self._threads.append(t)
             t.start()
+        watch = threading.Thread(target=self._watch_state, name="ingest-state-check", daemon=True)
+        self._threads.append(watch)
+        watch.start()
+        self.started = True
         return self
+
+    def restore_state(self, trigger: str) -> bool:
+        """Rebuild the user state from the topics if Redis has lost it: no marker key while the
+        ingesters' groups have committed offsets (what they applied is gone and they would go on
+        from their commits). Nothing consumed yet: the live ingesters build it from the start, so
+        only the marker is written. Returns whether a rebuild ran."""
+        prefix = self.settings.redis_prefix
+        if self.redis.exists(marker_key(prefix)):
+            return False
+        if committed_offsets(self.settings, self.ingesters) == 0:
+            write_marker(self.redis, prefix)
+            return False
+        log.warning(
+            "user state missing from Redis while the ingesters have consumed their topics: "
+            "rebuilding it from Kafka",
+            extra={"trigger": trigger, "prefix": prefix},
+        )
+        REBUILDS.labels(trigger).inc()
+        self.rebuilding = True
+        try:
+            with contextlib.ExitStack() as held:
+                for lock in self._locks:  # the live ingesters apply nothing meanwhile
+                    held.enter_context(lock)
+                rebuilder = StateRebuilder(self.settings, self.redis, self._classes, self.config)
+                summary = rebuilder.run(stop=self._stop)
+        finally:
+            self.rebuilding = False
+        self.rebuilds += 1
+        log.warning(
+            "user state rebuilt from Kafka",
+            extra={
+                "trigger": trigger,
+                "applied": {t.topic: t.applied for t in summary.topics},
+                "seconds": round(summary.seconds, 2),
+            },
+        )
+        return True
+
+    def _check_state(self, trigger: str) -> None:
+        """`restore_state`, with an unreachable Redis or broker logged (at most every 30 s) rather
+        than raised: the next check retries."""
+        try:
+            self.restore_state(trigger)
+        except (redis.RedisError, KafkaException, RebuildError) as e:
+            now = time.monotonic()
+            if now - self._check_failed_logged >= 30.0:
+                self._check_failed_logged = now
+                log.warning("user-state check failed; retrying: %s", e, extra={"trigger": trigger})
+
+    def _watch_state(self) -> None:
+        # one EXISTS per interval: Redis restarted without persistence, or flushed, under us
+        while not self._stop.wait(self.settings.consumer_health_interval_s):
+            self._check_state("runtime")
 
     def _loop(self, consumer: BatchConsumer[Any], lock: threading.Lock) -> None:
         while not self._stop.is_set():
@@ -84,6 +169,15 @@ class IngestService:
             time.sleep(poll_s)
         return False
 
+    def assignment(self) -> dict[str, list[tuple[str, int]]]:
+        """Per ingester, the partitions this service holds: ingester processes started with the
+        same settings share each ingester's consumer group, so they split the partitions."""
+        out = {}
+        for consumer, lock in zip(self.consumers, self._locks, strict=True):
+            with lock:
+                out[consumer.name] = consumer.assignment()
+        return out
+
     def stats(self) -> dict[str, Any]:
         return {c.name: c.stats for c in self.consumers}
 
@@ -95,6 +189,10 @@ class IngestService:
     def health(self) -> dict[str, dict[str, Any]]:
         """Per ingester: healthy (last check), reason, seconds since progress."""
         return {c.name: c.health() for c in self.consumers}
+
+    def problems(self) -> list[str]:
+        """Why the service should report NOT_SERVING: stalled ingesters, a rebuild in progress."""
+        return self.stalled() + (["rebuilding user state"] if self.rebuilding else [])
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -115,15 +213,44 @@ class IngestService:
 
 
 class AsyncIngestService:
-    """The same service behind the async start()/stop() protocol of `foryou.core.serve.run_until_signal`."""
+    """The same service behind the async start()/stop() protocol of `foryou.core.serve.run_until_signal`,
+    with its health: a StallWatch over `IngestService.problems` every `consumer_health_interval_s`
+    (gauge foryou_service_stale{service="ingest"}) and, with `health_address`, a gRPC server with
+    only the health service, whose overall status ("") is SERVING once started and not stalled."""
 
-    def __init__(self, settings: Settings, config: IngestConfig | None = None) -> None:
+    def __init__(
+        self, settings: Settings, config: IngestConfig | None = None, health_address: str | None = None
+    ) -> None:
         self.service = IngestService(settings, config)
+        self.health_address = health_address
+        self.server: GrpcServer | None = None
+        self.watch = StallWatch(
+            "ingest",
+            self.service.problems,
+            ready=lambda: self.service.started,
+            interval_s=self.service.settings.consumer_health_interval_s,
+        )
+        self._stop = threading.Event()
+        self._watch_task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None, "no health server"
+        return self.server.address
 
     async def start(self) -> None:
+        if self.health_address is not None:
+            self.server = GrpcServer(
+                self.health_address, credentials=server_credentials(self.service.settings)
+            )
+            await self.server.start(serving=False)  # NOT_SERVING until started (and any rebuild done)
         await asyncio.to_thread(self.service.start)
+        self._watch_task = self.watch.start(self.server, self._stop)
 
     async def stop(self) -> None:
+        self._stop.set()
+        if self.server is not None:
+            await self.server.stop(grace_s=1.0)
         await asyncio.to_thread(self.service.stop)
 
     def caught_up(self) -> bool:

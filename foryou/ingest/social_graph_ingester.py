@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import redis
 
+from foryou.core import redis_client
 from foryou.core.events import decode_user_event
 from foryou.core.kafka import Decoded
 from foryou.core.settings import Settings
@@ -66,6 +67,22 @@ class SocialGraphIngester(RedisIngester[ev.UserEvent]):
                 (pipe.sadd if KEYWORD_OPS[e.type] else pipe.srem)(key, normalize_keyword(e.keyword))
             else:
                 pipe.hset(author_key(e.user_id, p), "screen_name", e.screen_name)
-        for t in sorted(targets):
-            self._follower_count(keys=[author_key(t, p), social_key("followers", t, p)], client=pipe)
-        pipe.execute()
+        if not redis_client.is_cluster(self.redis):
+            for t in sorted(targets):
+                self._follower_count(keys=[author_key(t, p), social_key("followers", t, p)], client=pipe)
+            pipe.execute()
+            return
+        # Redis Cluster: the two keys live in different slots, so no script spans them. SCARD in
+        # the same pipeline, then HSET: one more round trip (per node). Not atomic with a second
+        # ingester replica touching the same target between the two; the next follow event of
+        # that target corrects the count (docs/SCALING.md).
+        ordered = sorted(targets)
+        for t in ordered:
+            pipe.scard(social_key("followers", t, p))
+        results = pipe.execute()
+        counts = results[len(results) - len(ordered) :]
+        if ordered:
+            write = self.redis.pipeline(transaction=False)
+            for t, n in zip(ordered, counts, strict=True):
+                write.hset(author_key(t, p), "follower_count", int(n))
+            write.execute()

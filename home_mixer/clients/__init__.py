@@ -4,7 +4,13 @@ user-state client and their wiring. In-process clients live in the app layer
 
 from home_mixer.clients.grpc_clients import GrpcRankingClient, GrpcRetrievalClient, GrpcThunderClient
 from home_mixer.clients.home_mixer_clients import HomeMixerClients, build_clients_from_addresses, unique
-from home_mixer.clients.protocols import RankingClient, RetrievalClient, ThunderClient, UserStateClient
+from home_mixer.clients.protocols import (
+    RankingClient,
+    RetrievalClient,
+    SidRetrievalClient,
+    ThunderClient,
+    UserStateClient,
+)
 from home_mixer.clients.redis_user_state import RedisUserState, served_key
 from home_mixer.predict_decoder import Predictions, as_predictions
 
@@ -17,6 +23,7 @@ __all__ = [
     "RankingClient",
     "RedisUserState",
     "RetrievalClient",
+    "SidRetrievalClient",
     "ThunderClient",
     "UserStateClient",
     "as_predictions",

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from foryou.core import user_state
+from foryou.core.settings import Settings
 from home_mixer.clients.grpc_clients import GrpcRankingClient, GrpcRetrievalClient, GrpcThunderClient
-from home_mixer.clients.protocols import RankingClient, RetrievalClient, ThunderClient, UserStateClient
+from home_mixer.clients.protocols import (
+    RankingClient,
+    RetrievalClient,
+    SidRetrievalClient,
+    ThunderClient,
+    UserStateClient,
+)
 from home_mixer.clients.redis_user_state import RedisUserState
 
 
@@ -17,6 +23,7 @@ class HomeMixerClients:
     retrieval: RetrievalClient
     ranking: RankingClient
     user_state: UserStateClient
+    sid_retrieval: SidRetrievalClient | None = None  # the semantic-ID source's service (none deployed)
 
     async def close(self) -> None:
         for c in (self.thunder, self.retrieval, self.ranking, self.user_state):
@@ -26,15 +33,16 @@ class HomeMixerClients:
 
 
 def build_clients_from_addresses(
-    thunder: str, retrieval: str, ranker: str, redis_url: str, redis_prefix: str = user_state.DEFAULT_PREFIX
+    thunder: str, retrieval: str, ranker: str, settings: Settings
 ) -> HomeMixerClients:
-    """gRPC clients for the three services plus the Redis state reader. Call inside the event loop
-    that will use them (grpc.aio channels bind to it)."""
+    """gRPC clients for the three services (TLS as `settings` say) plus the Redis state reader
+    (settings.redis_url: password and TLS go in the URL). Call inside the event loop that will use
+    them (grpc.aio channels bind to it)."""
     return HomeMixerClients(
-        thunder=GrpcThunderClient(thunder),
-        retrieval=GrpcRetrievalClient(retrieval),
-        ranking=GrpcRankingClient(ranker),
-        user_state=RedisUserState(redis_url, redis_prefix),
+        thunder=GrpcThunderClient(thunder, settings=settings),
+        retrieval=GrpcRetrievalClient(retrieval, settings=settings),
+        ranking=GrpcRankingClient(ranker, settings=settings),
+        user_state=RedisUserState(settings.redis_url, settings.redis_prefix),
     )
 
 

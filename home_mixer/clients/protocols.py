@@ -21,6 +21,15 @@ class RetrievalClient(Protocol):
     async def retrieve(self, request: phoenix_pb2.RetrieveRequest) -> phoenix_pb2.RetrieveResponse: ...
 
 
+class SidRetrievalClient(Protocol):
+    async def retrieve_by_sid(
+        self, seed_post_ids: Sequence[int], max_results: int, max_per_seed: int, min_prefix_depth: int
+    ) -> list[tuple[int, int, int]]:
+        """(post_id, author_id, shared prefix depth) of posts sharing a semantic-id prefix of at
+        least `min_prefix_depth` levels with a seed."""
+        ...
+
+
 class RankingClient(Protocol):
     """May answer a PredictResponse (gRPC) or Predictions (in process); see `as_predictions`."""
 
@@ -37,3 +46,15 @@ class UserStateClient(Protocol):
     async def authors_blocking(self, viewer_id: int, author_ids: Sequence[int]) -> set[int]: ...
     async def add_served(self, viewer_id: int, post_ids: Sequence[int], ttl_s: int, max_n: int) -> None: ...
     async def read_served(self, viewer_id: int) -> list[int]: ...
+    async def followed_by(self, viewer_id: int, author_ids: Sequence[int]) -> set[int]:
+        """The authors among `author_ids` that follow the viewer."""
+        ...
+
+    async def mget_engagement_counts(self, post_ids: Sequence[int]) -> list[tuple[int, int] | None]:
+        """(views, favs) per post; None when the counter has no entry for it."""
+        ...
+
+    async def popular_posts(self, hours: Sequence[int], per_hour: int) -> list[tuple[int, int, int]]:
+        """(post_id, author_id, views) of the most viewed posts created in each of `hours`
+        (hours since the Unix epoch), up to `per_hour` per hour."""
+        ...

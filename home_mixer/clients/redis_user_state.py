@@ -6,9 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import cast
 
-import redis.asyncio as aioredis
-
-from foryou.core import user_state
+from foryou.core import engagement_counts as ec
+from foryou.core import redis_client, user_state
 from foryou.core.user_state import AuthorData, SocialGraph
 from protos import events_pb2, phoenix_pb2
 
@@ -24,7 +23,8 @@ class RedisUserState:
     def __init__(
         self, redis_url: str, prefix: str = user_state.DEFAULT_PREFIX, timeout_s: float = 0.25
     ) -> None:
-        self.client = aioredis.Redis.from_url(
+        # any FORYOU_REDIS_URL form: one server, redis+cluster:// or redis+sentinel://
+        self.client = redis_client.connect_async(
             redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
         )
         self.prefix = prefix
@@ -68,6 +68,38 @@ class RedisUserState:
         # members only (no scores), as bytes: this client does not decode responses
         members = cast(list[bytes], await self.client.zrange(served_key(viewer_id, self.prefix), 0, -1))
         return [int(x) for x in members]
+
+    async def followed_by(self, viewer_id: int, author_ids: Sequence[int]) -> set[int]:
+        ids = list(dict.fromkeys(author_ids))
+        if not ids:
+            return set()
+        key = user_state.social_key("followers", viewer_id, self.prefix)
+        hits = await self.client.smismember(key, [str(a) for a in ids])
+        return {a for a, hit in zip(ids, hits, strict=True) if hit}
+
+    async def mget_engagement_counts(self, post_ids: Sequence[int]) -> list[tuple[int, int] | None]:
+        if not post_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for p in post_ids:
+            pipe.hmget(ec.counts_key(p, self.prefix), "views", "favs")
+        out: list[tuple[int, int] | None] = []
+        for views, favs in await pipe.execute():
+            out.append(None if views is None and favs is None else (int(views or 0), int(favs or 0)))
+        return out
+
+    async def popular_posts(self, hours: Sequence[int], per_hour: int) -> list[tuple[int, int, int]]:
+        if not hours or per_hour <= 0:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for h in hours:
+            pipe.zrevrange(ec.popular_key(h, self.prefix), 0, per_hour - 1, withscores=True)
+        out = []
+        for rows in await pipe.execute():
+            for member, views in rows:
+                post, author = ec.parse_popular_member(member)
+                out.append((post, author, int(views)))
+        return out
 
     async def close(self) -> None:
         await self.client.aclose()

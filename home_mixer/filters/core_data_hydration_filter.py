@@ -1,7 +1,8 @@
-"""Drops candidates whose core data is missing: no author, a post the store does not have (deleted or
-unknown), or blank text. When the store itself was unreachable (`core_data_found is None`) candidates
-with a known author are kept here (a quality filter fails open); the safety filters after it remove
-the ones they cannot clear without the post's data (subscription flag, text, labels)."""
+"""Drops candidates whose core data is missing: no author, or a post the store does not have
+(deleted or unknown). Text is not checked (reference Aug/Oct CoreDataHydrationFilter): media-only
+posts with empty text are kept. When the store itself was unreachable (`core_data_found is None`)
+candidates with a known author are kept here (a quality filter fails open); the safety filters
+after it remove the ones they cannot clear without the post's data (subscription flag, labels)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,7 @@ from home_mixer.query import ScoredPostsQuery
 def _failed(c: PostCandidate) -> bool:
     if c.author_id == 0:
         return True
-    if c.core_data_found is None:
-        return False
-    return not c.core_data_found or not c.text.strip()
+    return c.core_data_found is False
 
 
 class CoreDataHydrationFilter(Filter[ScoredPostsQuery, PostCandidate]):

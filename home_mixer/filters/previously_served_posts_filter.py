@@ -1,5 +1,5 @@
-"""Bottom (pagination) requests only: drops posts already served earlier in the session (any related
-id in served_ids)."""
+"""Drops posts already served earlier in the session (any related id in served_ids). On every
+request (EnableServedFilterAllRequests, true), else on bottom (pagination) requests only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from home_mixer.query import ScoredPostsQuery
 
 class PreviouslyServedPostsFilter(Filter[ScoredPostsQuery, PostCandidate]):
     def enable(self, query: ScoredPostsQuery) -> bool:
-        return query.is_bottom_request
+        return query.params.enable_served_filter_all_requests or query.is_bottom_request
 
     def filter(self, query: ScoredPostsQuery, candidates: list[PostCandidate]) -> FilterResult[PostCandidate]:
         served = query.served_ids

@@ -1,8 +1,10 @@
-"""Following, blocked, muted, subscriptions and muted keywords of the viewer (Redis). A following
-list longer than Thunder accepts is truncated (deterministically: the lowest ids), not failed."""
+"""Following, blocked, muted, subscriptions, muted keywords and follower count of the viewer
+(Redis). A following list longer than Thunder accepts is truncated (deterministically: the lowest
+ids), not failed."""
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 
@@ -21,7 +23,15 @@ class UserFeaturesQueryHydrator(QueryHydrator[ScoredPostsQuery]):
         self.store, self.max_following = store, max_following
 
     async def hydrate(self, query: ScoredPostsQuery) -> UserFeatures:
-        g = await self.store.read_social_graph(query.viewer_id)
+        g, me = await asyncio.gather(
+            self.store.read_social_graph(query.viewer_id),
+            self.store.mget_authors([query.viewer_id]),
+            return_exceptions=True,
+        )
+        if isinstance(g, BaseException):
+            raise g
+        # the viewer's follower count (VQV viewer gate); a failed or missing read leaves it unknown
+        followers = me[0].follower_count if isinstance(me, list) and me and me[0] is not None else None
         following = g.following
         if len(following) > self.max_following:
             # Thunder rejects longer lists (the whole in-network source would be lost)
@@ -35,6 +45,7 @@ class UserFeaturesQueryHydrator(QueryHydrator[ScoredPostsQuery]):
             muted=g.muted,
             subscriptions=g.subscriptions,
             muted_keywords=tuple(sorted(g.muted_keywords)),
+            viewer_followers_count=followers,
         )
 
     def update(self, query: ScoredPostsQuery, hydrated: UserFeatures) -> None:

@@ -61,7 +61,7 @@ def served_event(
         retrieval_model_version=c.retrieval_model_version,
         action_probs=action_prob_vector(c),
         weighted_score=finite_or_zero(c.weighted_score),
-        experiment_bucket="",  # the experiments work fills it (the request's experiment arm)
+        experiment_bucket=query.experiment_bucket,  # "<experiment>:<bucket>,…" (home_mixer.experiments)
         product_surface=ranking_surface(query),
     )
     dwell = predicted_dwell(c)

@@ -9,6 +9,7 @@ from home_mixer.query import ScoredPostsQuery
 from protos import phoenix_pb2
 
 SERVED_TYPE = "ForYouPhoenixRetrieval"
+STALE = "retrieval_stale"  # in the response's `degraded` list
 
 
 class PhoenixSource(Source[ScoredPostsQuery, PostCandidate]):
@@ -29,6 +30,8 @@ class PhoenixSource(Source[ScoredPostsQuery, PostCandidate]):
         if query.action_sequence is not None:  # else retrieval reads it from Redis itself
             req.action_sequence.CopyFrom(query.action_sequence)
         resp = await self.client.retrieve(req)
+        if resp.stale:  # the retrieval index cannot ingest: recent posts may be missing
+            query.stale.add(STALE)
         version = resp.model_version  # recorded per candidate in the served log (training joins)
         return [
             PostCandidate(

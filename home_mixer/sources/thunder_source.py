@@ -9,6 +9,7 @@ from home_mixer.query import ScoredPostsQuery
 from protos import thunder_pb2
 
 SERVED_TYPE = "ForYouInNetwork"
+STALE = "thunder_stale"  # in the response's `degraded` list
 
 
 class ThunderSource(Source[ScoredPostsQuery, PostCandidate]):
@@ -29,6 +30,8 @@ class ThunderSource(Source[ScoredPostsQuery, PostCandidate]):
             algorithm="default",
         )
         resp = await self.client.get_in_network_posts(req)
+        if resp.stale:  # Thunder cannot ingest: recent posts may be missing
+            query.stale.add(STALE)
         out = []
         name = self.name
         # optional fields read 0 when unset: "> 0" means set and valid, without HasField's cost

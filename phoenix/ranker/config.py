@@ -17,6 +17,24 @@ EXPOSURE_SLOT = 0
 NUM_CONTINUOUS = 8  # continuous heads, slot 1 = dwell seconds
 PRODUCT_SURFACE_VOCAB = 16
 DWELL_CAP_S = 30.0  # reference: non-gallery dwell head = 30 * sigmoid, history dwell feature clip
+NEGATIVES_AUTO = 16  # sampled negatives per request on a positives-only log
+# heads of positive engagement: the listwise loss and the leave-one-out score use these
+POSITIVE_HEADS = (1, 4, 5, 6, 13, 14, 21, 29, 30, 37)
+
+
+AGE_UNKNOWN = 0  # age bucket of padding and of a candidate whose age is not given
+AGE_FUTURE = 1  # created after the request time (a clock skew, or a sampled negative from the future)
+
+
+def age_bucket(age_ms: np.ndarray, buckets: int = 64) -> np.ndarray:
+    """Candidate ages in ms -> int64 buckets in [0, buckets): AGE_FUTURE below -1 minute, then
+    2 + floor(log2(1 + minutes)) capped at buckets - 1 (16 buckets: under a minute, 1-3 min,
+    3-7 min, ..., the last one 5.7 days and older). The model clamps to its own `age_buckets`, so
+    batches are built with the default cap."""
+    a = np.asarray(age_ms, dtype=np.float64)
+    minutes = np.maximum(a, 0.0) / 60_000.0
+    b = 2 + np.floor(np.log2(1.0 + minutes)).astype(np.int64)
+    return np.where(a < -60_000.0, AGE_FUTURE, np.minimum(b, buckets - 1)).astype(np.int64)
 
 
 @dataclass(slots=True)
@@ -46,6 +64,11 @@ class RankerConfig:
     # reference's production config likewise drops the post-id hash for SIDs). 0 = post ids only
     sid_levels: int = 1
     sid_codebook: int = 256
+    # candidate age at request time (request time - creation time read from the snowflake post id)
+    # as a learned embedding over this many log2-minute buckets (`age_bucket`); 0 = no age feature
+    # (checkpoints from before it). Without it no model can tell a fresh post from a stale one, and
+    # what a user engages with next is mostly fresh (docs/ranker.md, "Leave-one-out evaluation")
+    age_buckets: int = 16
 
     @classmethod
     def tiny(cls, **overrides: Any) -> RankerConfig:
@@ -109,6 +132,7 @@ class RankerConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         kw.setdefault("sid_levels", 0)  # checkpoints from before SIDs have no SID table
+        kw.setdefault("age_buckets", 0)  # nor an age feature
         return cls(**kw)
 
 
@@ -137,7 +161,17 @@ class TrainConfig:
     grad_clip: float = 1.0
     dwell_loss_weight: float = 1.0  # x squared error of dwell / 30 s
     in_batch_negatives: bool = False  # reference labelling: negatives count as NOT_DWELLED
+    # sampled negatives per request (phoenix.ranker.negatives): posts the user never engaged with,
+    # drawn uniform | popularity | hard (from the retrieval model `negatives_from`); -1 = auto:
+    # NEGATIVES_AUTO for a positives-only log (no impression rows), else none
+    negatives: int = -1
+    negative_distribution: str = "popularity"
+    negatives_from: str = ""  # retrieval checkpoint for `hard`
+    hard_negatives_top: int = 200  # hard negatives come from the retrieval model's top this many
+    # listwise softmax over a request's candidates for each positive head (docs/ranker.md, Loss)
+    listwise_weight: float = 0.0
     eval_fraction: float = 0.15  # the most recent impressions (by time) are held out
+    holdout: str = ""  # phoenix.holdout spec (time:F | last:N | none); "" = time:eval_fraction
     # Parquet with post_id + sid (list of codes); "" = the log directory's posts table when it has
     # SIDs, else no SIDs
     sids_path: str = ""

@@ -19,9 +19,11 @@ import numpy as np
 import polars as pl
 import torch
 
+from foryou.core.snowflake import timestamps_ms
 from phoenix.hashing import HashConfig
-from phoenix.log_dir import LOG_COLUMNS
-from phoenix.ranker.config import EXPOSURE_SLOT, NUM_ACTIONS, RankerConfig
+from phoenix.holdout import Holdout
+from phoenix.log_validation import validate_log
+from phoenix.ranker.config import EXPOSURE_SLOT, NUM_ACTIONS, RankerConfig, age_bucket
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.model import RankerBatch
 from phoenix.ranker.sids import SidLookup, with_sid_rows
@@ -37,12 +39,9 @@ NEGATIVE_FEEDBACK = (16, 17, 19, 23, 25, 27, 42, 52)
 
 
 def read_log(path: str | Path) -> pl.DataFrame:
-    """The engagement log (a log directory's engagements file), its `LOG_COLUMNS` only."""
-    df = pl.read_parquet(path)
-    missing = [c for c in LOG_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: engagement log lacks columns {missing}")
-    return df.select(LOG_COLUMNS)
+    """The engagement log (a log directory's engagements file), its `LOG_COLUMNS` only: actions by
+    name or code, optional columns defaulted, a one-line `LogError` otherwise (phoenix.log_validation)."""
+    return validate_log(pl.read_parquet(path), str(path))
 
 
 def impressions_from_log(df: pl.DataFrame) -> pl.DataFrame:
@@ -87,14 +86,15 @@ class ImpressionTable:
         cls,
         imp: pl.DataFrame,
         hc: HashConfig,
-        eval_fraction: float,
+        eval_fraction: float | Holdout,
         sids: SidLookup | None = None,
         model: RankerConfig | None = None,
     ) -> ImpressionTable:
-        """`sids` + `model`: posts with a semantic id get SID rows instead of post-id hash rows."""
+        """`eval_fraction`: the newest fraction by time is held out, or a `Holdout` rule.
+        `sids` + `model`: posts with a semantic id get SID rows instead of post-id hash rows."""
         ts = imp["timestamp_ms"].to_numpy()
-        split = np.quantile(ts, 1.0 - eval_fraction) if eval_fraction > 0 and len(ts) else np.inf
         u, p, a = (imp[c].to_numpy() for c in ("user_id", "post_id", "author_id"))
+        holdout = eval_fraction if isinstance(eval_fraction, Holdout) else Holdout("time", eval_fraction)
         return cls(
             user_id=u,
             post_id=p,
@@ -106,7 +106,7 @@ class ImpressionTable:
             user_rows=hc.rows(u, "user"),
             post_rows=with_sid_rows(model, p, hc.rows(p, "post"), sids) if model else hc.rows(p, "post"),
             author_rows=hc.rows(a, "author"),
-            is_eval=ts >= split,
+            is_eval=holdout.eval_mask(u, ts),
         )
 
     def __len__(self) -> int:
@@ -169,6 +169,7 @@ class TrainBatch:
     dwell_target: torch.Tensor  # [B, C] seconds
     dwell_mask: torch.Tensor  # [B, C] float
     cand_index: np.ndarray  # [B, C] impression index of each candidate slot (-1 = padding / negative)
+    request_ms: np.ndarray | None = None  # [B] request time (candidate ages are relative to it)
 
 
 def _gather(arr: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -200,6 +201,9 @@ def make_batch(
     cand_post = _gather(t.post_rows, cidx, cval)
     cand_author = _gather(t.author_rows, cidx, cval)
     cand_surface = _gather(t.surface, cidx, cval)
+    cand_created = np.where(cval, timestamps_ms(_gather(t.post_id, cidx, cval)), 0)
+    # a candidate's age is taken when it was shown (serving: the request time, "now")
+    cand_shown = _gather(t.timestamp_ms, cidx, cval)
     cand_index = np.where(cval, cidx, -1)
     if in_batch_negatives:
         # another request's candidates (a different user where possible), labelled NOT_DWELLED only;
@@ -219,12 +223,17 @@ def make_batch(
         cand_post = np.concatenate([cand_post, np.where(nval[..., None], cand_post[perm], 0)], axis=1)
         cand_author = np.concatenate([cand_author, np.where(nval[..., None], cand_author[perm], 0)], axis=1)
         cand_surface = np.concatenate([cand_surface, np.where(nval, cand_surface[perm], 0)], axis=1)
+        cand_created = np.concatenate([cand_created, np.where(nval, cand_created[perm], 0)], axis=1)
+        # a negative is "shown" at this request's first impression
+        cand_shown = np.concatenate([cand_shown, np.repeat(t.timestamp_ms[cs][:, None], c, axis=1)], axis=1)
         cand_index = np.concatenate([cand_index, np.full_like(cand_index, -1)], axis=1)
 
     def tt(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a))
 
     first = cs
+    request_ms = t.timestamp_ms[cs].astype(np.int64)  # the request's first impression
+    cand_age = np.where(cand_post[..., 0] != 0, age_bucket(cand_shown - cand_created), 0)
     batch = RankerBatch(
         user_rows=tt(t.user_rows[first]),
         hist_post_rows=tt(_gather(t.post_rows, hidx, hval)),
@@ -235,8 +244,9 @@ def make_batch(
         cand_post_rows=tt(cand_post),
         cand_author_rows=tt(cand_author),
         cand_surface=tt(cand_surface),
+        cand_age=tt(cand_age),
     )
-    return TrainBatch(batch, tt(labels), tt(label_mask), tt(dwell), tt(dwell_mask), cand_index)
+    return TrainBatch(batch, tt(labels), tt(label_mask), tt(dwell), tt(dwell_mask), cand_index, request_ms)
 
 
 def exposure_labels(tb: TrainBatch, exposure_only: bool) -> TrainBatch:
@@ -258,7 +268,7 @@ def exposure_labels(tb: TrainBatch, exposure_only: bool) -> TrainBatch:
         mask[:, :c] = 0.0
         dwell_mask = torch.zeros_like(dwell_mask)
     mask[:, :c, EXPOSURE_SLOT] = real
-    return TrainBatch(tb.batch, labels, mask, tb.dwell_target, dwell_mask, tb.cand_index)
+    return TrainBatch(tb.batch, labels, mask, tb.dwell_target, dwell_mask, tb.cand_index, tb.request_ms)
 
 
 def batches_by_length(req: Requests, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

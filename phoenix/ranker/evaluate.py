@@ -13,6 +13,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from foryou.core.actions import ACTION_NAMES
+from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
 from phoenix.ranker.baselines import AuthorPopularityBaseline, FactorizationBaseline
 from phoenix.ranker.checkpoint import load_model
@@ -31,13 +33,24 @@ from phoenix.ranker.model import RankerModel
 from phoenix.ranker.sids import resolve_sids
 from protos import events_pb2
 
-# Headline actions (reported first; the gap-closure / baseline checks use these).
-HEADLINE = {"favorite": 1, "reply": 4, "repost": 6}
+# Headline actions (reported first; the gap-closure / baseline checks use these), by their names in
+# foryou.core.actions. The per-action keys of eval.json stay the proto enum names (SERVER_TWEET_FAV):
+# the registry's stored metrics and the retrain gate (phoenix/registry) and the oracle's p_<enum>
+# columns are keyed by them; the CLI shows every one by its short name (`metric_name`).
+HEADLINE = {ACTION_NAMES[a]: a for a in (1, 4, 6)}  # favorite, reply, retweet
 MIN_POSITIVES = 5  # actions with fewer positives in the eval split are not reported
 
 
 def action_name(a: int) -> str:
     return events_pb2.ActionName.Name(a)
+
+
+def short_name(key: str) -> str:
+    """An eval.json action key (enum name) -> its name in foryou.core.actions; other keys kept."""
+    try:
+        return ACTION_NAMES.get(events_pb2.ActionName.Value(key), key)
+    except ValueError:
+        return key
 
 
 @torch.inference_mode()
@@ -219,7 +232,8 @@ def load_split(
     logs = resolve_logs(logs_path)
     imp = impressions_from_log(read_log(logs.engagements))
     sids = resolve_sids(logs_path, train_cfg.sids_path)
-    t = ImpressionTable.build(imp, model.cfg.hash_config, train_cfg.eval_fraction, sids, model.cfg)
+    holdout = Holdout.resolve(train_cfg.holdout, train_cfg.eval_fraction)
+    t = ImpressionTable.build(imp, model.cfg.hash_config, holdout, sids, model.cfg)
     req = build_requests(t, model.cfg.history_len, train_cfg.max_candidates, train_cfg.session_gap_ms)
     oracle = pl.read_parquet(logs.oracle) if logs.oracle is not None else None
     return t, req, oracle
@@ -268,7 +282,8 @@ def markdown_table(ev: dict[str, Any], actions: list[str] | None = None) -> str:
                 continue
             gap = ev.get("gap_closure", {}).get(a) if s == "model" else None
             rows.append(
-                f"| {a} | {m['positives']} | {s} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | {m['rce']:.2f} | "
+                f"| {short_name(a)} | {m['positives']} | {s} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | "
+                f"{m['rce']:.2f} | "
                 f"{m['calibration']:.2f} | {m.get('ndcg', float('nan')):.3f} | "
                 f"{'' if gap is None else f'{gap:.2f}'} |"
             )

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from foryou.core.snowflake import timestamps_ms
 from phoenix.hashing import HashConfig
-from phoenix.ranker.config import NUM_ACTIONS, RankerConfig
+from phoenix.ranker.config import NUM_ACTIONS, PRODUCT_SURFACE_VOCAB, RankerConfig, age_bucket
 from phoenix.ranker.model import RankerBatch
 from phoenix.ranker.sids import SidLookup, with_sid_rows
 
@@ -83,8 +84,11 @@ def build_batch(
     cand: CandidateArrays,
     sids: SidLookup | None = None,
     model: RankerConfig | None = None,
+    now_ms: int | None = None,
 ) -> RankerBatch:
-    """`sids` + `model`: history and candidate posts with a semantic id get SID rows."""
+    """`sids` + `model`: history and candidate posts with a semantic id get SID rows. `now_ms`: the
+    request time, which the candidates' ages (from their snowflake ids) are taken at; None = ages
+    unknown."""
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a))
@@ -103,4 +107,25 @@ def build_batch(
         cand_post_rows=t(post_rows(cand.post_ids)),
         cand_author_rows=t(hc.rows(cand.author_ids, "author")),
         cand_surface=t(np.asarray(cand.surfaces, dtype=np.int64)),
+        cand_age=None if now_ms is None else t(candidate_ages(cand.post_ids, now_ms)),
     )
+
+
+def candidate_ages(post_ids: np.ndarray, now_ms: int | np.ndarray) -> np.ndarray:
+    """Age buckets (RankerConfig `age_bucket`) of snowflake `post_ids` [..., C] at `now_ms` (a
+    scalar or [..., 1]); 0 (unknown) for padding (post id 0)."""
+    ids = np.asarray(post_ids, dtype=np.int64)
+    return np.where(ids != 0, age_bucket(np.asarray(now_ms, dtype=np.int64) - timestamps_ms(ids)), 0)
+
+
+def check_surfaces(surfaces: np.ndarray, what: str) -> None:
+    """ValueError (-> INVALID_ARGUMENT) naming the first `product_surface` outside the models'
+    surface vocabulary [0, 16) (the ProductSurface ids; the models used to clamp anything else
+    silently); `what` names the list ("candidate")."""
+    a = np.asarray(surfaces, dtype=np.int64)
+    bad = np.flatnonzero((a < 0) | (a >= PRODUCT_SURFACE_VOCAB))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"{what} {i}: product_surface {int(a[i])} is out of range [0, {PRODUCT_SURFACE_VOCAB})"
+        )

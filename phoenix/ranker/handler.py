@@ -1,6 +1,6 @@
 """Transport-free ranking handler: validation and size limits, deadline-aware admission (bounded
 in-flight requests, a short queue, shedding of requests that cannot finish in time:
-phoenix/admission.py), deadlines, a score cache (score_cache.py), hot model reload from a models
+foryou/core/admission.py), deadlines, a score cache (score_cache.py), hot model reload from a models
 root and Prometheus metrics. The gRPC servicer (servicer.py) only converts protos."""
 
 from __future__ import annotations
@@ -18,17 +18,24 @@ import numpy as np
 import torch
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from phoenix.admission import Backlog, LinearCost, OverloadedError, ShedError, Ticket
+from foryou.core.admission import Backlog, LinearCost, OverloadedError, ShedError, Ticket
 from phoenix.compute import run_compute
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
-from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
+from phoenix.ranker.features import (
+    CandidateArrays,
+    HistoryArrays,
+    build_batch,
+    candidate_ages,
+    check_surfaces,
+)
 from phoenix.ranker.model import RankerModel
+from phoenix.ranker.model_versions import ModelVersions, UnknownModelVersion, registry_root_of
 from phoenix.ranker.score_cache import ScoreCache
 from phoenix.ranker.sids import SidLookup
 from phoenix.request_limits import load_checkpoint, models_root, resolve_reload_path
 
-__all__ = [  # OverloadedError / ShedError live in phoenix.admission (shared with retrieval)
+__all__ = [  # OverloadedError / ShedError live in foryou.core.admission (shared with retrieval)
     "Candidates",
     "DeadlineExceededError",
     "History",
@@ -36,6 +43,7 @@ __all__ = [  # OverloadedError / ShedError live in phoenix.admission (shared wit
     "RankingHandler",
     "RankingHandlerConfig",
     "ShedError",
+    "UnknownModelVersion",
 ]
 
 PREDICT_SECONDS = Histogram(
@@ -76,7 +84,7 @@ class RankingHandlerConfig:
     # ~2,200 candidates and the 128-item stored history (the model reads its last history_len)
     max_candidates: int = 4_000
     max_history: int = 512
-    # admission (phoenix/admission.py): a request is accepted only if (work ahead x measured
+    # admission (foryou/core/admission.py): a request is accepted only if (work ahead x measured
     # correction + its own estimated cost) x (1 + cost_slack) + deadline_margin_s fits in its
     # remaining deadline. A generous slack costs no throughput (the compute thread stays busy as
     # long as one request waits); it keeps the queue shallow enough that noise does not push
@@ -96,6 +104,10 @@ class RankingHandlerConfig:
     cache_max_entries: int = 200_000
     bf16: bool = False
     num_threads: int = 0  # 0 = leave torch's setting
+    # registry versions a request may name (PredictRequest.model_version) come from this models
+    # root; "" = the registry holding the start-up checkpoint, if it is a registry version folder
+    registry_root: str = ""
+    max_loaded_versions: int = 3  # requested versions kept loaded besides the served one (LRU)
 
 
 @dataclass(slots=True)
@@ -172,6 +184,21 @@ class RankingHandler:
         )
         self.other_cost = LinearCost(c.initial_other_per_candidate_s, 16, c.cost_alpha, "ranker", "other")
         self.models_root = models_root(c.models_root, None)
+        self.versions: ModelVersions[_Loaded] = ModelVersions(
+            c.registry_root or None, self._load_version, c.max_loaded_versions
+        )
+
+    def _load_version(self, path: Path) -> _Loaded:
+        model, meta = load_checkpoint(load_model, path, "ranker")
+        return _Loaded(self._prepare(model), meta["model_version"])
+
+    def resolve(self, version: str = "") -> _Loaded:
+        """The model a request names: "" or the served model's version = the served model, else a
+        registry version (loaded on first use, LRU); UnknownModelVersion when it cannot be served."""
+        loaded = self._loaded
+        if not version or version == loaded.version:
+            return loaded
+        return self.versions.get(version)
 
     @classmethod
     def from_dir(
@@ -180,6 +207,9 @@ class RankingHandler:
         model, meta = load_model(model_dir)
         h = cls(model, meta["model_version"], config, sids)
         h.models_root = models_root(h.config.models_root, model_dir)
+        root = registry_root_of(model_dir)
+        if not h.config.registry_root and root is not None:
+            h.versions = ModelVersions(root, h._load_version, h.config.max_loaded_versions)
         return h
 
     def _prepare(self, model: RankerModel) -> RankerModel:
@@ -237,20 +267,31 @@ class RankingHandler:
                 raise ValueError("candidate arrays must have equal lengths")
             if c and (np.asarray(cand.post_ids) == 0).any():
                 raise ValueError("candidate post_id 0 is reserved for padding")
+            check_surfaces(cand.surfaces, "candidate")
+            check_surfaces(history.surfaces, "action_sequence item")
         except ValueError:
             REJECTED.labels("invalid").inc()
             raise
 
     def predict(
-        self, user_id: int, history: History, candidates: Candidates, deadline: float | None = None
+        self,
+        user_id: int,
+        history: History,
+        candidates: Candidates,
+        deadline: float | None = None,
+        model_version: str = "",
+        now_ms: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(probs [C, 64] float32 indexed by ActionName, continuous [C, 8] float32; [:, 1] = dwell s).
-        `deadline` is a time.monotonic() value. Raises ValueError (bad or oversized input),
-        ShedError (cannot finish before the deadline), OverloadedError (no slot in time),
-        DeadlineExceededError."""
+        `deadline` is a time.monotonic() value; `model_version` a registry version ("" = the served
+        model); `now_ms` the request time candidates are aged at (None = the wall clock; batch
+        scoring of a past log passes its own). Raises ValueError (bad or oversized input),
+        UnknownModelVersion, ShedError (cannot finish before the deadline), OverloadedError (no
+        slot in time), DeadlineExceededError."""
         self.validate(history, candidates)
+        loaded = self.resolve(model_version)
         with self.admitted(len(candidates.post_ids), deadline) as ticket:
-            return self.predict_admitted(user_id, history, candidates, deadline, ticket)
+            return self.predict_admitted(user_id, history, candidates, deadline, ticket, loaded, now_ms)
 
     @contextmanager
     def admitted(self, n_candidates: int, deadline: float | None) -> Iterator[Ticket]:
@@ -348,10 +389,14 @@ class RankingHandler:
         cand: Candidates,
         deadline: float | None,
         ticket: Ticket | None = None,
+        loaded: _Loaded | None = None,
+        request_ms: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """`predict` for a validated request inside `admitted` (whose ticket records the compute
-        time for the cost estimates)."""
-        loaded = self._loaded  # one model for the whole request, even if a reload happens meanwhile
+        time for the cost estimates); `loaded`: the model to score with (`resolve`), default the
+        served one; `request_ms`: the time candidates are aged at (None = the wall clock)."""
+        # one model for the whole request, even if a reload happens meanwhile
+        loaded = loaded if loaded is not None else self._loaded
         model, cfg = loaded.model, loaded.model.cfg
         c = len(cand.post_ids)
         probs = np.zeros((c, NUM_ACTIONS), dtype=np.float32)
@@ -359,7 +404,13 @@ class RankingHandler:
         if c == 0:
             return probs, cont
         fp = history_fingerprint(user_id, history, cfg.history_len)
-        ids = (np.asarray(a).tolist() for a in (cand.post_ids, cand.author_ids, cand.surfaces))
+        # a model with the age feature scores each candidate at its age now (from the snowflake id);
+        # the age bucket is part of the cache key, so a cached score never outlives its bucket
+        now_ms = None
+        if cfg.age_buckets:
+            now_ms = int(time.time() * 1000) if request_ms is None else request_ms
+        ages = candidate_ages(cand.post_ids, now_ms) if now_ms is not None else np.zeros(c, np.int64)
+        ids = (np.asarray(a).tolist() for a in (cand.post_ids, cand.author_ids, cand.surfaces, ages))
         keys = list(zip(repeat(loaded.version), repeat(fp), *ids, strict=False))  # lengths validated
         todo = self.cache.lookup(keys, probs, cont)  # fills the cached rows
         if len(todo) == 0:
@@ -377,7 +428,7 @@ class RankingHandler:
             history.dwell_ms,
             cfg.history_len,
         )
-        run_compute(self._score, model, hist, cand, todo, probs, cont, deadline, ticket)
+        run_compute(self._score, model, hist, cand, todo, probs, cont, deadline, ticket, now_ms)
         self.cache.put_many([keys[i] for i in todo.tolist()], probs[todo], cont[todo])
         return probs, cont
 
@@ -391,10 +442,11 @@ class RankingHandler:
         cont: np.ndarray,
         deadline: float | None,
         ticket: Ticket | None = None,
+        now_ms: int | None = None,
     ) -> None:
         """Fill probs/cont rows `todo`: encode the user/history once, then score the candidates in
-        batches against it. Runs on the compute thread (phoenix/compute.py); the ticket times the
-        run for the cost estimates."""
+        batches against it (aged at `now_ms`, None = ages unknown). Runs on the compute thread
+        (phoenix/compute.py); the ticket times the run for the cost estimates."""
         if ticket is not None:
             ticket.start()
         cfg, step = model.cfg, self.config.candidate_batch
@@ -411,7 +463,7 @@ class RankingHandler:
                         np.asarray(cand.author_ids, dtype=np.int64)[idx][None],
                         np.asarray(cand.surfaces, dtype=np.int64)[idx][None],
                     )
-                    b = build_batch(cfg.hash_config, hist, ca, self.sids, cfg)
+                    b = build_batch(cfg.hash_config, hist, ca, self.sids, cfg, now_ms)
                     logits, raw = model.score_candidates(cache, b)
                     probs[idx] = torch.sigmoid(logits[0]).numpy()
                     cont[idx] = model.continuous_values(raw[0]).numpy()

@@ -47,15 +47,19 @@ class RankerBatch:
     cand_post_rows: torch.Tensor  # [B, C, 2] int64
     cand_author_rows: torch.Tensor  # [B, C, 2] int64
     cand_surface: torch.Tensor  # [B, C] int64
+    # [B, C] int64 age bucket at request time (RankerConfig.age_bucket); None = unknown (bucket 0)
+    cand_age: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> RankerBatch:
-        return RankerBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        return RankerBatch(**{k: v.to(device) if v is not None else None for k, v in kw.items()})
 
     def select_candidates(self, idx: torch.Tensor) -> RankerBatch:
         """The same users/histories with candidates `idx` ([C'] indices into the candidate axis)."""
         kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("cand_post_rows", "cand_author_rows", "cand_surface"):
-            kw[name] = kw[name][:, idx]
+        for name in ("cand_post_rows", "cand_author_rows", "cand_surface", "cand_age"):
+            if kw[name] is not None:
+                kw[name] = kw[name][:, idx]
         return RankerBatch(**kw)
 
     @property
@@ -263,6 +267,10 @@ class CandidateTokenBuilder(nn.Module):
         self.proj = None if cfg.shared_entity_proj else nn.Linear(4 * w, d, bias=False)
         self.surface_emb = nn.Embedding(PRODUCT_SURFACE_VOCAB, d)
         nn.init.normal_(self.surface_emb.weight, std=1.0 / math.sqrt(d))
+        # candidate age buckets (row 0 = unknown, kept at zero); None without the age feature
+        self.age_emb = nn.Embedding(cfg.age_buckets, d, padding_idx=0) if cfg.age_buckets > 0 else None
+        if self.age_emb is not None:
+            nn.init.zeros_(self.age_emb.weight)  # like the surface: tokens start as pure id embeddings
         self.first_sid_row = cfg.hash_config.num_rows
         self.input_scale = math.sqrt(d)
 
@@ -279,6 +287,8 @@ class CandidateTokenBuilder(nn.Module):
         e = table(ids)
         x = proj(without_post_ids(e, ids, self.first_sid_row) if authors_only else e)
         x = x + self.surface_emb(b.cand_surface.clamp(0, PRODUCT_SURFACE_VOCAB - 1)).to(x.dtype)
+        if self.age_emb is not None and b.cand_age is not None:
+            x = x + self.age_emb(b.cand_age.clamp(0, self.age_emb.num_embeddings - 1)).to(x.dtype)
         return x * self.input_scale
 
 

@@ -15,14 +15,15 @@ from typing import Any
 import grpc
 import numpy as np
 
+from foryou.core.admission import OverloadedError
 from foryou.core.grpc_server import check_admin_token, finish_sync_server, make_sync_server
-from phoenix.admission import OverloadedError
 from phoenix.ranker.handler import (
     REJECTED,
     Candidates,
     DeadlineExceededError,
     History,
     RankingHandler,
+    UnknownModelVersion,
 )
 from phoenix.request_limits import (
     WIDEST_VARINT,
@@ -103,12 +104,16 @@ class RankingServicer(phoenix_pb2_grpc.RankingServiceServicer):
             # has to be shed costs no more than its parse (under overload most requests are shed)
             n_cand = len(request.candidates)
             h.check_sizes(len(request.action_sequence.items), n_cand)
+            loaded = h.resolve(request.model_version)  # a version not loaded yet loads here, once
             with h.admitted(n_cand, deadline) as ticket:
                 history = history_from_proto(request.action_sequence)
                 cands = candidates_from_proto(request.candidates)
                 h.validate(history, cands)
-                probs, cont = h.predict_admitted(request.user_id, history, cands, deadline, ticket)
-                return _response(cands, probs, cont, h.model_version)
+                probs, cont = h.predict_admitted(request.user_id, history, cands, deadline, ticket, loaded)
+                return _response(cands, probs, cont, loaded.version)
+        except UnknownModelVersion as e:
+            REJECTED.labels("unknown_version").inc()
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         except ValueError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except OverloadedError as e:  # ShedError included
@@ -141,11 +146,13 @@ def serve_ranking(
     max_workers: int | None = None,
     max_concurrent_rpcs: int = 64,
     admin_token: str | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start a thread-pool gRPC server (health + reflection) with the ranking service.
-    Returns (server, port). `max_workers` None = in-flight slots + queue + 4: at most that many
-    threads are held by accepted requests, so a spare thread always answers a request that has to
-    be shed at once instead of leaving it in gRPC's queue."""
+    Returns (server, port); with `credentials` (foryou.core.tls) the port serves TLS only.
+    `max_workers` None = in-flight slots + queue + 4: at most that many threads are held by
+    accepted requests, so a spare thread always answers a request that has to be shed at once
+    instead of leaving it in gRPC's queue."""
     if max_workers is None:
         max_workers = handler.config.max_in_flight + handler.config.max_queue + 4
     servicer = RankingServicer(handler, admin_token)
@@ -154,6 +161,7 @@ def serve_ranking(
         max_workers=max_workers,
         max_concurrent_rpcs=max_concurrent_rpcs,
         max_receive_bytes=servicer.max_request_bytes,
+        credentials=credentials,
     )
     add = size_guarded_adder(
         phoenix_pb2.DESCRIPTOR.services_by_name["RankingService"], {"Predict": servicer.max_request_bytes}

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +19,18 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from phoenix import distributed
 from phoenix.checkpoint import CONFIG_FILE, atomic_write_text, load_weights, save_tensors
+from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
+from phoenix.log_validation import is_positives_only
 from phoenix.ranker.checkpoint import (
     OPTIMIZER_FILE,
     TRAIN_STATE_FILE,
     read_config,
     save_model,
 )
-from phoenix.ranker.config import DWELL_CAP_S, RankerConfig, TrainConfig
+from phoenix.ranker.config import DWELL_CAP_S, NEGATIVES_AUTO, POSITIVE_HEADS, RankerConfig, TrainConfig
 from phoenix.ranker.data import (
     ImpressionTable,
     TrainBatch,
@@ -38,6 +44,7 @@ from phoenix.ranker.data import (
 from phoenix.ranker.evaluate import HEADLINE, action_name, evaluate_split, predict_requests
 from phoenix.ranker.metrics import roc_auc
 from phoenix.ranker.model import RankerModel
+from phoenix.ranker.negatives import NegativePool, append_negatives
 from phoenix.ranker.optim import RowwiseAdagrad
 from phoenix.ranker.sids import resolve_sids
 from phoenix.ranker.warm_start import author_cooccurrence_init, sid_cooccurrence_init
@@ -45,13 +52,34 @@ from phoenix.ranker.warm_start import author_cooccurrence_init, sid_cooccurrence
 PERIODIC_EVAL_REQUESTS = 2_000
 
 
+def listwise_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over a request's candidates, per positive head: each positive candidate against the
+    request's negatives, -log(e^s_i / (e^s_i + sum_neg e^s_j)) = softplus(lse_neg - s_i); mean
+    over (request, head, positive). Candidate isolation makes every candidate's score independent
+    of the others, so the softmax is over scores the model also produces at serving time."""
+    heads = list(POSITIVE_HEADS)
+    s, y, m = logits[..., heads].float(), labels[..., heads], mask[..., heads]
+    neg = (y == 0) & (m > 0)
+    lse_neg = torch.logsumexp(s.masked_fill(~neg, float("-inf")), dim=1, keepdim=True)  # [B, 1, H]
+    pos = (y > 0) & (m > 0) & torch.isfinite(lse_neg)
+    if not pos.any():
+        return logits.sum() * 0.0
+    return F.softplus(lse_neg - s)[pos].mean()
+
+
 def ranking_loss(
-    model: RankerModel, tb: TrainBatch, dwell_weight: float, authors_only: bool = False
+    model: RankerModel,
+    tb: TrainBatch,
+    dwell_weight: float,
+    authors_only: bool = False,
+    listwise_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     logits, cont = model(tb.batch, authors_only)
     bce = F.binary_cross_entropy_with_logits(logits, tb.labels, reduction="none") * tb.label_mask
     n = (tb.label_mask.amax(-1) > 0).sum().clamp(min=1)
     discrete = bce.sum() / n
+    if listwise_weight > 0:
+        discrete = discrete + listwise_weight * listwise_loss(logits, tb.labels, tb.label_mask)
     # squared error: the head estimates the expected capped dwell (0 when not dwelled). With an
     # absolute error its optimum is the median, which is 0 here (most impressions are not dwelled)
     target = tb.dwell_target.clamp(0, DWELL_CAP_S) / DWELL_CAP_S
@@ -130,19 +158,23 @@ def _plot(out: Path, history: dict[str, list[Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    evals = [(s, m) for s, m in history.get("eval", []) if any(v is not None for v in m.values())]
+    # the AUC panel only when there is periodic eval to show (eval_every > 0): never an empty one
+    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(11 if evals else 6, 4), squeeze=False)
+    ax = axes[0]
     if history.get("loss"):
         steps, loss = zip(*history["loss"], strict=True)
         ax[0].plot(steps, loss, lw=0.8, label="train loss (EMA)")
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("loss")
-    for name in HEADLINE:
-        pts = [(s, m[name]) for s, m in history.get("eval", []) if m.get(name) is not None]
+    for name in HEADLINE if evals else ():
+        pts = [(s, m[name]) for s, m in evals if m.get(name) is not None]
         if pts:
             s, v = zip(*pts, strict=True)
             ax[1].plot(s, v, marker="o", label=f"{name} AUC (eval)")
-    ax[1].set_xlabel("step")
-    ax[1].set_ylabel("ROC-AUC")
+    if evals:
+        ax[1].set_xlabel("step")
+        ax[1].set_ylabel("ROC-AUC")
     for a in ax:
         if a.get_legend_handles_labels()[0]:
             a.legend()
@@ -151,15 +183,45 @@ def _plot(out: Path, history: dict[str, list[Any]]) -> None:
     plt.close(fig)
 
 
+# (training table, pool, retrieval checkpoint, top) -> [users, top] pool indices of hard negatives;
+# injected by the caller (phoenix.retrieval.hard_negatives): the ranker package never imports retrieval
+HardNegativeMiner = Callable[[ImpressionTable, NegativePool, str, int], np.ndarray]
+
+
 def train_ranker(
-    logs_path: str | Path, out_dir: str | Path, config: TrainConfig | None = None, evaluate: bool = True
+    logs_path: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    evaluate: bool = True,
+    hard_miner: HardNegativeMiner | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume, when `out_dir` holds a checkpoint) and return the final metrics dict."""
-    cfg = config or TrainConfig()
+    """Train (or resume, when `out_dir` holds a checkpoint) and return the final metrics dict. A run
+    that fails before its first checkpoint leaves no output folder behind (a later run would
+    otherwise take the empty folder for a resume point). `stop` set (the demo's Ctrl-C): raises
+    KeyboardInterrupt before the next step."""
     out = Path(out_dir)
+    fresh = not out.exists() or not any(out.iterdir())
+    try:
+        return _train_ranker(logs_path, out, config or TrainConfig(), evaluate, hard_miner, stop)
+    except BaseException:
+        if fresh and out.exists() and not (out / TRAIN_STATE_FILE).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train_ranker(
+    logs_path: str | Path,
+    out: Path,
+    cfg: TrainConfig,
+    evaluate: bool,
+    hard_miner: HardNegativeMiner | None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    dd = distributed.init_from_env()  # under torchrun: data parallel (phoenix/distributed.py)
     resuming = (out / TRAIN_STATE_FILE).exists() and (out / CONFIG_FILE).exists()
     mcfg = RankerConfig.from_dict(read_config(out)["model"]) if resuming else cfg.model
     torch.manual_seed(cfg.seed)
@@ -167,22 +229,40 @@ def train_ranker(
 
     t0 = time.monotonic()
     logs = resolve_logs(logs_path)
-    imp = impressions_from_log(read_log(logs.engagements))
+    log = read_log(logs.engagements)
+    positives_only = is_positives_only(log)
+    imp = impressions_from_log(log)
     sids = resolve_sids(logs_path, cfg.sids_path)
-    table = ImpressionTable.build(imp, mcfg.hash_config, cfg.eval_fraction, sids, mcfg)
+    holdout = Holdout.resolve(cfg.holdout, cfg.eval_fraction)
+    table = ImpressionTable.build(imp, mcfg.hash_config, holdout, sids, mcfg)
     req = build_requests(table, mcfg.history_len, cfg.max_candidates, cfg.session_gap_ms)
     train_req, eval_req = req.subset(~req.is_eval), req.subset(req.is_eval)
     if len(train_req) == 0:
         raise ValueError(f"{logs_path}: no training impressions")
+    n_neg = cfg.negatives if cfg.negatives >= 0 else (NEGATIVES_AUTO if positives_only else 0)
+    if positives_only and n_neg == 0:
+        raise ValueError(
+            f"{logs_path}: positives-only log (no impression rows): every label is 1 and the ranker "
+            "learns nothing; train with sampled negatives (--negatives N, docs/ranker.md)"
+        )
+    pool: NegativePool | None = None
+    if n_neg:
+        pool = NegativePool.build(table, ~table.is_eval, cfg.negative_distribution)
+        if cfg.negative_distribution == "hard":
+            if not cfg.negatives_from or hard_miner is None:
+                raise ValueError("hard negatives need a retrieval checkpoint (--negatives-from DIR)")
+            pool.hard = hard_miner(table, pool, cfg.negatives_from, cfg.hard_negatives_top)
     # periodic eval on a fixed subset of the held-out requests
     sub = np.random.default_rng(cfg.seed).permutation(len(eval_req))[:PERIODIC_EVAL_REQUESTS]
     periodic_req = eval_req.subset(np.isin(np.arange(len(eval_req)), sub))
     data_s = time.monotonic() - t0
 
     steps_per_epoch = math.ceil(len(train_req) / cfg.batch_size)
-    epochs = cfg.exposure_epochs + cfg.epochs
+    # with sampled negatives there is no exposure stage (docs/ranker.md: it measured no gain)
+    exposure_epochs = cfg.exposure_epochs if pool is None else 0.0
+    epochs = exposure_epochs + cfg.epochs
     total_steps = cfg.max_steps or max(1, math.ceil(epochs * steps_per_epoch))
-    exposure_steps = round(total_steps * cfg.exposure_epochs / epochs) if epochs > 0 else 0
+    exposure_steps = round(total_steps * exposure_epochs / epochs) if epochs > 0 else 0
     if not resuming and cfg.warm_start_dim > 0:
         tr = ~table.is_eval
         author_cooccurrence_init(
@@ -229,10 +309,12 @@ def train_ranker(
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        disable=not cfg.progress,
+        disable=not cfg.progress or not dd.is_main,
     ) as bar:
         task = bar.add_task("train", total=total_steps, completed=step, info="")
         while step < total_steps:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt("ranker training stopped")
             epoch, pos = divmod(step, steps_per_epoch)
             if epoch_batches is None or epoch_batches[0] != epoch:
                 # the data order depends only on (seed, epoch): resume continues at the same batch
@@ -240,9 +322,11 @@ def train_ranker(
                     epoch,
                     batches_by_length(train_req, cfg.batch_size, np.random.default_rng([cfg.seed, epoch])),
                 )
-            rows = epoch_batches[1][pos]
+            rows = dd.shard(epoch_batches[1][pos])  # this rank's share of the global batch
             exposure_stage = step < exposure_steps
-            exposure = exposure_stage or cfg.exposure_loss
+            # the exposure objective pairs a request with another's candidates (in-batch): with
+            # sampled negatives the ranking heads get their contrast directly, so it is not used
+            exposure = (exposure_stage or cfg.exposure_loss) and pool is None
             tb = make_batch(
                 table,
                 train_req,
@@ -252,15 +336,24 @@ def train_ranker(
             )
             if exposure:
                 tb = exposure_labels(tb, exposure_only=exposure_stage)
+            if pool is not None:
+                users = table.user_id[train_req.cand_start[rows]]
+                neg = pool.sample(
+                    users, n_neg, np.random.default_rng([cfg.seed, epoch, pos, 1]), tb.request_ms
+                )
+                tb = append_negatives(tb, pool, neg)
             # each stage ends its own cosine: the exposure stage decays over its steps, the ranking
             # stage picks the run-long cosine up where it stands
             scale = lr_factor(step, cfg.warmup_steps, exposure_steps if exposure_stage else total_steps)
             for g in adam.param_groups:
                 g["lr"] = cfg.lr * scale
-            loss, parts = ranking_loss(model, tb, cfg.dwell_loss_weight, exposure_stage)
+            loss, parts = ranking_loss(
+                model, tb, cfg.dwell_loss_weight, exposure_stage and pool is None, cfg.listwise_weight
+            )
             adam.zero_grad(set_to_none=True)
             adagrad.zero_grad()
             loss.backward()
+            dd.average_gradients(model.parameters())
             norm = torch.nn.utils.clip_grad_norm_(_dense_params(model), cfg.grad_clip)
             if torch.isfinite(loss) and torch.isfinite(norm) and adagrad.grad_is_finite():
                 adam.step()
@@ -273,19 +366,33 @@ def train_ranker(
                 exposure_first_ema, exposure_final_ema = first_ema, ema
                 ema, first_ema = None, None
             ema_stage_is_exposure = exposure_stage
+            parts["loss"] = dd.mean(parts["loss"])  # of the global batch
             ema = parts["loss"] if ema is None else 0.98 * ema + 0.02 * parts["loss"]
             first_ema = ema if first_ema is None else first_ema
             if step % 10 == 0 or step == total_steps:
                 history["loss"].append((step, ema))
             info = f"{'exposure ' if exposure_stage else ''}loss {ema:.4f}"
-            if cfg.eval_every and (step % cfg.eval_every == 0 or step == total_steps) and len(periodic_req):
+            if (
+                cfg.eval_every
+                and dd.is_main
+                and (step % cfg.eval_every == 0 or step == total_steps)
+                and len(periodic_req)
+            ):
                 res = periodic_eval()
                 history["eval"].append((step, res))
                 info += " | " + " ".join(f"{k} {v:.3f}" for k, v in res.items() if v is not None)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total_steps:
+            if (
+                cfg.checkpoint_every
+                and step % cfg.checkpoint_every == 0
+                and step < total_steps
+                and dd.is_main
+            ):
                 _save_checkpoint(out, model, adam, adagrad, step, cfg, history)
             bar.update(task, completed=step, info=info)
     train_s = time.monotonic() - t_train
+    if not dd.is_main:  # the replicas are identical: rank 0 alone writes the checkpoint and metrics
+        dd.barrier()
+        return {"rank": dd.rank, "steps": step, "final_train_loss_ema": ema}
     version = _save_checkpoint(out, model, adam, adagrad, step, cfg, history)
     _plot(out, history)
 
@@ -294,6 +401,8 @@ def train_ranker(
         "steps": step,
         "exposure_steps": exposure_steps,
         "skipped_steps": skipped,
+        "positives_only_log": positives_only,
+        "sampled_negatives": n_neg,
         "train_requests": len(train_req),
         "eval_requests": len(eval_req),
         "sid_posts": len(sids) if sids is not None and mcfg.sid_levels > 0 else 0,
@@ -316,8 +425,10 @@ def train_ranker(
         ev = evaluate_split(model, table, req, oracle)
         metrics["eval"] = ev
         model.train()
+    metrics["world_size"] = dd.world_size
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     _plot_eval_bars(out, metrics)
+    dd.barrier()
     return metrics
 
 

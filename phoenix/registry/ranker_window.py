@@ -19,10 +19,18 @@ import polars as pl
 from phoenix.log_dir import resolve_logs, sids_source
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import DWELL_CAP_S, NUM_ACTIONS
-from phoenix.ranker.data import ImpressionTable, build_requests, impressions_from_log, read_log
+from phoenix.ranker.data import (
+    ImpressionTable,
+    Requests,
+    build_requests,
+    impressions_from_log,
+    make_batch,
+    read_log,
+)
 from phoenix.ranker.evaluate import MIN_POSITIVES, action_name, predict_requests, request_ids
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.metrics import ndcg, roc_auc
+from phoenix.ranker.model import RankerModel
 from phoenix.ranker.sids import SidLookup
 
 
@@ -150,6 +158,9 @@ def score_checkpoint(model_dir: str | Path, window: EvalWindow, weights: ScoreWe
     value = y @ w + weights.dwell_s * np.clip(t.dwell_ms[idx] / 1000.0, 0.0, DWELL_CAP_S)
     w_ndcg = ndcg(np.maximum(value, 0.0), score, groups)
     w_auc = roc_auc(value > 0, score)
+    gain = np.zeros(len(t))
+    gain[idx] = np.maximum(value, 0.0)
+    w_ndcg_neg = ndcg_with_unserved(model, t, eval_req, gain, weights)
     return {
         "model_version": meta["model_version"],
         "eval_impressions": len(idx),
@@ -158,5 +169,51 @@ def score_checkpoint(model_dir: str | Path, window: EvalWindow, weights: ScoreWe
         "positives": positives,
         "weighted_ndcg": None if np.isnan(w_ndcg) else w_ndcg,
         "weighted_auc": None if np.isnan(w_auc) else w_auc,
+        "weighted_ndcg_neg": None if np.isnan(w_ndcg_neg) else w_ndcg_neg,
         "weighted_positives": int((value > 0).sum()),
     }
+
+
+def ndcg_with_unserved(
+    model: RankerModel,
+    t: ImpressionTable,
+    req: Requests,
+    gain: np.ndarray,
+    weights: ScoreWeights,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> float:
+    """Weighted NDCG of each request's impressions ranked together with the impressions of another
+    user's request (in the same batch), which this user was not served: gain 0. A log holds only
+    what the logging model chose, so within-request metrics cannot see a candidate that has lost
+    the contrast between those picks and the rest of the corpus; these negatives can. Candidate
+    isolation scores each candidate independently of the others, so a negative's score is what
+    the model would give it in this user's feed. The pairing depends only on the requests and
+    `seed`: every checkpoint scored on the window gets the same negatives. `gain`: per impression
+    of `t`."""
+    import torch
+
+    model.eval()
+    w = weights.vector()
+    order = np.argsort(req.hist_end - req.hist_start, kind="stable")
+    gains, scores, groups = [], [], []
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            rows = order[s : s + batch_size]
+            tb = make_batch(t, req, rows, np.random.default_rng([seed, s]), in_batch_negatives=True)
+            logits, cont = model.forward_fast(tb.batch)
+            probs = torch.sigmoid(logits).double().numpy()
+            dwell = model.continuous_values(cont)[..., 1].double().numpy()
+            score = probs @ w + weights.dwell_s * dwell
+            c = tb.cand_index.shape[1] // 2
+            real = tb.cand_index[:, :c] >= 0
+            neg = tb.label_mask[:, c:, :].numpy().max(-1) > 0
+            g = np.zeros(tb.cand_index.shape)
+            g[:, :c] = np.where(real, gain[np.maximum(tb.cand_index[:, :c], 0)], 0.0)
+            keep = np.concatenate([real, neg], axis=1)
+            gains.append(g[keep])
+            scores.append(score[keep])
+            groups.append(np.broadcast_to((s + np.arange(len(rows)))[:, None], keep.shape)[keep])
+    if not gains:
+        return float("nan")
+    return ndcg(np.concatenate(gains), np.concatenate(scores), np.concatenate(groups))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
 from phoenix.ranker.data import ImpressionTable, impressions_from_log, read_log
 from phoenix.ranker.sids import resolve_sids
@@ -42,7 +43,7 @@ def evaluate_retrieval(
     t = ImpressionTable.build(
         impressions_from_log(read_log(logs.engagements)),
         model.cfg.hash_config,
-        cfg.eval_fraction,
+        Holdout.resolve(cfg.holdout, cfg.eval_fraction),
         sids,
         model.cfg.trunk,
     )

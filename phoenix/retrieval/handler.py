@@ -6,7 +6,7 @@ embeds every current post with the new candidate tower into a fresh index and sw
 atomically, so searches never see a gap (they keep using the old index until the swap).
 
 Client-controlled sizes (history, exclusions, top_k) are bounded and checked on the request's
-counts before anything is converted; admission (`admit` / `release`, phoenix/admission.py) sheds
+counts before anything is converted; admission (`admit` / `release`, foryou/core/admission.py) sheds
 a request that cannot finish before its deadline given the retrievals already accepted."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 from prometheus_client import Counter, Histogram
 
 from foryou.core import user_state
-from phoenix.admission import Backlog, LinearCost, ShedError, Ticket
-from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch
+from foryou.core.admission import Backlog, LinearCost, ShedError, Ticket
+from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch, check_surfaces
 from phoenix.ranker.sids import SidLookup
 from phoenix.request_limits import load_checkpoint, models_root, resolve_reload_path
 from phoenix.retrieval.index import IndexConfig, PostIndex, read_snapshot_meta
@@ -60,7 +60,7 @@ class RetrievalHandlerConfig:
     max_in_flight: int = 4
     # without a deadline, a request that would find more than this much work ahead is refused
     queue_timeout_s: float = 1.0
-    # admission (phoenix/admission.py): accepted only if (work ahead x measured correction + own
+    # admission (foryou/core/admission.py): accepted only if (work ahead x measured correction + own
     # estimated cost) x (1 + cost_slack) + deadline_margin_s fits in the remaining deadline (see
     # RankingHandlerConfig: the slack costs no throughput)
     cost_slack: float = 0.5
@@ -111,6 +111,9 @@ class RetrievalHandler:
             "request",
         )
         self.models_root = models_root(c.models_root, None)
+        # set by the service's StallWatch while the index updater cannot ingest: answers still
+        # come from the index, flagged so that home_mixer marks the feed degraded
+        self.stale = False
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, **kw: Any) -> RetrievalHandler:
@@ -332,6 +335,8 @@ class RetrievalHandler:
         if history is not None and len(history) and (history["post_id"] <= 0).any():
             bad = int(np.flatnonzero(history["post_id"] <= 0)[0])
             raise ValueError(f"action_sequence item {bad}: post_id must be positive")
+        if history is not None and len(history):
+            check_surfaces(history["product_surface"], "action_sequence item")
         t0 = time.perf_counter()
         model, version, index = self._state
         _check_deadline(deadline, "before reading the history")
@@ -369,6 +374,7 @@ class RetrievalHandler:
                     phoenix_pb2.RetrievedCandidate(post_id=p, author_id=a, score=s) for p, a, s in res
                 ],
                 model_version=model_version,
+                stale=self.stale,
             )
             ok = True
             return resp

@@ -48,6 +48,10 @@ class TwoTowerConfig:
         )
     )
     cand_hidden: int = 256
+    # user-tower pooling: mean (all valid tokens; older checkpoints) | last (the newest history
+    # token, as sequential recommenders do: recent items are not diluted by a long history) |
+    # mean_last (their sum)
+    pooling: str = "mean"
     init_temperature: float = 0.1
     min_temperature: float = 0.01
 
@@ -107,6 +111,11 @@ class TwoTowerModel(nn.Module):
         h = self.trunk(x, mask, context_positions(valid, self.cfg.trunk.history_len))
         w = valid.to(h.dtype).unsqueeze(-1)
         pooled = (h * w).sum(1) / w.sum(1)
+        if self.cfg.pooling != "mean":
+            # history is left-aligned after the user token: the newest item sits at index k
+            k = valid[:, 1:].sum(1)
+            last = h[torch.arange(h.shape[0], device=h.device), k]
+            pooled = last if self.cfg.pooling == "last" else pooled + last
         return F.normalize(pooled, dim=-1)
 
     def post_rows(self, post_ids: np.ndarray, sids: SidLookup | None) -> np.ndarray:

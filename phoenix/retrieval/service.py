@@ -1,6 +1,9 @@
 """Retrieval as a running service: a live updater consuming `posts` (full replay with a fresh
 group on start, like Thunder: creates embedded in batches and added, deletes removed, periodic
-retention eviction) and the gRPC server. Health stays NOT_SERVING until the updater caught up.
+retention eviction) and the gRPC server. Health stays NOT_SERVING until the updater caught up, and
+goes back to NOT_SERVING while the updater cannot ingest for `consumer_stall_s`
+(foryou.core.stall_watch): retrieval keeps answering from its index, each response flagged `stale`
+so home_mixer marks the feed degraded ("retrieval_stale").
 
 Snapshots: the index is written to `snapshot_dir` every `snapshot_interval_s` and at stop. On
 start a snapshot embedded by the same model version is loaded, then the topic is replayed as
@@ -14,22 +17,23 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import redis
 from prometheus_client import Gauge
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from foryou.core import redis_client
 from foryou.core.events import decode_post_event
 from foryou.core.grpc_server import GrpcServer
 from foryou.core.kafka import BatchConsumer, Decoded
-from foryou.core.serve import serve_once_caught_up, wait_caught_up
+from foryou.core.serve import wait_caught_up
 from foryou.core.settings import Settings
 from foryou.core.snowflake import timestamps_ms
+from foryou.core.stall_watch import StallWatch
+from foryou.core.tls import server_credentials
 from phoenix.ranker.sids import SidLookup
 from phoenix.retrieval.handler import RetrievalHandler, RetrievalHandlerConfig
 from phoenix.retrieval.servicer import SERVICE_NAME, RetrievalServicer, add_retrieval_service
@@ -119,7 +123,7 @@ class RetrievalService:
         self.grpc_address = grpc_address
         # a Redis outage must cost a request milliseconds, not redis-py's default retry backoff
         self._redis = (
-            redis.Redis.from_url(
+            redis_client.connect(  # one server, redis+cluster:// or redis+sentinel://
                 settings.redis_url,
                 socket_timeout=self.config.redis_timeout_s,
                 socket_connect_timeout=self.config.redis_timeout_s,
@@ -139,7 +143,7 @@ class RetrievalService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.server: GrpcServer | None = None
-        self._serve_task: asyncio.Task[None] | None = None  # flips health to SERVING
+        self._serve_task: asyncio.Task[None] | None = None  # runs `watch`: flips health
         self.snapshot_dir = Path(
             self.config.snapshot_dir
             or Path(settings.data_dir) / "retrieval-index" / settings.topic(settings.posts_topic)
@@ -153,9 +157,19 @@ class RetrievalService:
             [settings.topic(settings.posts_topic)],
             decode_post_event,
             self.updater,
-            group_id=f"{self.config.group_id}-{uuid.uuid4().hex[:8]}",
+            group_id=settings.replica_group(self.config.group_id),  # stable per replica
             replay_from_beginning=True,
         )
+        self.watch = StallWatch(
+            "retrieval",
+            lambda: ["posts"] if self.consumer.is_stalled() else [],
+            ready=self.caught_up.is_set,
+            interval_s=settings.consumer_health_interval_s,
+            on_change=self._set_stale,
+        )
+
+    def _set_stale(self, stale: bool) -> None:
+        self.handler.stale = stale
 
     @property
     def address(self) -> str:
@@ -224,11 +238,14 @@ class RetrievalService:
         servicer = RetrievalServicer(self.handler, self.settings.admin_token or None)
         # Retrieve requests over the size limits are refused before they are read or parsed
         self.server = GrpcServer(
-            self.grpc_address, self.config.max_concurrent_rpcs, max_receive_bytes=servicer.max_request_bytes
+            self.grpc_address,
+            self.config.max_concurrent_rpcs,
+            max_receive_bytes=servicer.max_request_bytes,
+            credentials=server_credentials(self.settings),
         )
         self.server.add(add_retrieval_service, servicer, SERVICE_NAME)
         await self.server.start(serving=False)
-        self._serve_task = serve_once_caught_up(self.server, self.caught_up, self._stop)
+        self._serve_task = self.watch.start(self.server, self._stop)
 
     async def wait_caught_up(self, timeout_s: float = 60.0) -> None:
         await wait_caught_up(self.caught_up, timeout_s, "retrieval index")

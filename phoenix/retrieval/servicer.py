@@ -18,8 +18,8 @@ from typing import Any
 
 import grpc
 
+from foryou.core.admission import ShedError
 from foryou.core.grpc_server import check_admin_token
-from phoenix.admission import ShedError
 from phoenix.request_limits import (
     CheckpointLoadError,
     OversizedRequest,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
+from phoenix import distributed
+from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
+from phoenix.output_dir import removed_on_failure
 from phoenix.ranker.config import RankerConfig
 from phoenix.ranker.data import (
     ImpressionTable,
@@ -31,6 +35,7 @@ from phoenix.ranker.data import (
 )
 from phoenix.ranker.optim import RowwiseAdagrad
 from phoenix.ranker.sids import SidLookup, resolve_sids, with_sid_rows
+from phoenix.retrieval.early_stopping import EarlyStopping
 from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
 
 log = logging.getLogger(__name__)
@@ -66,8 +71,14 @@ class RetrievalTrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     eval_fraction: float = 0.15
+    holdout: str = ""  # phoenix.holdout spec (time:F | last:N | none); "" = time:eval_fraction
     eval_max_users: int = 2_000
     ks: tuple[int, ...] = (100, 1000)
+    # early stopping: after each epoch the model is evaluated on the held-out split; training stops
+    # once `patience` epochs in a row did not improve `early_stop_metric` (recall@k, "" = the first
+    # of `ks`) and the best epoch's weights are kept. -1 = off
+    patience: int = -1
+    early_stop_metric: str = ""
     # Parquet with post_id + sid; "" = the log directory's posts table when it has SIDs
     sids_path: str = ""
     num_threads: int = 0
@@ -228,21 +239,39 @@ def evaluate(
 
 
 def train_retrieval(
-    logs_path: str | Path, out_dir: str | Path, config: RetrievalTrainConfig | None = None
+    logs_path: str | Path,
+    out_dir: str | Path,
+    config: RetrievalTrainConfig | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """`_train_retrieval`; a run that fails (or is stopped) leaves no output folder behind when it
+    started without one (or with an empty one): no half-written checkpoint for a later run to load."""
+    with removed_on_failure(out_dir):
+        return _train_retrieval(logs_path, out_dir, config, stop)
+
+
+def _train_retrieval(
+    logs_path: str | Path,
+    out_dir: str | Path,
+    config: RetrievalTrainConfig | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Train from a log directory (phoenix.log_dir) or an engagement-log Parquet file; writes the checkpoint
-    (config.json + model.safetensors) and metrics.json into `out_dir`; returns the metrics."""
+    (config.json + model.safetensors) and metrics.json into `out_dir`; returns the metrics. `stop`
+    set (the demo's Ctrl-C): raises KeyboardInterrupt before the next step, writing nothing."""
     cfg = config or RetrievalTrainConfig()
     t_start = time.monotonic()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    dd = distributed.init_from_env()  # under torchrun: data parallel (phoenix/distributed.py)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     logs = resolve_logs(logs_path)
     hc = cfg.model.hash_config
     sids = resolve_sids(logs_path, cfg.sids_path)
     imp = impressions_from_log(read_log(logs.engagements))
-    t = ImpressionTable.build(imp, hc, cfg.eval_fraction, sids, cfg.model.trunk)
+    holdout = Holdout.resolve(cfg.holdout, cfg.eval_fraction)
+    t = ImpressionTable.build(imp, hc, holdout, sids, cfg.model.trunk)
     hist_len = cfg.model.trunk.history_len
     # one request per impression: history = that user's impressions strictly before it
     req = build_requests(t, hist_len, 1, session_gap_ms=0)
@@ -274,23 +303,30 @@ def train_retrieval(
     losses: list[float] = []
     step = 0
     m = cfg.num_global_negatives
+    stopper = None
+    if cfg.patience >= 0:
+        metric = cfg.early_stop_metric or f"recall@{cfg.ks[0]}"
+        stopper = EarlyStopping(cfg.patience, metric, lambda: evaluate(model, t, corpus, cfg, sids=sids))
     log_q_global = float(np.log(max(m, 1) / n_corpus))
     with Progress(
         TextColumn("retrieval"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} loss {task.fields[loss]}"),
         TimeElapsedColumn(),
-        disable=not cfg.progress,
+        disable=not cfg.progress or not dd.is_main,
     ) as bar:
         task = bar.add_task("train", total=total_steps, loss="-")
         while step < total_steps:
             order = rng.permutation(len(train_req))
             n_full = max(1, len(order) // cfg.batch_size)
             for s in range(0, n_full * cfg.batch_size, cfg.batch_size):
-                if step >= total_steps or (cfg.max_seconds and time.monotonic() - t_start > cfg.max_seconds):
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt("retrieval training stopped")
+                timed_out = bool(cfg.max_seconds and time.monotonic() - t_start > cfg.max_seconds)
+                if step >= total_steps or dd.mean(float(timed_out)) > 0:  # every rank stops together
                     total_steps = step
                     break
-                rows = order[s : s + cfg.batch_size]
+                rows = dd.shard(order[s : s + cfg.batch_size])  # this rank's share of the batch
                 b = make_batch(t, train_req, rows).batch
                 u = model.user_embed(b)
                 c_pos = model.candidate_embed(b.cand_post_rows[:, 0], b.cand_author_rows[:, 0])
@@ -312,17 +348,32 @@ def train_retrieval(
                 opt.zero_grad()
                 emb_opt.zero_grad()
                 loss.backward()
+                dd.average_gradients(model.parameters())
                 torch.nn.utils.clip_grad_norm_(dense, cfg.grad_clip)
                 opt.step()
                 emb_opt.step()
                 if step < total_steps - 1:
                     sched.step()
                 step += 1
-                losses.append(float(loss.detach()))
+                losses.append(dd.mean(float(loss.detach())))
                 bar.update(task, advance=1, loss=f"{np.mean(losses[-20:]):.3f}")
+            else:  # a full epoch: the held-out metric decides whether to go on
+                if stopper is not None and stopper.epoch_done(model, step):
+                    break
+        if stopper is not None:
+            stopper.finish(model, step)  # the best epoch's weights
 
     train_seconds = time.monotonic() - t_start
+    if not dd.is_main:  # identical replicas: rank 0 alone evaluates and writes the checkpoint
+        dd.barrier()
+        return {
+            "rank": dd.rank,
+            "steps": step,
+            "final_loss": float(np.mean(losses[-20:])) if losses else None,
+        }
     metrics = evaluate(model, t, corpus, cfg, sids=sids)
+    if stopper is not None:
+        metrics["early_stopping"] = stopper.summary()
     metrics.update(
         steps=step,
         train_examples=int(len(train_req)),
@@ -335,11 +386,15 @@ def train_retrieval(
     )
     out = Path(out_dir)
     version = save_two_tower(
-        out, model, step, extra={"train_metrics": {k: metrics.get(k) for k in ("model", "popularity")}}
+        out,
+        model,
+        stopper.best_step if stopper is not None else step,
+        extra={"train_metrics": {k: metrics.get(k) for k in ("model", "popularity")}},
     )
     metrics["model_version"] = version
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("retrieval trained", extra={"model_version": version, "model": metrics.get("model")})
+    dd.barrier()
     return metrics
 
 

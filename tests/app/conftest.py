@@ -38,15 +38,17 @@ def _wait_serving(address: str, proc: subprocess.Popen[str], timeout_s: float = 
 
 @pytest.fixture
 def serve_phoenix(tmp_path: Path) -> Iterator[Callable[..., PhoenixProcess]]:
-    """`serve_phoenix(*args)`: `foryou serve phoenix ARGS` as a real process on a free ranker port,
-    without any FORYOU_ variable and with an empty data directory (no infra.json: a ranking-only
-    Phoenix); returns (process, ranker address) once it is SERVING. Killed at teardown if alive."""
+    """`serve_phoenix(*args, env_extra=None)`: `foryou serve phoenix ARGS` as a real process on a
+    free ranker port, without any FORYOU_ variable but those in `env_extra` and with an empty data
+    directory (no infra.json: a ranking-only Phoenix); returns (process, ranker address) once it is
+    SERVING. Killed at teardown if alive."""
     procs: list[subprocess.Popen[str]] = []
 
-    def start(*args: str) -> PhoenixProcess:
+    def start(*args: str, env_extra: dict[str, str] | None = None) -> PhoenixProcess:
         address = f"127.0.0.1:{free_port()}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FORYOU_")}
         env["FORYOU_DATA_DIR"] = str(tmp_path / "data")
+        env.update(env_extra or {})
         proc = subprocess.Popen(
             [sys.executable, "-c", "from foryou.app.cli import app; app()", "serve", "phoenix", *args]
             + ["--ranker-address", address],

@@ -324,3 +324,80 @@ def test_serve_phoenix_follows_the_registry(
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def _retrieved_version(address: str) -> str | None:
+    """The retrieval model version a Retrieve answer names; None while the service is not up."""
+    with grpc.insecure_channel(address) as ch:
+        try:
+            resp = phoenix_pb2_grpc.RetrievalServiceStub(ch).Retrieve(
+                phoenix_pb2.RetrieveRequest(user_id=7, top_k=5), timeout=5
+            )
+        except grpc.RpcError:
+            return None
+    return resp.model_version
+
+
+@pytest.mark.integration
+def test_serve_phoenix_follows_the_registrys_retrieval_model(settings: Settings, tmp_path: Path) -> None:
+    """Retrieval versions enter the registry with `foryou model register`; `serve phoenix --registry`
+    serves the promoted one and follows promotions and rollbacks, so the model_version every
+    Retrieve answer (and hence every served record) names is the promoted one."""
+    import os
+    import sys
+
+    from phoenix.retrieval.model import TwoTowerConfig, TwoTowerModel, save_two_tower
+
+    root = tmp_path / "models"
+    torch.manual_seed(0)
+    save_model(tmp_path / "ranker", RankerModel(RankerConfig.tiny()), step=1)
+    Registry(root).promote("ranker", Registry(root).register("ranker", tmp_path / "ranker"))
+    mvs = []
+    for step in (1, 2):
+        mvs.append(save_two_tower(tmp_path / f"r{step}", TwoTowerModel(TwoTowerConfig.tiny()), step=step))
+    code, out = _invoke("model", "register", str(tmp_path / "r1"), "--models", str(root), "--promote")
+    assert code == 0 and "registered retrieval-0001 and promoted it" in out, out
+    code, out = _invoke("model", "register", str(tmp_path / "r2"), "--models", str(root))
+    assert code == 0 and "registered retrieval-0002 (retrieval)" in out, out
+    _one_line_error(
+        *_invoke("model", "register", str(tmp_path), "--models", str(root)), "not a ranker or retrieval"
+    )
+
+    retrieval = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORYOU_")}
+    env |= {
+        "FORYOU_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "FORYOU_REDIS_URL": settings.redis_url,
+        "FORYOU_TOPIC_PREFIX": settings.topic_prefix,
+        "FORYOU_REDIS_PREFIX": settings.redis_prefix,
+        "FORYOU_DATA_DIR": str(tmp_path / "data"),
+    }
+    args = ["serve", "phoenix", "--registry", str(root), "--registry-poll-s", "0.2"]
+    args += ["--ranker-address", f"127.0.0.1:{free_port()}", "--retrieval-address", retrieval]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from foryou.app.cli import app; app()", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + 90
+
+        def wait_for(mv: str) -> None:
+            while _retrieved_version(retrieval) != mv:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
+                assert time.monotonic() < end, f"retrieval does not serve {mv}"
+                time.sleep(0.2)
+
+        wait_for(mvs[0])
+        assert _invoke("model", "promote", "retrieval-0002", "--models", str(root))[0] == 0
+        wait_for(mvs[1])
+        assert _invoke("model", "rollback", "--kind", "retrieval", "--models", str(root))[0] == 0
+        wait_for(mvs[0])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

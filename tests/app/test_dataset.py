@@ -1,5 +1,6 @@
 """The served x engagements join on a hand-built case: positives, negatives, the attribution
-window's edges, engagements before the impression, repeated impressions, duplicates, censoring."""
+window's edges, engagements before the impression, repeated impressions, duplicates, censoring;
+every row carries its impression's served record (model versions, experiment bucket, ...)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import polars as pl
 import pytest
 
 from foryou.app import dataset
-from foryou.app.dataset import LOG_COLUMNS, LOG_SCHEMA, build_dataset
+from foryou.app.dataset import DATASET_SCHEMA, LOG_COLUMNS, PROVENANCE, build_dataset
 from foryou.app.replay import replay_topic
 from foryou.app.replay.schemas import ENGAGEMENTS, SERVED
 from foryou.core.kafka import make_producer
@@ -72,11 +73,37 @@ EXPECTED = {
 }
 
 
+def _served_record(i: int, viewer: int, post: int, t: int) -> dict[str, object]:
+    """The i-th served row: every provenance field distinct per row, so a mix-up shows."""
+    return {
+        "viewer_id": viewer,
+        "post_id": post,
+        "author_id": AUTHOR,
+        "position": i,
+        "score": 0.5 + i,
+        "request_id": f"req-{i}",
+        "model_version": f"rank-{i}",
+        "served_at_ms": t,
+        "in_network": i % 2 == 0,
+        "source": "ThunderSource" if i % 2 == 0 else "PhoenixSource",
+        "retrieval_model_version": "" if i % 2 == 0 else f"retr-{i}",
+        "action_probs": [0.01 * i] * 64,
+        "predicted_dwell_s": 2.0 + i,
+        "weighted_score": 0.25 + i,
+        "experiment_bucket": f"arm-{i % 3}",
+        "product_surface": HOME,
+    }
+
+
+def _provenance(i: int) -> tuple[object, ...]:
+    """What the dataset keeps of served row i (served_at_ms first), in PROVENANCE order."""
+    r = _served_record(i, *SERVED_ROWS[i])
+    return tuple(r[c] for c in PROVENANCE)
+
+
 def _write(tmp_path: Path) -> tuple[Path, Path]:
     served = pl.DataFrame(
-        [(v, p, AUTHOR, 0, 0.5, "r", "m", t, False) for v, p, t in SERVED_ROWS],
-        schema=SERVED.schema,
-        orient="row",
+        [_served_record(i, v, p, t) for i, (v, p, t) in enumerate(SERVED_ROWS)], schema=SERVED.schema
     )
     eng = pl.DataFrame(
         [(u, p, AUTHOR, a, t, s, d) for u, p, a, t, s, d in ENGAGEMENT_ROWS],
@@ -94,7 +121,8 @@ def _write(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _rows(path: Path) -> list[tuple[int, ...]]:
-    return pl.read_parquet(path).rows()
+    """The log columns of the dataset's rows (what the trainers read)."""
+    return pl.read_parquet(path, columns=list(LOG_COLUMNS)).rows()
 
 
 @pytest.mark.parametrize(
@@ -109,8 +137,9 @@ def test_join_labels_the_hand_built_case_exactly(
     out = tmp_path / "out" / "log.parquet"
     s = build_dataset(served, eng, out, attribution_window_ms=W, rows_per_bucket=rows_per_bucket)
     df = pl.read_parquet(out)
-    assert df.schema == LOG_SCHEMA and tuple(df.columns) == LOG_COLUMNS
-    rows = df.rows()
+    assert df.schema == DATASET_SCHEMA and tuple(df.columns[: len(LOG_COLUMNS)]) == LOG_COLUMNS
+    assert tuple(df.columns[len(LOG_COLUMNS) :]) == tuple(PROVENANCE)
+    rows = df.select(LOG_COLUMNS).rows()
     assert len(rows) == len(set(rows)) and set(rows) == EXPECTED
     assert (s.rows, s.impressions, s.positives) == (11, 5, 6)
     assert (s.served, s.duplicate_impressions) == (6, 1)
@@ -123,10 +152,19 @@ def test_join_labels_the_hand_built_case_exactly(
         keys = [(r[0], r[4], r[3] != IMP) for r in rows]
         assert keys == sorted(keys)
     assert not (out.parent / f".{out.name}.buckets").exists()
+    # each row carries the served record of its impression: 11's FAV at 1500 the first serving
+    # (row 1), its FAV at 5200 the second (row 2); the duplicate serving of 12 keeps row 3
+    prov = {r[:5]: r[len(LOG_COLUMNS) :] for r in df.rows()}
+    assert prov[(1, 11, AUTHOR, FAV, 1500)] == prov[(1, 11, AUTHOR, IMP, 1000)] == _provenance(1)
+    assert prov[(1, 11, AUTHOR, FAV, 5200)] == prov[(1, 11, AUTHOR, DWELL, 5300)] == _provenance(2)
+    assert prov[(1, 12, AUTHOR, IMP, 3000)] == _provenance(3)
+    assert prov[(2, 10, AUTHOR, FAV, 1500)] == _provenance(5) and prov[
+        (1, 10, AUTHOR, REPLY, 2000)
+    ] == _provenance(0)
 
 
 def test_rows_read_back_by_the_trainer(tmp_path: Path) -> None:
-    from phoenix.ranker.data import LOG_COLUMNS as TRAINER_COLUMNS
+    from phoenix.log_dir import LOG_COLUMNS as TRAINER_COLUMNS
     from phoenix.ranker.data import impressions_from_log, read_log
 
     served, eng = _write(tmp_path)
@@ -165,7 +203,30 @@ def test_empty_inputs_give_an_empty_log(tmp_path: Path) -> None:
     (tmp_path / "e").mkdir()
     s = build_dataset(tmp_path / "s", tmp_path / "e", tmp_path / "log.parquet")
     df = pl.read_parquet(tmp_path / "log.parquet")
-    assert df.height == 0 and df.schema == LOG_SCHEMA and s.rows == 0
+    assert df.height == 0 and df.schema == DATASET_SCHEMA and s.rows == 0
+
+
+def test_a_served_replay_without_the_newer_columns_still_joins(tmp_path: Path) -> None:
+    """Replays written before the richer served record: its columns are null, the surface is the
+    home timeline, the labels are the same."""
+    served, eng = _write(tmp_path)
+    old_columns = ["viewer_id", "post_id", "author_id", "position", "score", "request_id"]
+    old_columns += ["model_version", "served_at_ms", "in_network"]
+    part = served / "part-00000.parquet"
+    pl.read_parquet(part, columns=old_columns).write_parquet(part)  # one old part, one new
+    out = tmp_path / "log.parquet"
+    build_dataset(served, eng, out, attribution_window_ms=W)
+    assert set(_rows(out)) == EXPECTED
+    df = pl.read_parquet(out).filter(pl.col("action") == IMP)
+    old = df.filter(pl.col("request_id").is_in(["req-0", "req-1", "req-2"]))  # the old part's
+    assert old["experiment_bucket"].null_count() == old["source"].null_count() == old.height == 3
+    assert old["product_surface"].to_list() == [HOME] * 3 and old["model_version"].to_list() == [
+        "rank-0",
+        "rank-1",
+        "rank-2",
+    ]
+    new = df.filter(pl.col("post_id") == 12)
+    assert new.select("source", "experiment_bucket").row(0) == ("PhoenixSource", "arm-0")
 
 
 @pytest.mark.integration

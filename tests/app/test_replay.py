@@ -200,11 +200,14 @@ def test_every_topic_keeps_its_row_schema(settings: Settings, tmp_path: Path) ->
     follow = ev.UserEvent(user_id=1, type=ev.USER_EVENT_FOLLOW, target_user_id=2, timestamp_ms=3)
     served = ev.ServedEvent(
         viewer_id=1, post_id=5, author_id=6, position=2, score=0.5, request_id="r", model_version="v",
-        served_at_ms=9, in_network=True,
+        served_at_ms=9, in_network=True, source="PhoenixSource", retrieval_model_version="rv",
+        action_probs=[0.25, 0.5, 0.125], predicted_dwell_s=2.5, weighted_score=0.75,
+        experiment_bucket="b", product_surface=ev.PRODUCT_SURFACE_HOME_TIMELINE,
     )  # fmt: skip
+    unscored = ev.ServedEvent(viewer_id=1, post_id=7, served_at_ms=10)  # recency fallback: no predictions
     _publish(settings, "posts", [(0, 1, post.SerializeToString()), (0, 2, delete.SerializeToString())])
     _publish(settings, "user-events", [(1, 1, follow.SerializeToString())])
-    _publish(settings, "served", [(0, 1, served.SerializeToString())])
+    _publish(settings, "served", [(0, 1, served.SerializeToString()), (0, 2, unscored.SerializeToString())])
     got = {}
     for topic in ("posts", "user-events", "served"):
         res = replay_topic(settings, topic, 0, None, tmp_path / topic)
@@ -213,7 +216,10 @@ def test_every_topic_keeps_its_row_schema(settings: Settings, tmp_path: Path) ->
         got[topic] = df.rows()
     assert got["posts"] == [("create", 5, 6, 7, "hi", None), ("delete", 5, 6, None, None, 8)]
     assert got["user-events"] == [(1, "USER_EVENT_FOLLOW", 2, "", 3, "")]
-    assert got["served"] == [(1, 5, 6, 2, 0.5, "r", "v", 9, True)]
+    assert got["served"] == [
+        (1, 5, 6, 2, 0.5, "r", "v", 9, True, "PhoenixSource", "rv", [0.25, 0.5, 0.125], 2.5, 0.75, "b", 1),
+        (1, 7, 0, 0, 0.0, "", "", 10, False, "", "", None, None, 0.0, "", 0),  # unscored: nulls
+    ]
 
 
 def test_a_new_served_field_is_one_column() -> None:
@@ -221,7 +227,7 @@ def test_a_new_served_field_is_one_column() -> None:
     doubled = Column("doubled", pl.Int64, lambda m: m.post_id * 2)
     extended = TopicSchema(SERVED.decode, (*SERVED.columns, doubled))
     assert extended.row_getter()(m)[-1] == 4 and extended.schema["doubled"] == pl.Int64
-    assert SERVED.row_getter()(m) == (1, 2, 0, 0, 0.0, "", "", 3, False)
+    assert SERVED.row_getter()(m)[:9] == (1, 2, 0, 0, 0.0, "", "", 3, False)
 
 
 def test_unknown_topic_and_a_busy_directory_are_refused(settings: Settings, tmp_path: Path) -> None:

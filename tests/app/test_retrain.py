@@ -70,6 +70,73 @@ def test_gate_rule() -> None:
     assert ok and "no promoted version" in reasons[0]
 
 
+def test_gate_needs_evidence_and_gates_the_unserved_ndcg() -> None:
+    prom = _metrics({"SERVER_TWEET_FAV": 0.65}) | {"weighted_ndcg_neg": 0.7}
+    # too few held-out impressions of positive value: the promoted model stays, and we say why
+    thin = _metrics({"SERVER_TWEET_FAV": 0.9}, w=0.95) | {"weighted_positives": 12, "weighted_ndcg_neg": 0.9}
+    ok, reasons = gate(thin, prom)
+    assert not ok and reasons == [
+        "not enough evidence: 12 held-out impressions of positive value (need ≥ 30); the promoted model stays"
+    ]
+    assert gate(thin, prom, GateRule(min_weighted_positives=10))[0]
+    assert gate(thin, None)[0]  # a first version needs no comparison
+    # better on the served impressions, worse against unserved negatives: rejected
+    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.7}, w=0.9) | {"weighted_ndcg_neg": 0.6}, prom)
+    assert not ok and reasons[0].startswith("weighted_ndcg_neg 0.6000 is 0.1000 below")
+    assert gate(
+        _metrics({"SERVER_TWEET_FAV": 0.7}) | {"weighted_ndcg_neg": 0.6}, prom, GateRule(also_gated=())
+    )[0]
+    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.7}) | {"weighted_ndcg_neg": 0.71}, prom)
+    assert ok and any(r.startswith("weighted_ndcg_neg 0.7100 vs promoted 0.7000") for r in reasons)
+    # 20-49 positives: gated within one standard error (0.3/√35 ≈ 0.051), a collapsed head fails
+    few = _metrics({"SERVER_TWEET_FAV": 0.51}, positives=35)
+    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.40}, positives=35), few)
+    assert not ok and reasons == [
+        "SERVER_TWEET_FAV ROC-AUC 0.4000 is 0.1100 below the promoted model's 0.5100 "
+        "(tolerance 0.0507, 35 positives)"
+    ]
+    assert gate(_metrics({"SERVER_TWEET_FAV": 0.47}, positives=35), few)[0]
+
+
+def _damaged(good: Path, out: Path, how: str) -> Path:
+    """The good checkpoint with every tensor's entries shuffled, or its action head negated (the
+    model one would get by training on flipped labels: it ranks the worst first)."""
+    import torch
+
+    from phoenix.ranker.checkpoint import load_model, save_model
+
+    model, _ = load_model(good)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if how == "shuffled":
+                p.copy_(p.flatten()[torch.randperm(p.numel(), generator=g)].view_as(p))
+            elif name == "action_head.weight":
+                p.neg_()
+    save_model(out, model, 1)
+    return out
+
+
+@pytest.mark.parametrize("how", ["shuffled", "flipped"])
+def test_a_damaged_candidate_is_not_promoted(
+    world: Path, good_checkpoint: Path, tmp_path: Path, how: str
+) -> None:
+    reg = Registry(tmp_path / "models")
+    reg.promote("ranker", reg.register("ranker", good_checkpoint))
+    bad = _damaged(good_checkpoint, tmp_path / how, how)
+    r = retrain(world, reg, candidate=bad)
+    assert r.version == "ranker-0002" and not r.promoted and not r.gate_ok
+    assert reg.promoted("ranker") == "ranker-0001"
+    c, p = r.candidate_metrics, r.promoted_metrics
+    assert c["weighted_ndcg_neg"] < p["weighted_ndcg_neg"] and c["weighted_ndcg"] < p["weighted_ndcg"]
+    assert any(x.startswith("weighted_ndcg_neg") and "below the promoted" in x for x in r.reasons)
+    assert "training: none, a given candidate" in r.report.read_text()
+    # the same checkpoint given as a candidate is scored identically (the negatives are seeded)
+    same = retrain(world, reg, candidate=good_checkpoint)
+    assert same.candidate_metrics["weighted_ndcg_neg"] == same.promoted_metrics["weighted_ndcg_neg"]
+    assert same.gate_ok
+
+
 def test_reference_weights_are_the_feed_weights() -> None:
     w = reference_weights()
     assert w.actions[1] == 0.5 and w.actions[4] == 5.0 and w.actions[16] == -234.0  # fav, reply, report

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from foryou.core import user_state as us
-from foryou.core.snowflake import make_id
+from foryou.core.snowflake import make_id, timestamp_ms
 from foryou.core.user_state import AuthorData, SocialGraph
 from home_mixer.candidate import PostCandidate
 from home_mixer.params import ACTION_HEADS
@@ -121,6 +121,9 @@ class FakeUserState:
         self.authors: dict[int, AuthorData] = {}
         self.served: dict[int, list[int]] = {}
         self.mget_calls = 0
+        self.followers: dict[int, set[int]] = {}  # user -> who follows them
+        self.counts: dict[int, tuple[int, int]] = {}  # post -> (views, favs)
+        self.popular: list[tuple[int, int, int]] = []  # (post, author, views)
 
     def _check(self) -> None:
         if self.fail:
@@ -153,6 +156,20 @@ class FakeUserState:
 
     async def read_served(self, viewer_id: int) -> list[int]:
         return self.served.get(viewer_id, [])
+
+    async def followed_by(self, viewer_id: int, author_ids: Sequence[int]) -> set[int]:
+        self._check()
+        return set(author_ids) & self.followers.get(viewer_id, set())
+
+    async def mget_engagement_counts(self, post_ids: Sequence[int]) -> list[tuple[int, int] | None]:
+        self._check()
+        return [self.counts.get(p) for p in post_ids]
+
+    async def popular_posts(self, hours: Sequence[int], per_hour: int) -> list[tuple[int, int, int]]:
+        self._check()
+        hs = set(hours)
+        rows = [r for r in self.popular if timestamp_ms(r[0]) // 3_600_000 in hs]
+        return sorted(rows, key=lambda r: -r[2])[: per_hour * len(hs)]
 
 
 def small_world(oon_author: Callable[[int], int] = lambda i: 50) -> SimpleNamespace:

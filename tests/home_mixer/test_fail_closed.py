@@ -315,7 +315,9 @@ def test_healthy_feed_filters_normally(world: SimpleNamespace) -> None:
     assert len(got) == 35 and world.allowed_sub in got and not got & set(world.bad.values())
     assert removal(resp, world.bad["subscriber_only"]) == ("IneligibleSubscriptionFilter", "")
     assert removal(resp, world.bad["keyword"]) == ("MutedKeywordFilter", "")
-    assert removal(resp, world.bad["blocked_repost"]) == ("AuthorSocialgraphFilter", "")
+    # an out-of-network repost: the Oct OONRetweetReplyFilter (before the social-graph filter)
+    # removes it first
+    assert removal(resp, world.bad["blocked_repost"]) == ("OONRetweetReplyFilter", "")
 
 
 @pytest.mark.integration

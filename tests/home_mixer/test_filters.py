@@ -10,6 +10,7 @@ import pytest
 
 import home_mixer.filters
 from candidate_pipeline import Filter, FilterResult
+from foryou.core.snowflake import make_id
 from home_mixer.filters.age_filter import AgeFilter
 from home_mixer.filters.author_socialgraph_filter import AuthorSocialgraphFilter
 from home_mixer.filters.core_data_hydration_filter import CoreDataHydrationFilter
@@ -17,11 +18,14 @@ from home_mixer.filters.dedup_conversation_filter import DedupConversationFilter
 from home_mixer.filters.drop_duplicates_filter import DropDuplicatesFilter
 from home_mixer.filters.ineligible_subscription_filter import IneligibleSubscriptionFilter
 from home_mixer.filters.muted_keyword_filter import MutedKeywordFilter
+from home_mixer.filters.new_user_min_engagement_filter import NewUserMinEngagementFilter
+from home_mixer.filters.oon_retweet_reply_filter import OONRetweetReplyFilter
 from home_mixer.filters.previously_seen_posts_filter import PreviouslySeenPostsFilter
 from home_mixer.filters.previously_served_posts_filter import PreviouslyServedPostsFilter
 from home_mixer.filters.repost_deduplication_filter import RepostDeduplicationFilter
 from home_mixer.filters.self_post_filter import SelfPostFilter
 from home_mixer.filters.visibility_filter import VisibilityFilter
+from home_mixer.params import Params
 from home_mixer.query import UserFeatures
 
 ALL_FILTERS: list[type[Filter]] = [
@@ -32,6 +36,8 @@ ALL_FILTERS: list[type[Filter]] = [
     DropDuplicatesFilter,
     IneligibleSubscriptionFilter,
     MutedKeywordFilter,
+    NewUserMinEngagementFilter,
+    OONRetweetReplyFilter,
     PreviouslySeenPostsFilter,
     PreviouslyServedPostsFilter,
     RepostDeduplicationFilter,
@@ -46,7 +52,7 @@ def ids(cs: list) -> list[int]:
 
 def test_all_filters_listed() -> None:
     files = list(Path(home_mixer.filters.__path__[0]).glob("*_filter.py"))
-    assert len(files) == len(ALL_FILTERS) == 12
+    assert len(files) == len(ALL_FILTERS) == 14
 
 
 @pytest.mark.parametrize("cls", ALL_FILTERS, ids=lambda c: c.__name__)
@@ -71,13 +77,13 @@ def test_drop_duplicates_first_wins(fakes: SimpleNamespace) -> None:
 def test_core_data_hydration_filter(fakes: SimpleNamespace) -> None:
     ok = fakes.cand(1, 10, text="hello", core_data_found=True)
     no_author = fakes.cand(2, 0, text="hello", core_data_found=True)
-    blank = fakes.cand(3, 10, text="   ", core_data_found=True)
+    media_only = fakes.cand(3, 10, text="   ", core_data_found=True)  # Oct: no text check
     missing = fakes.cand(4, 10, core_data_found=False)
     store_down = fakes.cand(5, 10, core_data_found=None)  # not looked up: kept (degraded)
     kept, removed = CoreDataHydrationFilter().filter(
-        fakes.query(), [ok, no_author, blank, missing, store_down]
+        fakes.query(), [ok, no_author, media_only, missing, store_down]
     )
-    assert ids(kept) == [1, 5] and ids(removed) == [2, 3, 4]
+    assert ids(kept) == [1, 3, 5] and ids(removed) == [2, 4]
 
 
 def test_age_filter_uses_snowflake_time(fakes: SimpleNamespace) -> None:
@@ -127,11 +133,14 @@ def test_previously_seen_uses_related_ids(fakes: SimpleNamespace) -> None:
     assert kept == [fresh] and ids(removed) == [1, 2, 3]
 
 
-def test_previously_served_only_on_bottom_requests(fakes: SimpleNamespace) -> None:
+def test_previously_served_on_every_request(fakes: SimpleNamespace) -> None:
+    """EnableServedFilterAllRequests (true): top requests too; switched off, bottom requests only."""
     f = PreviouslyServedPostsFilter()
     top = fakes.query(served_ids=frozenset({1}))
     bottom = fakes.query(served_ids=frozenset({1, 9}), is_bottom_request=True)
-    assert not f.enable(top) and f.enable(bottom)
+    assert f.enable(top) and f.enable(bottom)
+    off = Params(enable_served_filter_all_requests=False)
+    assert not f.enable(fakes.query(params=off)) and f.enable(fakes.query(params=off, is_bottom_request=True))
     a, b, c = fakes.cand(1, 10), fakes.cand(2, 10, retweeted_post_id=9), fakes.cand(3, 10)
     kept, removed = f.filter(bottom, [a, b, c])
     assert kept == [c] and removed == [a, b]
@@ -168,3 +177,57 @@ def test_dedup_conversation_keeps_best_in_earlier_slot(fakes: SimpleNamespace) -
     kept, removed = DedupConversationFilter().filter(fakes.query(), [root, other, reply, deep, none_score])
     assert ids(kept) == [101, 5]  # the reply took the root's slot
     assert ids(removed) == [100, 102, 7]
+
+
+def test_oon_retweet_reply_filter_reference_table(fakes: SimpleNamespace) -> None:
+    """Sheet §5.4 with the default switch: OON repost, OON reply, in-network reply without
+    ancestors and unknown-network reply without ancestors are removed; OON original, in-network
+    repost, in-network reply with ancestors, in-network original and unknown-network repost kept."""
+    oon_repost = fakes.cand(1, 50, in_network=False, retweeted_post_id=9)
+    oon_reply = fakes.cand(2, 50, in_network=False, in_reply_to_post_id=9, ancestors=[9])
+    in_reply_orphan = fakes.cand(3, 10, in_network=True, in_reply_to_post_id=9)
+    unknown_reply_orphan = fakes.cand(4, 10, in_network=None, in_reply_to_post_id=9)
+    oon_original = fakes.cand(5, 50, in_network=False)
+    in_repost = fakes.cand(6, 10, in_network=True, retweeted_post_id=9)
+    in_reply = fakes.cand(7, 10, in_network=True, in_reply_to_post_id=9, ancestors=[9])
+    in_original = fakes.cand(8, 10, in_network=True)
+    cs = [
+        oon_repost,
+        oon_reply,
+        in_reply_orphan,
+        unknown_reply_orphan,
+        oon_original,
+        in_repost,
+        in_reply,
+        in_original,
+    ]
+    kept, removed = OONRetweetReplyFilter().filter(fakes.query(), cs)
+    assert ids(removed) == [1, 2, 3, 4] and ids(kept) == [5, 6, 7, 8]
+    # EnablePhoenixOonReplies exempts OON replies from Phoenix retrieval only
+    phoenix_reply = fakes.cand(
+        9, 50, in_network=False, in_reply_to_post_id=9, ancestors=[9], served_type="ForYouPhoenixRetrieval"
+    )
+    q = fakes.query(params=Params(enable_phoenix_oon_replies=True))
+    kept, removed = OONRetweetReplyFilter().filter(q, [phoenix_reply, oon_reply, oon_repost])
+    assert kept == [phoenix_reply] and ids(removed) == [2, 1]
+
+
+def test_new_user_min_engagement_filter(fakes: SimpleNamespace) -> None:
+    new_viewer = make_id(fakes.NOW_MS - 600_000)  # account created 10 min ago
+    on = Params(enable_new_user_min_engagement_filter=True, new_user_min_engagement_threshold=2.0)
+    f = NewUserMinEngagementFilter()
+    assert f.enable(fakes.query(new_viewer, params=on))
+    assert not f.enable(fakes.query(new_viewer))  # off by default
+    assert not f.enable(fakes.query(make_id(fakes.NOW_MS - 3_600_000), params=on))  # 1 h old
+    assert not f.enable(fakes.query(7, params=on))  # sequential id: no account age
+    cs = [
+        fakes.cand(1, 50, in_network=False, fav_count=2),
+        fakes.cand(2, 50, in_network=False, fav_count=1),
+        fakes.cand(3, 50, in_network=False),
+        fakes.cand(4, 10, in_network=True, fav_count=0),
+    ]
+    kept, removed = f.filter(fakes.query(new_viewer, params=on), cs)
+    assert ids(kept) == [1, 4] and ids(removed) == [2, 3]
+    assert ids(
+        f.filter(fakes.query(new_viewer, params=Params(enable_new_user_min_engagement_filter=True)), cs).kept
+    ) == [1, 2, 3, 4]

@@ -51,7 +51,8 @@ def build(fakes: SimpleNamespace, config: PipelineConfig | None = None, **fail: 
         light.append(thunder_pb2.LightPost(post_id=post(a, f"in network {i}"), author_id=a))
     for i in range(30):
         a = 40 + i % 5
-        oon.append((post(a, f"discover {i}"), a, 0.5))
+        # distinct numbers: the DPP kernel (text embeddings) keeps 50 independent directions
+        oon.append((post(a, f"discover {100 + i}"), a, 0.5))
     blocked = post(20, "blocked author")
     light.append(thunder_pb2.LightPost(post_id=blocked, author_id=20))
     muted_kw = post(41, "Football is back")

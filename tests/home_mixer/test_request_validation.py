@@ -24,11 +24,12 @@ from foryou.core.grpc_server import GrpcServer, finish_sync_server, make_sync_se
 from foryou.core.settings import Settings
 from foryou.core.user_state import SocialGraph
 from home_mixer.clients import HomeMixerClients
+from home_mixer.engagement_log_handler import EngagementLimits
 from home_mixer.handler import ScoredPostsHandler
-from home_mixer.params import DEFAULT_LIMITS, DEFAULT_PARAMS
+from home_mixer.params import DEFAULT_LIMITS, DEFAULT_PARAMS, RequestLimits
 from home_mixer.pipeline import ScoredPostsPipeline
 from home_mixer.query import InvalidQuery, ScoredPostsQuery, validate_request
-from home_mixer.service import HomeMixerConfig, HomeMixerService
+from home_mixer.service import HomeMixerConfig, HomeMixerService, max_request_bytes
 from protos import (
     events_pb2,
     home_mixer_pb2,
@@ -310,3 +311,53 @@ class _Retrieval(phoenix_pb2_grpc.RetrievalServiceServicer):
 
 class _Ranking(phoenix_pb2_grpc.RankingServiceServicer):
     pass
+
+
+# ---- limits are configuration; bodies over the worst valid size are refused unread ---------------
+
+
+def test_limits_from_the_service_config_and_the_byte_limit(fakes: SimpleNamespace) -> None:
+    """HomeMixerConfig.limits sets what a request may carry (10 ids here: 11 is INVALID_ARGUMENT,
+    10 is served); the server's receive limit admits the widest valid request of the default limits
+    and refuses a larger body before reading it (RESOURCE_EXHAUSTED, gRPC's own answer)."""
+    limit = max_request_bytes(DEFAULT_LIMITS, EngagementLimits())
+    widest = home_mixer_pb2.GetDebugScoredPostsRequest(
+        query=Req(
+            viewer_id=(1 << 63) - 1,
+            seen_ids=[(1 << 63) - 1] * (DEFAULT_LIMITS.max_ids_per_request // 2),
+            served_ids=[(1 << 63) - 1] * (DEFAULT_LIMITS.max_ids_per_request // 2),
+            client_app_id=(1 << 63) - 1,
+            country_code="\U0001f600" * DEFAULT_LIMITS.max_code_len,
+            language_code="\U0001f600" * DEFAULT_LIMITS.max_code_len,
+        )
+    )
+    assert widest.ByteSize() <= limit < 2 << 20
+
+    async def go() -> None:
+        config = HomeMixerConfig(publish_served=False, limits=RequestLimits(max_ids_per_request=10))
+        small = HomeMixerService(Settings(), _world(fakes), config)
+        default = HomeMixerService(Settings(), _world(fakes), HomeMixerConfig(publish_served=False))
+        await small.start()
+        await default.start()
+        try:
+            async with grpc.aio.insecure_channel(small.address) as ch:
+                stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+                assert (
+                    await stub.GetScoredPosts(Req(viewer_id=1, seen_ids=range(1, 11)), timeout=5)
+                ).request_id
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.GetScoredPosts(Req(viewer_id=1, seen_ids=range(1, 12)), timeout=5)
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "11 ids; at most 10 allowed" in (e.value.details() or "")
+            async with grpc.aio.insecure_channel(default.address) as ch:
+                stub = home_mixer_pb2_grpc.ScoredPostsServiceStub(ch)
+                huge = Req(viewer_id=1, seen_ids=[1 << 62] * 200_000)  # 1.8 MB: over the 100,000 ids
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.GetScoredPosts(huge, timeout=10)
+                assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "larger than max" in (e.value.details() or "")
+        finally:
+            await small.stop()
+            await default.stop()
+
+    asyncio.run(go())

@@ -29,8 +29,9 @@ def run_scorer(scorer, q, cands):  # type: ignore[no-untyped-def]
 
 
 def test_weight_sums_match_reference() -> None:
+    """Oct-7 sheet §2.1: PosSum 43.235, NegSum 371.54, Total 414.775."""
     pos, neg, total = DEFAULT_PARAMS.weight_sums()
-    assert pos == pytest.approx(43.32) and neg == pytest.approx(367.22) and total == pytest.approx(410.54)
+    assert pos == pytest.approx(43.235) and neg == pytest.approx(371.54) and total == pytest.approx(414.775)
 
 
 def test_offset_score_branches() -> None:
@@ -38,8 +39,8 @@ def test_offset_score_branches() -> None:
     assert offset_score(2.0, p) == pytest.approx(2.001)
     assert offset_score(0.0, p) == pytest.approx(0.001)
     # negative totals map into [0, 0.001): (x + neg_sum) / total_sum × offset
-    assert offset_score(-2.34, p) == pytest.approx((-2.34 + 367.22) / 410.54 * 0.001)
-    assert 0 <= offset_score(-367.22, p) < offset_score(-1.0, p) < 0.001
+    assert offset_score(-2.34, p) == pytest.approx((-2.34 + 371.54) / 414.775 * 0.001)
+    assert 0 <= offset_score(-371.54, p) < offset_score(-1.0, p) < 0.001
     zero = Params(**{f"{h}_weight": 0.0 for h in p.weights()})
     assert offset_score(-3.0, zero) == 0.0 and offset_score(3.0, zero) == 3.0
 
@@ -49,7 +50,8 @@ def test_weighted_scorer_sum_vqv_gate_and_nan(fakes: SimpleNamespace) -> None:
     short = fakes.cand(1, 10, phoenix_scores=dict(scores), video_duration_ms=10_000, in_network=True)
     long = fakes.cand(2, 10, phoenix_scores=dict(scores), video_duration_ms=10_001, in_network=True)
     nan = fakes.cand(3, 10, phoenix_scores={**scores, "favorite": float("nan")}, in_network=True)
-    run_scorer(WeightedScorer(), fakes.query(), [short, long, nan])
+    # VqvWeight is 0.0 since Oct: the gate is checked with the Aug weight 0.05
+    run_scorer(WeightedScorer(), fakes.query(params=Params(vqv_weight=0.05)), [short, long, nan])
     base = 0.2 * 0.5 + 0.1 * 5.0 - 0.001 * 234.0 + 10.0 * 0.004
     assert short.weighted_score == pytest.approx(base + 0.001)  # VQV only above 10 s
     assert long.weighted_score == pytest.approx(base + 0.5 * 0.05 + 0.001)
@@ -64,7 +66,7 @@ def test_weighted_scorer_negative_total_uses_offset(fakes: SimpleNamespace) -> N
     zero = fakes.cand(3, 10, phoenix_scores={"favorite": 0.0}, in_network=True)
     run_scorer(WeightedScorer(), fakes.query(), [bad, worse, zero])
     total = 0.1 * 0.5 - 0.5 * 31.2
-    assert bad.weighted_score == pytest.approx((total + 367.22) / 410.54 * 0.001)
+    assert bad.weighted_score == pytest.approx((total + 371.54) / 414.775 * 0.001)
     assert 0 <= worse.weighted_score < bad.weighted_score < zero.weighted_score == pytest.approx(0.001)
 
 
@@ -73,7 +75,7 @@ def test_weighted_scorer_post_unexplored_in_network_only(fakes: SimpleNamespace)
     inn = fakes.cand(1, 10, phoenix_scores=dict(s), in_network=True)
     oon = fakes.cand(2, 11, phoenix_scores=dict(s), in_network=False)
     run_scorer(WeightedScorer(), fakes.query(), [inn, oon])
-    assert inn.weighted_score == pytest.approx(0.021) and oon.weighted_score == pytest.approx(0.001)
+    assert inn.weighted_score == pytest.approx(0.016) and oon.weighted_score == pytest.approx(0.001)
 
 
 def test_weighted_scorer_recency_fallback_when_unscored(fakes: SimpleNamespace) -> None:
@@ -106,13 +108,22 @@ def test_author_diversity_multipliers(fakes: SimpleNamespace) -> None:
 
 
 def test_oon_factor(fakes: SimpleNamespace) -> None:
+    """Oct: unknown network counts as out-of-network (home-mixer sends it as false), and in-network
+    replies and reposts are discounted too (EnableOonRescoreForInNetworkRepliesRetweets)."""
     inn = fakes.cand(1, 1, score=1.0, in_network=True)
     oon = fakes.cand(2, 2, score=1.0, in_network=False)
     unknown = fakes.cand(3, 3, score=1.0, in_network=None)
     none = fakes.cand(4, 4, score=None, in_network=False)
-    run_scorer(OONScorer(), fakes.query(), [inn, oon, unknown, none])
-    assert (inn.score, oon.score, unknown.score, none.score) == (1.0, 0.75, 1.0, None)
+    reply = fakes.cand(5, 1, score=1.0, in_network=True, in_reply_to_post_id=1)
+    repost = fakes.cand(6, 1, score=1.0, in_network=True, retweeted_post_id=2)
+    run_scorer(OONScorer(), fakes.query(), [inn, oon, unknown, none, reply, repost])
+    assert (inn.score, oon.score, unknown.score, none.score) == (1.0, 0.75, 0.75, None)
+    assert (reply.score, repost.score) == (0.75, 0.75)
     assert oon.multipliers == [("OONScorer", 0.75)]
+    off = fakes.cand(5, 1, score=1.0, in_network=True, in_reply_to_post_id=1)
+    q = fakes.query(params=Params(enable_oon_rescore_in_network_replies_retweets=False))
+    run_scorer(OONScorer(), q, [off])
+    assert off.score == 1.0
 
 
 def test_phoenix_scorer_scores_reposts_as_original(fakes: SimpleNamespace) -> None:

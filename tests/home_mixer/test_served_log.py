@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import numpy as np
+import polars as pl
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -53,12 +55,10 @@ def read_served(settings: Settings, expect: int, timeout_s: float = 20.0) -> lis
     return [events_pb2.ServedEvent.FromString(m.value()) for m in out]
 
 
-@pytest.mark.integration
-def test_served_records_carry_what_the_ranker_and_retrieval_said(
-    settings: Settings, fakes: SimpleNamespace
-) -> None:
-    # OON posts by distinct authors (50 + i): a mix-up of authors shows in the records
-    w = fakes.small_world(oon_author=lambda i: 50 + i)
+def serve_debug_and_feed(
+    settings: Settings, w: SimpleNamespace
+) -> tuple[home_mixer_pb2.GetDebugScoredPostsResponse, home_mixer_pb2.GetScoredPostsResponse]:
+    """A debug view and a plain feed for viewer 1 from a real HomeMixerService (VariedRanker)."""
 
     async def go() -> tuple[
         home_mixer_pb2.GetDebugScoredPostsResponse, home_mixer_pb2.GetScoredPostsResponse
@@ -78,7 +78,16 @@ def test_served_records_carry_what_the_ranker_and_retrieval_said(
             await svc.stop()  # drains the side effects and flushes the producer
         return debug, feed
 
-    debug, feed = asyncio.run(go())
+    return asyncio.run(go())
+
+
+@pytest.mark.integration
+def test_served_records_carry_what_the_ranker_and_retrieval_said(
+    settings: Settings, fakes: SimpleNamespace
+) -> None:
+    # OON posts by distinct authors (50 + i): a mix-up of authors shows in the records
+    w = fakes.small_world(oon_author=lambda i: 50 + i)
+    debug, feed = serve_debug_and_feed(settings, w)
     selected = sorted((c for c in debug.candidates if c.outcome == "selected"), key=lambda c: c.position)
     assert len(selected) == len(feed.scored_posts) == 20 and not debug.degraded
     records = read_served(settings, 2 * len(selected))
@@ -112,6 +121,50 @@ def test_served_records_carry_what_the_ranker_and_retrieval_said(
     assert [r.score for r in frecs] == pytest.approx([p.score for p in feed.scored_posts])
     # same world, same ranker: the feed equals the debug view's selection
     assert [p.post_id for p in feed.scored_posts] == [c.post_id for c in selected]
+
+
+@pytest.mark.integration
+def test_served_records_replay_with_every_column_filled(
+    settings: Settings, fakes: SimpleNamespace, tmp_path: Path
+) -> None:
+    """What home_mixer wrote, replayed (`foryou replay served`): every ServedEvent field is a column
+    (a field added to the proto but not to the replay schema fails here), none is null, and each
+    equals what the debug view showed."""
+    from foryou.app.replay import replay_topic
+    from foryou.app.replay.schemas import SERVED
+
+    debug, _ = serve_debug_and_feed(settings, fakes.small_world(oon_author=lambda i: 50 + i))
+    res = replay_topic(settings, "served", 0, None, tmp_path / "served")
+    df = pl.read_parquet(res.files)
+    assert df.schema == SERVED.schema and set(df.columns) == set(
+        events_pb2.ServedEvent.DESCRIPTOR.fields_by_name
+    )
+    assert df.height == 40 and df.null_count().sum_horizontal().item() == 0
+    rows = df.filter(pl.col("request_id") == debug.request_id).sort("position").to_dicts()
+    selected = sorted((c for c in debug.candidates if c.outcome == "selected"), key=lambda c: c.position)
+    assert [r["post_id"] for r in rows] == [c.post_id for c in selected] and len(rows) == 20
+    for r, c in zip(rows, selected, strict=True):
+        assert (r["viewer_id"], r["author_id"], r["source"], r["in_network"]) == (
+            1,
+            c.author_id,
+            c.source,
+            c.in_network,
+        )
+        assert r["model_version"] == "rank-v7" and r["served_at_ms"] > 0
+        assert r["retrieval_model_version"] == ("retr-test" if c.source == "PhoenixSource" else "")
+        heads = {h: v for h, v in c.action_probs.items() if h != "dwell_time"}
+        assert len(r["action_probs"]) == 64
+        np.testing.assert_allclose(
+            [r["action_probs"][ACTION_HEADS[h]] for h in heads], list(heads.values()), rtol=1e-6
+        )
+        assert r["predicted_dwell_s"] == pytest.approx(c.action_probs["dwell_time"], rel=1e-6)
+        assert r["weighted_score"] == pytest.approx(c.weighted_score) and r["score"] == pytest.approx(
+            c.final_score
+        )
+        assert (
+            r["experiment_bucket"] == "" and r["product_surface"] == events_pb2.PRODUCT_SURFACE_HOME_TIMELINE
+        )
+    assert {r["source"] for r in rows} == {"ThunderSource", "PhoenixSource"}
 
 
 def test_unscored_candidates_have_no_probabilities(fakes: SimpleNamespace) -> None:

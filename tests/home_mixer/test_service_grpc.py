@@ -83,7 +83,7 @@ def test_all_grpc_peers_down_still_answers(settings: Settings, fakes: SimpleName
 
     async def go() -> home_mixer_pb2.GetScoredPostsResponse:
         dead = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-        clients = build_clients_from_addresses(*dead, settings.redis_url, settings.redis_prefix)
+        clients = build_clients_from_addresses(*dead, settings)
         handler = ScoredPostsHandler(ScoredPostsPipeline(clients), clients)
         t0 = time.monotonic()
         resp = await handler.get_scored_posts(home_mixer_pb2.GetScoredPostsRequest(viewer_id=1))

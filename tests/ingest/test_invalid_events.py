@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 INT64_MAX = 2**63 - 1
 
 
-def _dlq_reasons(settings: Settings, topic: str, expect: int) -> list[str]:
+def _dlq_letters(settings: Settings, topic: str, expect: int) -> list[dict[str, str]]:
     c = Consumer(consumer_config(settings, f"dlq-check-{time.time_ns()}"))
     c.assign([TopicPartition(settings.dlq_topic(topic), 0, 0)])
     got: list[Any] = []
@@ -30,7 +30,11 @@ def _dlq_reasons(settings: Settings, topic: str, expect: int) -> list[str]:
     while len(got) < expect and time.monotonic() < deadline:
         got += [m for m in c.consume(50, 0.2) if m.error() is None]
     c.close()
-    return sorted(dict(m.headers())["dlq.reason"].decode() for m in got)
+    return [{k: v.decode() for k, v in m.headers()} for m in got]
+
+
+def _dlq_reasons(settings: Settings, topic: str, expect: int) -> list[str]:
+    return sorted(h["dlq.reason"] for h in _dlq_letters(settings, topic, expect))
 
 
 def test_invalid_events_are_dead_lettered_valid_ones_applied(settings: Settings) -> None:
@@ -103,8 +107,17 @@ def test_invalid_events_are_dead_lettered_valid_ones_applied(settings: Settings)
     assert sorted(r.split(" out of range")[0] for r in post_reasons) == sorted(
         f"invalid: {e}" for e in expected
     )
-    eng_reasons = _dlq_reasons(settings, settings.topic(settings.engagements_topic), 4)
-    assert [r.split(" ")[1] for r in eng_reasons] == sorted(["timestamp_ms", "unknown", "unknown", "post_id"])
+    # two ingesters read `engagements` (action sequences, engagement counts): each sets every bad
+    # event aside once, and the dead letter names the consumer that did
+    letters = _dlq_letters(settings, settings.topic(settings.engagements_topic), 8)
+    by_consumer: dict[str, list[str]] = {}
+    for h in letters:
+        by_consumer.setdefault(h["dlq.consumer"], []).append(h["dlq.reason"].split(" ")[1])
+    assert {k: sorted(v) for k, v in by_consumer.items()} == {
+        c: sorted(["timestamp_ms", "unknown", "unknown", "post_id"])
+        for c in ("action-sequence", "engagement-counts")
+    }
+    eng_reasons = [h["dlq.reason"] for h in letters]
     ue_reasons = _dlq_reasons(settings, settings.topic(settings.user_events_topic), 4)
     assert len(ue_reasons) == 4 and sum("to itself" in r for r in ue_reasons) == 2
     assert all(r.startswith("invalid: ") for r in eng_reasons + ue_reasons)

@@ -1,4 +1,4 @@
-"""phoenix/admission.py and phoenix/request_limits.py without servers: the cost estimate, the
+"""foryou/core/admission.py and phoenix/request_limits.py without servers: the cost estimate, the
 admission decision against the backlog and its calibration, reload paths confined to a root,
 one-line checkpoint errors, the size-guarded service registration."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from phoenix.admission import Backlog, LinearCost, ShedError
+from foryou.core.admission import Backlog, LinearCost, ShedError
 from phoenix.request_limits import (
     CheckpointLoadError,
     OversizedRequest,

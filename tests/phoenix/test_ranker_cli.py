@@ -26,7 +26,8 @@ def model_dir(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     # --max-steps comes from the environment (auto FORYOU_<COMMAND>_<FLAG>)
     res = runner.invoke(app, args, env={"FORYOU_TRAIN_RANKER_MAX_STEPS": "24"})
     assert res.exit_code == 0, res.output
-    assert "gap_closure.SERVER_TWEET_FAV" in _flat(res.output)
+    # a summary table with one name per action (the full table is metrics.json)
+    assert "gap_closure.favorite" in _flat(res.output) and "SERVER_TWEET_FAV" not in res.output
     assert "without post semantic ids" not in _flat(res.output)
     return out
 
@@ -47,12 +48,17 @@ def test_eval_prints_model_oracle_and_baselines(tiny_world: Path, model_dir: Pat
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     out = _flat(res.output)
-    for key in ("metrics.model.SERVER_TWEET_FAV.roc_auc", "metrics.oracle.SERVER_TWEET_FAV.roc_auc"):
+    for key in ("headline.favorite.model", "headline.favorite.oracle", "eval.json or --json"):
         assert key in out
-    assert "| SERVER_TWEET_FAV |" in res.output and "matrix_factorization" in res.output
+    assert "metrics.model." not in out  # the per-action tables are in eval.json, not the summary
+    assert "| favorite |" in res.output and "matrix_factorization" in res.output
+    assert "SERVER_TWEET_FAV" not in res.output  # one action table's names (foryou.core.actions)
     saved = json.loads((model_dir / "eval.json").read_text())
     assert saved["model_version"] == json.loads((model_dir / "metrics.json").read_text())["model_version"]
     assert {"model", "oracle", "author_popularity", "matrix_factorization"} <= set(saved["metrics"])
+    res = runner.invoke(app, [*args[:-1], "--json"])  # the same evaluation, every metric as JSON
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["metrics"].keys() == saved["metrics"].keys()  # every metric, as JSON
 
 
 def test_training_from_a_bare_log_warns_about_missing_sids(tiny_world: Path, tmp_path: Path) -> None:

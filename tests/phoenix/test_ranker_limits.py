@@ -139,6 +139,26 @@ def test_counts_over_the_limits_are_invalid_argument(server: tuple[RankingHandle
             assert needle in (e.value.details() or "")
 
 
+def test_out_of_range_product_surface_is_invalid_argument(server: tuple[RankingHandler, str]) -> None:
+    """A product_surface outside the surface vocabulary [0, 16) (on a candidate or a history item)
+    is refused with a message naming it; every value inside is scored."""
+    h, addr = server
+    with grpc.insecure_channel(addr) as ch:
+        stub = phoenix_pb2_grpc.RankingServiceStub(ch)
+        for surface, where in ((99, "candidates"), (-1, "candidates"), (16, "candidates"), (16, "items")):
+            req = _request(3)
+            target = req.candidates[1] if where == "candidates" else req.action_sequence.items[1]
+            target.product_surface = surface
+            with pytest.raises(grpc.RpcError) as e:
+                stub.Predict(req, timeout=10)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"1: product_surface {surface} is out of range [0, 16)" in (e.value.details() or "")
+        req = _request(16)
+        for i, c in enumerate(req.candidates):
+            c.product_surface = i  # type: ignore[assignment]
+        assert len(stub.Predict(req, timeout=10).predictions) == 16
+
+
 def test_byte_limit_admits_every_valid_request(widest_history_item: phoenix_pb2.HistoryItem) -> None:
     """The unparsed-size guard is the worst-case encoding of a request at the count limits: the
     largest valid request (every id a 10-byte varint) passes it."""

@@ -152,6 +152,41 @@ def test_oversized_history_and_exclusions_are_invalid_argument(
     asyncio.run(run())
 
 
+def test_out_of_range_product_surface_is_invalid_argument(tmp_path: Path) -> None:
+    """A history item whose product_surface is outside the surface vocabulary [0, 16) is refused
+    with a message naming it, before the user tower runs."""
+    h = _handler(tmp_path / "models")
+
+    async def run() -> None:
+        server = await _serve(h)
+        try:
+            async with grpc.aio.insecure_channel(server.address) as ch:
+                stub = phoenix_pb2_grpc.RetrievalServiceStub(ch)
+                for surface in (99, -3, 16):
+                    hist = _hist(4)
+                    hist.items[2].product_surface = surface
+                    with pytest.raises(grpc.aio.AioRpcError) as e:
+                        await stub.Retrieve(
+                            phoenix_pb2.RetrieveRequest(user_id=VIEWER, action_sequence=hist), timeout=10
+                        )
+                    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    assert f"item 2: product_surface {surface} is out of range [0, 16)" in (
+                        e.value.details() or ""
+                    )
+                assert h.towers == 0
+                hist = _hist(16)
+                for i, item in enumerate(hist.items):
+                    item.product_surface = i  # type: ignore[assignment]
+                ok = await stub.Retrieve(
+                    phoenix_pb2.RetrieveRequest(user_id=VIEWER, action_sequence=hist), timeout=10
+                )
+                assert len(ok.candidates) == 60
+        finally:
+            await server.stop(grace_s=0.5)
+
+    asyncio.run(run())
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:

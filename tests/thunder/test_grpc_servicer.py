@@ -4,6 +4,7 @@ reflection."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import grpc
@@ -16,6 +17,7 @@ from protos import thunder_pb2 as pb
 from protos import thunder_pb2_grpc
 from thunder.config import ThunderConfig
 from thunder.handler import InNetworkPostsHandler
+from thunder.request import max_request_bytes
 from thunder.servicer import SERVICE_NAME, InNetworkPostsServicer
 from thunder.store import PostRecord, PostStore
 
@@ -83,6 +85,90 @@ def test_over_the_qps_limit_answers_resource_exhausted() -> None:
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await stub.GetInNetworkPosts(req, timeout=5)
                 assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            await server.stop(grace_s=0.5)
+
+    asyncio.run(run())
+
+
+BAD_REQUESTS = [
+    (pb.GetInNetworkPostsRequest(user_id=0, following_user_ids=[10]), "user_id"),
+    (
+        pb.GetInNetworkPostsRequest(user_id=5, following_user_ids=[10, -4]),
+        "following_user_ids must hold positive",
+    ),
+    (
+        pb.GetInNetworkPostsRequest(user_id=5, following_user_ids=[10], exclude_post_ids=[0]),
+        "exclude_post_ids",
+    ),
+    (
+        pb.GetInNetworkPostsRequest(user_id=5, following_user_ids=[10], algorithm="top"),
+        "unknown algorithm 'top'",
+    ),
+    (pb.GetInNetworkPostsRequest(user_id=5, following_user_ids=range(1, 10_002)), "at most 10000"),
+]
+
+
+def test_out_of_range_fields_are_invalid_argument_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def run() -> list[grpc.aio.AioRpcError]:
+        server = await _serve(qps_limit=0)
+        errors = []
+        try:
+            async with grpc.aio.insecure_channel(server.address) as ch:
+                stub = thunder_pb2_grpc.InNetworkPostsServiceStub(ch)
+                for req, _ in BAD_REQUESTS:
+                    with pytest.raises(grpc.aio.AioRpcError) as err:
+                        await stub.GetInNetworkPosts(req, timeout=5)
+                    errors.append(err.value)
+                ok = pb.GetInNetworkPostsRequest(user_id=5, following_user_ids=[10, 11], algorithm="latest")
+                assert [p.post_id for p in (await stub.GetInNetworkPosts(ok, timeout=5)).posts] == [2, 1]
+        finally:
+            await server.stop(grace_s=0.5)
+        return errors
+
+    errors = asyncio.run(run())
+    for e, (_, needle) in zip(errors, BAD_REQUESTS, strict=True):
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert needle in (e.details() or ""), e.details()
+    lines = [r for r in caplog.records if "INVALID_ARGUMENT" in r.getMessage()]
+    assert len(lines) == len(BAD_REQUESTS)  # one line per bad request
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+def test_request_bodies_over_the_worst_valid_size_are_refused_unread() -> None:
+    """The receive limit Thunder's server gets (`max_request_bytes`) admits the widest valid request
+    and refuses a 10x larger body before reading it."""
+    config = ThunderConfig.default(qps_limit=0)
+    limit = max_request_bytes(config.max_input_list_size)
+    widest = pb.GetInNetworkPostsRequest(
+        user_id=(1 << 63) - 1,
+        following_user_ids=[(1 << 63) - 1] * config.max_input_list_size,
+        exclude_post_ids=[(1 << 63) - 1] * config.max_input_list_size,
+        max_results=2**32 - 1,
+        algorithm="default",
+    )
+    assert widest.ByteSize() <= limit < 1 << 20
+
+    async def run() -> None:
+        server = GrpcServer("127.0.0.1:0", max_receive_bytes=limit)
+        handler = InNetworkPostsHandler(PostStore(), config)
+        server.add(
+            thunder_pb2_grpc.add_InNetworkPostsServiceServicer_to_server,
+            InNetworkPostsServicer(handler),
+            SERVICE_NAME,
+        )
+        await server.start(serving=True)
+        try:
+            async with grpc.aio.insecure_channel(server.address) as ch:
+                stub = thunder_pb2_grpc.InNetworkPostsServiceStub(ch)
+                assert len((await stub.GetInNetworkPosts(widest, timeout=10)).posts) == 0
+                huge = pb.GetInNetworkPostsRequest(user_id=5, exclude_post_ids=[(1 << 62)] * 300_000)
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.GetInNetworkPosts(huge, timeout=10)
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "larger than max" in (err.value.details() or "")
         finally:
             await server.stop(grace_s=0.5)
 

@@ -41,8 +41,23 @@ def test_invalid_requests_are_refused_with_a_reason() -> None:
         h.get_in_network_posts(
             pb.GetInNetworkPostsRequest(user_id=1, following_user_ids=[2], exclude_post_ids=range(10_001))
         )
+    # out-of-range fields (issue 16): non-positive ids, an algorithm Thunder does not know
+    with pytest.raises(InvalidRequest, match="following_user_ids must hold positive ids, got -3"):
+        h.get_in_network_posts(pb.GetInNetworkPostsRequest(user_id=1, following_user_ids=[2, -3]))
+    with pytest.raises(InvalidRequest, match="exclude_post_ids must hold positive ids, got 0"):
+        h.get_in_network_posts(
+            pb.GetInNetworkPostsRequest(user_id=1, following_user_ids=[2], exclude_post_ids=[0])
+        )
+    with pytest.raises(InvalidRequest, match="unknown algorithm 'popular'"):
+        h.get_in_network_posts(
+            pb.GetInNetworkPostsRequest(user_id=1, following_user_ids=[2], algorithm="popular")
+        )
+    for algorithm in ("", "recent", "default", "latest"):
+        h.get_in_network_posts(
+            pb.GetInNetworkPostsRequest(user_id=1, following_user_ids=[2], algorithm=algorithm)
+        )
     # exactly at the limit is fine
-    resp = h.get_in_network_posts(pb.GetInNetworkPostsRequest(user_id=1, following_user_ids=range(10_000)))
+    resp = h.get_in_network_posts(pb.GetInNetworkPostsRequest(user_id=1, following_user_ids=range(1, 10_001)))
     assert len(resp.posts) == 0
 
 
@@ -116,7 +131,7 @@ def test_light_posts_carry_optional_ids_only_when_present() -> None:
     )
     h = _handler(s)
     posts = h.get_in_network_posts(
-        pb.GetInNetworkPostsRequest(user_id=VIEWER, following_user_ids=[100], algorithm="something-else")
+        pb.GetInNetworkPostsRequest(user_id=VIEWER, following_user_ids=[100], algorithm="latest")
     ).posts
     by_id = {p.post_id: p for p in posts}
     assert [p.post_id for p in posts] == [3, 2, 1]

@@ -3,25 +3,47 @@ read both by the command serving it and by every command calling it, so they agr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
+# defined in foryou.app.running (shared with foryou.app.client, which does not import the CLI)
+from foryou.app.running import (
+    HOME_MIXER,
+    INGEST,
+    RANKER,
+    RETRIEVAL,
+    SERVICES,
+    THUNDER,
+    ServiceAddress,
+)
 
-@dataclass(frozen=True)
-class ServiceAddress:
-    default: str  # host:port when neither the flag nor the env var is given
-    envvar: str  # FORYOU_<SERVICE>_ADDRESS, shared by server and clients (not per command)
-
-
-HOME_MIXER = ServiceAddress("127.0.0.1:50050", "FORYOU_HOME_MIXER_ADDRESS")
-THUNDER = ServiceAddress("127.0.0.1:50051", "FORYOU_THUNDER_ADDRESS")
-RETRIEVAL = ServiceAddress("127.0.0.1:50052", "FORYOU_RETRIEVAL_ADDRESS")
-RANKER = ServiceAddress("127.0.0.1:50053", "FORYOU_RANKER_ADDRESS")
+__all__ = ["HOME_MIXER", "INGEST", "RANKER", "RETRIEVAL", "SERVICES", "THUNDER", "ServiceAddress"]
 
 # option types: `thunder: ThunderAddress = THUNDER.default` (typer wants the default outside Annotated)
 HomeMixerAddress = Annotated[str, typer.Option(envvar=HOME_MIXER.envvar)]
 ThunderAddress = Annotated[str, typer.Option(envvar=THUNDER.envvar)]
 RetrievalAddress = Annotated[str, typer.Option(envvar=RETRIEVAL.envvar)]
 RankerAddress = Annotated[str, typer.Option(envvar=RANKER.envvar)]
+IngestAddress = Annotated[str, typer.Option(envvar=INGEST.envvar, help="gRPC health address")]
+
+# a client's address option: unset = the running `foryou up` (foryou.app.running), else the default
+ClientAddress = Annotated[
+    str | None,
+    typer.Option(
+        envvar=HOME_MIXER.envvar,
+        help="home_mixer host:port (default: the running `foryou up` of the data directory, "
+        f"else {HOME_MIXER.default})",
+    ),
+]
+
+
+def client_address(service: str, given: str | None, data_dir: str) -> str:
+    """Where a client finds `service`: the flag or env var when given, else the address the running
+    `foryou up` of `data_dir` recorded (<data_dir>/addresses.json), else the service's default."""
+    if given:
+        return given
+    from foryou.app.running import read_addresses
+
+    running = read_addresses(data_dir) or {}
+    return str(running.get(service) or SERVICES[service].default)

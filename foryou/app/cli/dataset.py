@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from foryou.app.cli.common import AsJson, console, fail, group, iso_ms, parse_duration_ms, parse_time_ms
+from foryou.app.cli.common import (
+    AsJson,
+    console,
+    fail,
+    group,
+    iso_ms,
+    parse_duration_ms,
+    parse_time_ms,
+    show_table,
+)
 
 app = group("Training datasets from replays.")
 
@@ -33,7 +42,7 @@ def dataset_build(
         ),
     ] = None,
     rows_per_bucket: Annotated[
-        int, typer.Option(help="Join bucket size: bounds memory (~300 MB per 1M)")
+        int, typer.Option(help="Join bucket size: bounds memory (~400 MB per 1M)")
     ] = 1_000_000,
     as_json: AsJson = False,
 ) -> None:
@@ -79,7 +88,7 @@ def dataset_build(
     table.columns[1].justify = "right"
     for k, v in counts.items():
         table.add_row(k.replace("_", " "), f"{v:,}")
-    console.print(table)
+    show_table(table)
     until = (
         iso_ms(s.engagements_until_ms) if s.engagements_until_ms is not None else "none (nothing censored)"
     )

@@ -1,4 +1,4 @@
-"""`foryou index …`: build and inspect retrieval FAISS index snapshots."""
+"""`foryou index …`: build and inspect retrieval FAISS index snapshots; build semantic ids."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from foryou.app.cli.common import AsJson, console, fail, group
+from foryou.app.cli.common import AsJson, console, fail, group, show_table
 
-app = group("Retrieval FAISS index snapshots.")
+app = group("Retrieval FAISS index snapshots and semantic ids.")
 
 INDEX_KINDS = ("pq", "ivf", "hnsw")
 
@@ -69,10 +69,47 @@ def index_stats_cmd(
         _print_index_stats(meta)
 
 
+@app.command("sids")
+def index_sids_cmd(
+    items: Annotated[str, typer.Option(help="Item features table (Parquet or CSV) with post_id")],
+    out: Annotated[str, typer.Option(help="Output Parquet: post_id + sid (what --sids reads)")],
+    columns: Annotated[
+        str, typer.Option(help="Comma-separated feature columns; default: all but ids and *_ms")
+    ] = "",
+    levels: Annotated[int, typer.Option(help="Codes per item (residual k-means levels)")] = 2,
+    codebook: Annotated[int, typer.Option(help="Clusters per level (at most the models' 256)")] = 256,
+    text_dim: Annotated[int, typer.Option(help="Hash buckets per text column")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Semantic ids from item features (numbers, embeddings, text) by residual k-means (docs/ranker.md)."""
+    from pathlib import Path
+
+    from phoenix.ranker.sid_builder import SidBuildConfig, build_sids, read_items
+
+    cols = tuple(c.strip() for c in columns.split(",") if c.strip())
+    cfg = SidBuildConfig(levels=levels, codebook=codebook, text_dim=text_dim, columns=cols, seed=seed)
+    try:
+        with console.status("clustering item features…"):
+            sids = build_sids(read_items(items), cfg)
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        sids.write_parquet(tmp)
+        tmp.replace(path)
+    except (FileNotFoundError, ValueError) as e:
+        fail(e)
+    first = sids["sid"].list.first()
+    table = Table("items", "levels", "distinct level-1 codes", "distinct SIDs", "out", title="semantic ids")
+    table.add_row(
+        f"{sids.height:,}", str(levels), f"{first.n_unique():,}", f"{sids['sid'].n_unique():,}", out
+    )
+    show_table(table)
+
+
 def _print_index_stats(meta: dict) -> None:
     table = Table("field", "value", title="retrieval index")
     for k in ("posts", "kind", "dim", "memory_bytes", "build_seconds", "embed_seconds", "model_version"):
         if k in meta:
             v = meta[k]
             table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
-    console.print(table)
+    show_table(table)

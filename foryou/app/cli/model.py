@@ -12,7 +12,16 @@ import typer
 from rich import box
 from rich.table import Table
 
-from foryou.app.cli.common import AsJson, ModelsRoot, console, fail, group, models_root, print_metrics
+from foryou.app.cli.common import (
+    AsJson,
+    ModelsRoot,
+    console,
+    fail,
+    group,
+    models_root,
+    print_metrics,
+    show_table,
+)
 
 app = group("Model registry: versions, promotion, rollback.")
 
@@ -82,7 +91,7 @@ def model_list(
             _fmt(_mean_auc(metrics)),
             _gate(m),
         )
-    console.print(table)
+    show_table(table)
 
 
 @app.command("show")
@@ -124,7 +133,7 @@ def model_show(
         table.add_row("warm_started_from", _fmt(extra["warm_started_from"]))
     files = m.get("files") or {}
     table.add_row("files", ", ".join(sorted(files)))
-    console.print(table)
+    show_table(table)
     if m.get("metrics"):
         print_metrics(f"{version} metrics", m["metrics"])
 
@@ -145,6 +154,40 @@ def model_promote(ctx: typer.Context, version: Version, models: ModelsRoot = Non
         console.print(f"{version} is already the promoted {kind}")
     else:
         console.print(f"promoted {version} ({kind}; was {before or 'none'})")
+
+
+@app.command("register")
+def model_register(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        str, typer.Argument(help="A checkpoint directory (`foryou train ranker|retrieval --out`)")
+    ],
+    models: ModelsRoot = None,
+    promote: Annotated[bool, typer.Option(help="Also promote it (no gate: the operator decides)")] = False,
+    note: Note = "",
+) -> None:
+    """Register a trained checkpoint as a new version (its kind from its config.json format), so
+    that services on the registry can serve it: how a retrieval model enters the registry (retrain
+    registers its ranker candidates itself)."""
+    from pathlib import Path
+
+    from phoenix.registry import KINDS, Registry, RegistryError
+
+    reg = Registry(models_root(ctx, models))
+    try:
+        cfg = Path(checkpoint) / "config.json"
+        fmt = str(json.loads(cfg.read_text()).get("format", "")) if cfg.exists() else ""
+        kind = next((k for k in KINDS if fmt.startswith(f"phoenix-{k}/")), None)
+        if kind is None:
+            raise RegistryError(
+                f"{checkpoint}: not a ranker or retrieval checkpoint (config.json format {fmt!r})"
+            )
+        version = reg.register(kind, checkpoint, extra={"registered_by": note or "foryou model register"})
+        if promote:
+            reg.promote(kind, version, note=note or "foryou model register --promote")
+    except (RegistryError, OSError, ValueError) as e:
+        fail(e)
+    console.print(f"registered {version}" + (f" and promoted it ({kind})" if promote else f" ({kind})"))
 
 
 @app.command("rollback")

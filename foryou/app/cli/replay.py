@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from foryou.app.cli.common import AsJson, console, ctx_settings, fail, iso_ms, parse_time_ms, resolve_infra
+from foryou.app.cli.common import (
+    AsJson,
+    console,
+    ctx_settings,
+    fail,
+    iso_ms,
+    parse_time_ms,
+    resolve_infra,
+    show_table,
+)
 
 if TYPE_CHECKING:  # confluent_kafka and polars: imported inside the command (`foryou --help` stays fast)
     from rich.progress import Progress, TaskID
@@ -62,9 +71,9 @@ def replay(
         # the old command wrote one file: a replay is a resumable directory now
         fail(ValueError(f"--out is a directory now; try --out {Path(out).with_suffix('')} --merge {out}"))
     try:
-        settings = _kafka_settings(ctx)
-        _check_broker(settings, connect_timeout)
-        with _ReplayBar(topic, quiet=as_json) as bar:
+        settings = kafka_settings(ctx)
+        check_broker(settings, connect_timeout)
+        with ReplayBar(topic, quiet=as_json) as bar:
             res = replay_topic(
                 settings,
                 topic,
@@ -87,13 +96,13 @@ def replay(
         _print_summary(res, merge, merged)
 
 
-def _kafka_settings(ctx: typer.Context) -> Settings:
+def kafka_settings(ctx: typer.Context) -> Settings:
     """Replay needs Kafka only: Redis may stay unconfigured."""
     settings = ctx_settings(ctx)
     return settings if settings.kafka_bootstrap else resolve_infra(settings)
 
 
-def _check_broker(settings: Settings, timeout_s: float) -> None:
+def check_broker(settings: Settings, timeout_s: float) -> None:
     """Fail fast on an unreachable broker: the replay itself waits for a slow broker forever (or
     its --timeout), which is right for a busy broker and wrong for a typo in the address."""
     import logging
@@ -120,7 +129,7 @@ def _check_broker(settings: Settings, timeout_s: float) -> None:
                 ) from None
 
 
-class _ReplayBar:
+class ReplayBar:
     """A rich progress bar fed by replay_topic's `progress` callback: messages of the offsets left
     when the run started, with messages/s and MB/s."""
 
@@ -129,7 +138,7 @@ class _ReplayBar:
         self.progress: Progress | None = None
         self.task: TaskID | None = None
 
-    def __enter__(self) -> _ReplayBar:
+    def __enter__(self) -> ReplayBar:
         if self.quiet:
             return self
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -203,7 +212,7 @@ def _print_summary(res: ReplaySummary, merge: str | None, merged: int | None) ->
         table.add_row(k, v)
     if merge:
         table.add_row("merged", f"{merged:,} rows in {merge}")
-    console.print(table)
+    show_table(table)
     parts = Table("partition", "offsets read", "rows", "malformed", "window end", title="per partition")
     for p, st in res.partitions.items():
         parts.add_row(

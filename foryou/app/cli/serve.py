@@ -7,12 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from foryou.app.cli import limits
 from foryou.app.cli.addresses import (
     HOME_MIXER,
+    INGEST,
     RANKER,
     RETRIEVAL,
     THUNDER,
     HomeMixerAddress,
+    IngestAddress,
     RankerAddress,
     RetrievalAddress,
     ThunderAddress,
@@ -39,6 +42,17 @@ def serve_home_mixer_cmd(
     grpc_address: HomeMixerAddress = HOME_MIXER.default,
     workers: Annotated[int, typer.Option(help="Processes sharing the port")] = 1,
     metrics_port: MetricsPort = 0,
+    max_ids: limits.FeedMaxIds = None,
+    max_in_flight: limits.MaxInFlight = None,
+    max_request_bytes: limits.MaxRequestBytes = None,
+    max_concurrent_rpcs: limits.MaxConcurrentRpcs = None,
+    params_file: Annotated[
+        str,
+        typer.Option(
+            help="Params file (TOML: params, experiments, shadow scoring; docs/home_mixer.md), "
+            "re-read when it changes; a bad file is refused and the loaded one kept"
+        ),
+    ] = "",
 ) -> None:
     """home_mixer: the For You ScoredPostsService (talks to Thunder, Phoenix and Redis)."""
     import asyncio
@@ -48,11 +62,14 @@ def serve_home_mixer_cmd(
 
     settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     console.print(f"home_mixer on {grpc_address}")
-    asyncio.run(
-        serve_home_mixer(
-            settings, thunder, retrieval, ranker, HomeMixerConfig(grpc_address=grpc_address, workers=workers)
-        )
+    config = limits.home_mixer_config(
+        HomeMixerConfig(grpc_address=grpc_address, workers=workers, params_file=params_file),
+        max_ids,
+        max_in_flight,
+        max_request_bytes,
+        max_concurrent_rpcs,
     )
+    asyncio.run(serve_home_mixer(settings, thunder, retrieval, ranker, config))
 
 
 @app.command("phoenix")
@@ -67,12 +84,18 @@ def serve_phoenix(
     registry: Annotated[
         str,
         typer.Option(
-            help="Models root: serve its promoted ranker and follow promotions (instead of --ranker-model)"
+            help="Models root: serve its promoted ranker (and promoted retrieval model, unless "
+            "--retrieval-model) and follow promotions (instead of --ranker-model)"
         ),
     ] = "",
     registry_poll_s: Annotated[
         float, typer.Option(help="How often the promoted pointer is checked (seconds)")
     ] = 2.0,
+    max_candidates: limits.MaxCandidates = None,
+    max_history: limits.MaxHistory = None,
+    max_exclusions: limits.MaxExclusions = None,
+    max_top_k: limits.MaxTopK = None,
+    max_concurrent_rpcs: limits.MaxConcurrentRpcs = None,
 ) -> None:
     """Phoenix: RankingService (and RetrievalService with its live FAISS index)."""
     import asyncio
@@ -84,6 +107,13 @@ def serve_phoenix(
         fail(ValueError("give exactly one of --ranker-model DIR and --registry DIR"))
     # checked before anything starts: no promoted ranker is an operator error, not a crash
     promoted = _promoted_ranker(registry) if registry else None
+    # the registry's retrieval model too, when one is promoted and none is given: followed as well,
+    # so every served record names the retrieval version that answered
+    retrieval_version = None
+    if promoted is not None and not retrieval_model:
+        retrieval_version = promoted[0].promoted("retrieval")
+        if retrieval_version is not None:
+            retrieval_model = str(promoted[0].path(retrieval_version))
     # the ranking service is stateless: Kafka and Redis only feed the retrieval index
     settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
     if retrieval_model:
@@ -91,10 +121,22 @@ def serve_phoenix(
     # a registry version's folder, <models>/ranker/<version>: the handler then allows reloads from
     # <models>/ranker, where every later version lives
     ranker_dir = str(promoted[2]) if promoted is not None else ranker_model
-    svc = PhoenixServices(settings, ranker_dir, ranker_address, retrieval_model, retrieval_address, sids)
+    svc = PhoenixServices(
+        settings,
+        ranker_dir,
+        ranker_address,
+        retrieval_model,
+        retrieval_address,
+        sids,
+        ranker=limits.ranker_config(max_candidates, max_history),
+        retrieval=limits.retrieval_config(max_history, max_exclusions, max_top_k, max_concurrent_rpcs),
+        ranker_max_concurrent_rpcs=max_concurrent_rpcs,
+    )
     services: list[Any] = [svc]
     if promoted is not None:
-        services.append(_RegistryFollower(svc, promoted[0], promoted[1], registry_poll_s))
+        services.append(_RegistryFollower(svc, promoted[0], "ranker", promoted[1], registry_poll_s))
+    if promoted is not None and retrieval_version is not None:
+        services.append(_RegistryFollower(svc, promoted[0], "retrieval", retrieval_version, registry_poll_s))
 
     async def started() -> None:
         console.print("phoenix: " + "  ".join(f"{k}={v}" for k, v in svc.addresses.items()))
@@ -103,12 +145,15 @@ def serve_phoenix(
 
 
 class _RegistryFollower:
-    """`serve phoenix --registry`: keeps the started ranker on the promoted version (each new
-    version goes through its handler's `reload`). Listed after PhoenixServices, so it starts once
-    the ranker serves and stops before it."""
+    """`serve phoenix --registry`: keeps the started ranker (or retrieval model) on the promoted
+    version of its kind (each new version goes through its handler's `reload`). Listed after
+    PhoenixServices, so it starts once the service serves and stops before it."""
 
-    def __init__(self, phoenix: PhoenixServices, registry: Registry, version: str, poll_s: float) -> None:
-        self.phoenix, self.registry, self.version, self.poll_s = phoenix, registry, version, poll_s
+    def __init__(
+        self, phoenix: PhoenixServices, registry: Registry, kind: str, version: str, poll_s: float
+    ) -> None:
+        self.phoenix, self.registry, self.kind = phoenix, registry, kind
+        self.version, self.poll_s = version, poll_s
         self.follower: Any = None
 
     async def start(self) -> None:
@@ -116,10 +161,11 @@ class _RegistryFollower:
 
         from phoenix.registry import follow_promoted
 
-        self.phoenix.addresses["ranker_version"] = self.version
+        handler = self.phoenix.ranking if self.kind == "ranker" else self.phoenix.retrieval.handler
+        self.phoenix.addresses[f"{self.kind}_version"] = self.version
         # the first check runs now: a promotion made while the model loaded is picked up at once
         self.follower = await asyncio.to_thread(
-            follow_promoted, self.registry, "ranker", self.phoenix.ranking, self.poll_s, self.version
+            follow_promoted, self.registry, self.kind, handler, self.poll_s, self.version
         )
 
     async def stop(self) -> None:
@@ -151,12 +197,18 @@ def serve_all(
     home_mixer_address: HomeMixerAddress = HOME_MIXER.default,
     sids: ServeSids = "",
     metrics_port: MetricsPort = 0,
+    max_candidates: limits.MaxCandidates = None,
+    max_history: limits.MaxHistory = None,
+    max_exclusions: limits.MaxExclusions = None,
+    max_ids: limits.FeedMaxIds = None,
+    max_in_flight: limits.MaxInFlight = None,
 ) -> None:
     """Ingesters, Thunder, Phoenix and home_mixer in one process."""
     import asyncio
 
     from foryou.app.stack import Stack, StackConfig
     from foryou.core.serve import prepare, run_until_signal
+    from home_mixer.service import HomeMixerConfig
 
     settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     stack = Stack(
@@ -166,6 +218,9 @@ def serve_all(
             retrieval_dir=retrieval_model,
             home_mixer_address=home_mixer_address,
             sids_path=sids,
+            ranker=limits.ranker_config(max_candidates, max_history),
+            retrieval=limits.retrieval_config(max_history, max_exclusions, None),
+            home_mixer=limits.home_mixer_config(HomeMixerConfig(), max_ids, max_in_flight, None),
         ),
     )
 
@@ -176,15 +231,23 @@ def serve_all(
 
 
 @app.command("ingest")
-def serve_ingest(ctx: typer.Context, metrics_port: MetricsPort = 0) -> None:
-    """Kafka -> Redis user-state ingesters (social graph, action sequences, post and author data)."""
+def serve_ingest(
+    ctx: typer.Context, grpc_address: IngestAddress = INGEST.default, metrics_port: MetricsPort = 0
+) -> None:
+    """Kafka -> Redis user-state ingesters (social graph, action sequences, post and author data).
+    gRPC health on --grpc-address: NOT_SERVING while an ingester is stalled or the state is rebuilt."""
     import asyncio
 
     from foryou.core.serve import prepare, run_until_signal
     from foryou.ingest.runner import AsyncIngestService
 
     settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
-    asyncio.run(run_until_signal([AsyncIngestService(settings)]))
+    svc = AsyncIngestService(settings, health_address=grpc_address)
+
+    async def started() -> None:
+        console.print(f"ingest health on {svc.address}")
+
+    asyncio.run(run_until_signal([svc], started))
 
 
 @app.command("thunder")
@@ -194,6 +257,8 @@ def serve_thunder(
     metrics_port: MetricsPort = 0,
     retention_s: Annotated[int, typer.Option(envvar="FORYOU_THUNDER_RETENTION_S")] = RETENTION_S,
     max_concurrent_rpcs: Annotated[int, typer.Option()] = 64,
+    max_ids: limits.ThunderMaxIds = None,
+    max_request_bytes: limits.MaxRequestBytes = None,
 ) -> None:
     """Thunder: the in-network post store fed from the `posts` topic."""
     import asyncio
@@ -203,10 +268,14 @@ def serve_thunder(
     from thunder.service import ThunderService
 
     settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
-    cfg = ThunderConfig(
-        store=StoreConfig(retention_s=retention_s),
-        grpc_address=grpc_address,
-        max_concurrent_rpcs=max_concurrent_rpcs,
+    cfg = limits.thunder_config(
+        ThunderConfig(
+            store=StoreConfig(retention_s=retention_s),
+            grpc_address=grpc_address,
+            max_concurrent_rpcs=max_concurrent_rpcs,
+        ),
+        max_ids,
+        max_request_bytes,
     )
     svc = ThunderService(settings, cfg)
 

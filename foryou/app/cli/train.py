@@ -19,6 +19,11 @@ TrainSids = Annotated[
 ]
 
 RETRIEVAL_PRESETS = ("default", "fast", "tiny")
+DeviceOpt = Annotated[str, typer.Option(help="cpu | cuda | cuda:N | auto (docs/SCALING.md)")]
+HoldoutOpt = Annotated[
+    str,
+    typer.Option(help="Held-out split: time:FRACTION (newest by time) | last:N (per user) | none"),
+]
 
 
 @app.command("ranker")
@@ -36,12 +41,31 @@ def train_ranker_cmd(
     in_batch_negatives: Annotated[
         bool, typer.Option("--in-batch-negatives", help="Add in-batch negatives in the ranking stage")
     ] = False,
+    holdout: HoldoutOpt = "time:0.15",
+    negatives: Annotated[
+        int,
+        typer.Option(help="Sampled negatives per request; -1 = auto (16 on a positives-only log, else 0)"),
+    ] = -1,
+    negative_distribution: Annotated[
+        str,
+        typer.Option(
+            help="uniform | popularity | hard (retrieval's top posts, --negatives-from) | "
+            "recent (half time-matched, docs/ranker.md)"
+        ),
+    ] = "popularity",
+    negatives_from: Annotated[str, typer.Option(help="Retrieval checkpoint for hard negatives")] = "",
+    listwise_weight: Annotated[
+        float, typer.Option(help="Weight of the listwise softmax loss over a request's candidates")
+    ] = 0.0,
     threads: Threads = 0,
     seed: Seed = 0,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Train the Phoenix ranker (multi-action, candidate-isolated transformer)."""
+    _training_device(device)
     from phoenix.ranker.config import RankerConfig, TrainConfig
     from phoenix.ranker.train import train_ranker
+    from phoenix.retrieval.hard_negatives import mine_hard_negatives
 
     if tiny and small:
         raise typer.BadParameter("--tiny and --small are exclusive")
@@ -53,15 +77,20 @@ def train_ranker_cmd(
         max_steps=max_steps,
         sids_path=sids,
         in_batch_negatives=in_batch_negatives,
+        holdout=str(_holdout(holdout)),
+        negatives=negatives,
+        negative_distribution=negative_distribution,
+        negatives_from=negatives_from,
+        listwise_weight=listwise_weight,
         num_threads=threads,
         seed=seed,
     )
     try:
-        metrics = train_ranker(logs, out, cfg)
+        metrics = train_ranker(logs, out, cfg, hard_miner=mine_hard_negatives)
     except (FileNotFoundError, ValueError) as e:
         fail(e)
     console.print(f"checkpoint, metrics.json and training curves in {out}")
-    print_metrics("ranker", {k: v for k, v in metrics.items() if k != "history"})
+    print_metrics("ranker", {k: v for k, v in metrics.items() if k != "history"}, f"{out}/metrics.json")
     if metrics.get("sid_posts") == 0:
         console.print(
             "[yellow]warning:[/yellow] trained without post semantic ids (no --sids and no world "
@@ -82,9 +111,22 @@ def train_retrieval_cmd(
     max_seconds: Annotated[float, typer.Option(help="Wall-clock cap on training, 0 = none")] = 0.0,
     threads: Threads = 0,
     sids: TrainSids = "",
+    holdout: HoldoutOpt = "time:0.15",
+    pooling: Annotated[
+        str, typer.Option(help="User-tower pooling: mean | last (newest history item) | mean_last")
+    ] = "mean",
+    patience: Annotated[
+        int,
+        typer.Option(
+            help="Early stopping: stop after N epochs without a better held-out recall@100 and keep "
+            "the best epoch; -1 = off"
+        ),
+    ] = -1,
     seed: Seed = 0,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Train the two-tower retrieval model (user tower = ranker trunk, candidate tower = hash MLP)."""
+    _training_device(device)
     from phoenix.retrieval.train import RetrievalTrainConfig, train_retrieval
 
     if preset not in RETRIEVAL_PRESETS:
@@ -94,11 +136,48 @@ def train_retrieval_cmd(
         "fast": RetrievalTrainConfig.fast,
         "tiny": RetrievalTrainConfig.tiny,
     }
-    overrides = dict(
-        max_steps=max_steps, max_seconds=max_seconds, num_threads=threads, seed=seed, sids_path=sids
+    overrides: dict[str, object] = dict(
+        max_steps=max_steps,
+        max_seconds=max_seconds,
+        num_threads=threads,
+        seed=seed,
+        sids_path=sids,
+        holdout=str(_holdout(holdout)),
+        patience=patience,
     )
     if epochs is not None:
         overrides["epochs"] = epochs
-    metrics = train_retrieval(logs, out, make[preset](**overrides))
+    if pooling not in ("mean", "last", "mean_last"):
+        raise typer.BadParameter("pooling must be mean, last or mean_last")
+    cfg = make[preset](**overrides)
+    cfg.model.pooling = pooling
+    try:
+        metrics = train_retrieval(logs, out, cfg)
+    except (FileNotFoundError, ValueError) as e:
+        fail(e)
     console.print(f"checkpoint and metrics.json in {out}")
-    print_metrics("retrieval", {k: v for k, v in metrics.items() if k != "config"})
+    print_metrics("retrieval", {k: v for k, v in metrics.items() if k != "config"}, f"{out}/metrics.json")
+
+
+def _training_device(spec: str) -> None:
+    """Resolve `--device` (a one-line error when CUDA is asked for and missing) and say which
+    device trains. Training runs on the CPU in this build (gloo for `torchrun`); a CUDA device
+    that is present is refused until the trainers move their batches (docs/SCALING.md "GPU")."""
+    from phoenix.device import DeviceError, describe, resolve_device
+
+    try:
+        dev = resolve_device(spec)
+    except DeviceError as e:
+        fail(e)
+    if dev.type != "cpu":
+        fail(DeviceError(f"--device {spec}: training on CUDA is not supported yet; use --device cpu"))
+    console.print(f"device: {describe(dev)}")
+
+
+def _holdout(spec: str) -> object:
+    from phoenix.holdout import Holdout
+
+    try:
+        return Holdout.parse(spec)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None

@@ -3,7 +3,7 @@
 A column's value is read from the decoded message by its getter, by default the protobuf field of
 the same name. Adding a scalar field to `ServedEvent` (a model version, a source, an experiment
 bucket) is one line in `SERVED`; a repeated field (packed per-action probabilities) is one line with
-a `pl.List` dtype and a getter that turns it into a list."""
+a `pl.List` dtype and a getter that turns it into a numpy array (None for null)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from protos import events_pb2 as ev
@@ -61,6 +62,17 @@ ENGAGEMENTS = TopicSchema(
     ),
 )
 
+
+def _action_probs(m: ev.ServedEvent) -> np.ndarray | None:
+    """The packed float32 probabilities as one float32 array (~370 bytes in the part buffer; a list
+    of Python floats would be ~2 KB); None (null) when the ranker did not score the post."""
+    return np.array(m.action_probs, np.float32) if len(m.action_probs) else None
+
+
+def _predicted_dwell(m: ev.ServedEvent) -> float | None:
+    return m.predicted_dwell_s if m.HasField("predicted_dwell_s") else None  # unset: not scored
+
+
 # The feature log: new ServedEvent fields go here (and only here).
 SERVED = TopicSchema(
     ev.ServedEvent.FromString,
@@ -74,6 +86,13 @@ SERVED = TopicSchema(
         Column("model_version", pl.String),
         Column("served_at_ms", pl.Int64),
         Column("in_network", pl.Boolean),
+        Column("source", pl.String),
+        Column("retrieval_model_version", pl.String),
+        Column("action_probs", pl.List(pl.Float32), _action_probs),
+        Column("predicted_dwell_s", pl.Float32, _predicted_dwell),
+        Column("weighted_score", pl.Float64),
+        Column("experiment_bucket", pl.String),
+        Column("product_surface", pl.Int32),
     ),
 )
 
