@@ -59,8 +59,26 @@ def publish(settings: Settings, n_engagements: int, seed: int = 0) -> tuple[int,
     producer = make_producer(settings)
     t0 = time.perf_counter()
     served_topic, eng_topic = settings.topic("served"), settings.topic("engagements")
-    for v, p, t in zip(viewer.tolist(), post.tolist(), served_at.tolist(), strict=True):
-        e = ev.ServedEvent(viewer_id=v, post_id=p, author_id=p % 1000, served_at_ms=t, model_version="bench")
+    probs = rng.random((m, 64), dtype=np.float32)  # every record as home_mixer writes it: 64 heads
+    for i, (v, p, t) in enumerate(zip(viewer.tolist(), post.tolist(), served_at.tolist(), strict=True)):
+        e = ev.ServedEvent(
+            viewer_id=v,
+            post_id=p,
+            author_id=p % 1000,
+            position=i % 35,
+            score=0.5,
+            request_id=f"req-{v}-{t}",
+            served_at_ms=t,
+            model_version="bench",
+            in_network=bool(i % 2),
+            source="PhoenixSource",
+            retrieval_model_version="bench-retrieval",
+            action_probs=probs[i].tolist(),
+            predicted_dwell_s=12.5,
+            weighted_score=0.4,
+            experiment_bucket="control",
+            product_surface=ev.PRODUCT_SURFACE_HOME_TIMELINE,
+        )
         producer.produce(served_topic, key=str(v).encode(), value=e.SerializeToString(), timestamp=t)
         producer.poll(0)
     order = np.argsort(eng_ts, kind="stable")  # clients publish in time order
