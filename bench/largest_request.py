@@ -87,6 +87,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=10, help="per client (<= 100)")
     ap.add_argument("--concurrency", type=int, default=4, help="clients (<= 16)")
     ap.add_argument("--deadline-s", type=float, default=30.0)
+    ap.add_argument("--device", default="cpu", help="the server's `serve phoenix --device`")
     args = ap.parse_args()
     if not (1 <= args.requests <= 100 and 1 <= args.concurrency <= 16):
         raise SystemExit("--requests in 1..100, --concurrency in 1..16")
@@ -94,11 +95,16 @@ def main() -> int:
     import torch
 
     from foryou.core.net import free_port
+    from phoenix.device import DeviceError, describe, resolve_device
     from phoenix.ranker.checkpoint import save_model
     from phoenix.ranker.config import RankerConfig
     from phoenix.ranker.handler import RankingHandlerConfig
     from phoenix.ranker.model import RankerModel
 
+    try:
+        device = describe(resolve_device(args.device))
+    except DeviceError as e:
+        raise SystemExit(str(e)) from None
     defaults = RankingHandlerConfig()
     n_cand = args.max_candidates or defaults.max_candidates
     n_hist = args.max_history or defaults.max_history
@@ -114,7 +120,7 @@ def main() -> int:
         env["FORYOU_DATA_DIR"] = str(Path(tmp) / "data")
         cmd = [sys.executable, "-c", "from foryou.app.cli import app; app()", "serve", "phoenix"]
         cmd += ["--ranker-model", str(Path(tmp) / "ranker"), "--ranker-address", address]
-        cmd += ["--max-candidates", str(n_cand), "--max-history", str(n_hist)]
+        cmd += ["--max-candidates", str(n_cand), "--max-history", str(n_hist), "--device", args.device]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_serving(address, proc)
@@ -174,6 +180,7 @@ def main() -> int:
         f"ranker ({args.model} model) under its largest allowed Predict: {n_cand:,} candidates + "
         f"{n_hist} history items ({size_kb:.0f} kB), {args.concurrency} clients x {args.requests}"
     )
+    print(f"  device: {device}")
     for status, n in sorted(Counter(s for s, _ in results).items()):
         lat = np.array([d for s, d in results if s == status]) * 1000
         print(

@@ -925,6 +925,15 @@ async def _run_services(
     return runs, sats, payloads.describe()
 
 
+def phoenix_device(targets: dict[str, str]) -> str:
+    """The device the ranker and retrieval models ran on, as far as this process knows: the
+    self-started stack serves on the CPU (StackConfig's handler defaults); a target serves where
+    its `foryou serve phoenix --device` put it."""
+    if targets:
+        return "as the target was started (`foryou serve phoenix --device`; cpu by default)"
+    return "cpu (the self-started stack)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _check_bounds(args.requests, args.duration or 1.0)
@@ -963,6 +972,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in sats:
             if s.bound != "server":
                 print(f"note: {s.service}: search ended at {s.bound}")
+    device = phoenix_device(targets)
+    print(f"phoenix device: {device}")
     print(
         f"payloads: {sizes}; load average {load0[0]:.2f} -> {os.getloadavg()[0]:.2f}; "
         f"{os.cpu_count()} CPUs; {time.monotonic() - t_start:.0f} s in total"
@@ -979,6 +990,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "stack": stack_info,
             "targets": targets,
+            "phoenix_device": device,
             "payloads": sizes,
             "server_peak_rss_lifetime_kb": hwm,
             "runs": [r.to_json() for r in runs],

@@ -39,7 +39,7 @@ def model_version_of(state: dict[str, torch.Tensor], step: int, prefix: str) -> 
     at the same step with different weights get different versions (score-cache keys)."""
     h = hashlib.sha1()
     for k in sorted(state)[:8]:
-        h.update(state[k].detach().float().flatten()[:256].numpy().tobytes())
+        h.update(state[k].detach().float().flatten()[:256].cpu().numpy().tobytes())
     return f"{prefix}-{step}-{h.hexdigest()[:10]}"
 
 

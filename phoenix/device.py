@@ -7,6 +7,8 @@ build of torch and FAISS from conda-forge (`faiss-gpu`), never the `faiss-gpu` w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -53,12 +55,51 @@ def faiss_gpus() -> int:
     return int(get()) if get is not None else 0
 
 
+def faiss_gpu_for(device: torch.device, num_gpus: int | None = None) -> int | None:
+    """The FAISS GPU ordinal a retrieval index on `device` uses, or None for a CPU index: a GPU
+    only when `device` is CUDA and FAISS has GPUs (`num_gpus`, default the installed FAISS's
+    count; 0 for faiss-cpu, so a CPU FAISS searches on the CPU whatever the torch device)."""
+    if device.type != "cuda":
+        return None
+    n = faiss_gpus() if num_gpus is None else num_gpus
+    if n <= 0:
+        return None
+    return min(device.index or 0, n - 1)
+
+
 def faiss_index_to_device(index: Any, device: torch.device) -> Any:
-    """`index` moved to the GPU of `device` when that is CUDA and FAISS has GPUs; else as is (a
-    CPU FAISS searches on the CPU whatever the torch device)."""
-    if device.type != "cuda" or faiss_gpus() == 0:
-        return index
+    """`index` moved to the GPU of `device` when that is CUDA and FAISS has GPUs; else as is."""
+    gpu = faiss_gpu_for(device)
+    return index if gpu is None else faiss_index_to_gpu(index, gpu)
+
+
+def faiss_index_to_gpu(index: Any, gpu: int) -> Any:  # pragma: no cover - needs faiss-gpu
     import faiss
 
     res = faiss.StandardGpuResources()
-    return faiss.index_cpu_to_gpu(res, device.index or 0, index)
+    moved = faiss.index_cpu_to_gpu(res, gpu, index)
+    moved.referenced_objects = [res]  # the resources must outlive the index
+    return moved
+
+
+def to_cpu(t: torch.Tensor) -> Any:
+    """A result tensor as a CPU numpy array (float32 for reduced-precision floats)."""
+    t = t.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.cpu().numpy()
+
+
+@contextmanager
+def on_cpu(model: torch.nn.Module, device: torch.device) -> Iterator[torch.nn.Module]:
+    """`model` on the CPU inside the block, back on `device` after (for code that builds its
+    tensors on the CPU: the ranker's evaluation). `Module.to` moves parameters in place, so an
+    optimizer holding them stays valid; a no-op when `device` is the CPU."""
+    if device.type == "cpu":
+        yield model
+        return
+    model.to("cpu")
+    try:
+        yield model
+    finally:
+        model.to(device)

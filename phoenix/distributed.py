@@ -27,6 +27,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    device: str = "cpu"  # where collectives' own tensors live: cuda:<local rank> under NCCL
 
     @property
     def enabled(self) -> bool:
@@ -65,7 +66,7 @@ class Dist:
         """`value` averaged over the ranks (the logged loss of a global batch)."""
         if not self.enabled:
             return value
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item()) / self.world_size
 
@@ -88,10 +89,20 @@ def init_from_env(device: str = "cpu") -> Dist:
         return Dist()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    nccl = device.startswith("cuda")
+    if nccl:  # pragma: no cover - needs GPUs
+        torch.cuda.set_device(local)
     if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
-    return Dist(rank, world, local)
+        dist.init_process_group(backend="nccl" if nccl else "gloo", rank=rank, world_size=world)
+    return Dist(rank, world, local, f"cuda:{local}" if nccl else "cpu")
+
+
+def rank_device(device: torch.device, dd: Dist) -> torch.device:
+    """The device this rank trains on: under torchrun on CUDA, GPU LOCAL_RANK (one per rank);
+    else `device` itself."""
+    if device.type == "cuda" and dd.enabled:
+        return torch.device("cuda", dd.local_rank)
+    return device
 
 
 def shutdown() -> None:

@@ -80,7 +80,12 @@ class GateRow:
 
 
 def gate_rows(cand: dict[str, Any], prom: dict[str, Any], rule: GateRule) -> list[GateRow]:
-    """One row per compared metric: the weighted metric first, then every action's ROC-AUC."""
+    """One row per compared metric: the weighted metric first, then every action's ROC-AUC. Actions
+    are compared by their short names (foryou.core.actions): metrics stored by a version registered
+    before issue 21 (enum-style keys, SERVER_TWEET_FAV) gate exactly like new ones."""
+    from foryou.core.actions import normalize_action_keys
+
+    cand, prom = normalize_action_keys(cand), normalize_action_keys(prom)
     rows: list[GateRow] = []
     for name in WEIGHTED_METRICS:
         c, p = cand.get(name), prom.get(name)
@@ -476,10 +481,7 @@ def _plot_comparison(path: Path, rows: list[GateRow]) -> bool:
     for i, r in enumerate(shown):
         if r.gated and not r.ok:
             ax.annotate("✗", (i - 0.2, r.candidate or 0.0), ha="center", va="bottom", color="red")
-    labels = [
-        r.metric.replace(" ROC-AUC", "").replace("CLIENT_TWEET_", "").replace("SERVER_TWEET_", "")
-        for r in shown
-    ]
+    labels = [r.metric.replace(" ROC-AUC", "") for r in shown]  # gate_rows: short action names
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
     low = min(v for r in shown for v in (r.candidate, r.promoted) if v is not None)

@@ -7,6 +7,9 @@ long or ambiguous (FAV -> favorite, RECAP_DWELLED -> dwell)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from protos import events_pb2
 
 ACTION_NAMES: dict[int, str] = {
@@ -99,3 +102,36 @@ def action_code(name_or_code: str | int) -> int:
     if s.upper() in enum:
         return enum[s.upper()]
     raise KeyError(name_or_code)
+
+
+# old spellings of a short name, still read (early registries and eval.json files)
+ACTION_ALIASES: dict[str, str] = {"repost": "retweet"}
+
+
+def short_action_name(key: str) -> str:
+    """One name per action when reading stored keys: a proto enum name (SERVER_TWEET_FAV, as
+    registry versions and eval.json files written before issue 21 have them) or an old alias
+    (repost) -> the short name; any other key (short names, metric names, …) unchanged."""
+    if key in ACTION_ALIASES:
+        return ACTION_ALIASES[key]
+    if key.isupper():
+        try:
+            code = events_pb2.ActionName.Value(key)
+        except ValueError:
+            return key
+        return ACTION_NAMES.get(code, key)
+    return key
+
+
+def normalize_action_keys(value: Any) -> Any:
+    """`value` with every dict key that names an action (at any depth) renamed by
+    `short_action_name`: metrics stored with enum-style keys read like new ones. Lists are walked
+    too; other values (strings included) are returned as they are."""
+    if isinstance(value, Mapping):
+        return {
+            (short_action_name(k) if isinstance(k, str) else k): normalize_action_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [normalize_action_keys(v) for v in value]
+    return value

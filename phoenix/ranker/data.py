@@ -171,6 +171,19 @@ class TrainBatch:
     cand_index: np.ndarray  # [B, C] impression index of each candidate slot (-1 = padding / negative)
     request_ms: np.ndarray | None = None  # [B] request time (candidate ages are relative to it)
 
+    def to(self, device: torch.device | str) -> TrainBatch:
+        """The tensors on `device` (the numpy bookkeeping stays on the host); `self` on its own
+        device (`Tensor.to` returns the same tensors)."""
+        return TrainBatch(
+            self.batch.to(device),
+            self.labels.to(device),
+            self.label_mask.to(device),
+            self.dwell_target.to(device),
+            self.dwell_mask.to(device),
+            self.cand_index,
+            self.request_ms,
+        )
+
 
 def _gather(arr: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
     out = arr[np.where(valid, idx, 0)]

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from foryou.core.actions import ACTION_NAMES
+from foryou.core.actions import ACTION_NAMES, short_action_name
 from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
 from phoenix.ranker.baselines import AuthorPopularityBaseline, FactorizationBaseline
@@ -33,24 +33,22 @@ from phoenix.ranker.model import RankerModel
 from phoenix.ranker.sids import resolve_sids
 from protos import events_pb2
 
-# Headline actions (reported first; the gap-closure / baseline checks use these), by their names in
-# foryou.core.actions. The per-action keys of eval.json stay the proto enum names (SERVER_TWEET_FAV):
-# the registry's stored metrics and the retrain gate (phoenix/registry) and the oracle's p_<enum>
-# columns are keyed by them; the CLI shows every one by its short name (`metric_name`).
+# Headline actions (reported first; the gap-closure / baseline checks use these). Every action key of
+# eval.json (per-action tables, gap closure, headline, segments) and of the registry's metrics is
+# its one short name in foryou.core.actions (favorite, retweet …); only the world oracle's data
+# columns keep the proto enum names (p_SERVER_TWEET_FAV, `oracle_column`).
 HEADLINE = {ACTION_NAMES[a]: a for a in (1, 4, 6)}  # favorite, reply, retweet
 MIN_POSITIVES = 5  # actions with fewer positives in the eval split are not reported
 
 
 def action_name(a: int) -> str:
-    return events_pb2.ActionName.Name(a)
+    """The key of ActionName `a` in eval.json and the registry's metrics: its short name."""
+    return ACTION_NAMES.get(a, str(a))
 
 
-def short_name(key: str) -> str:
-    """An eval.json action key (enum name) -> its name in foryou.core.actions; other keys kept."""
-    try:
-        return ACTION_NAMES.get(events_pb2.ActionName.Value(key), key)
-    except ValueError:
-        return key
+def oracle_column(a: int) -> str:
+    """The oracle's column of ActionName `a` (world data, e.g. p_SERVER_TWEET_FAV)."""
+    return "p_" + events_pb2.ActionName.Name(a)
 
 
 @torch.inference_mode()
@@ -186,7 +184,7 @@ def evaluate_split(
         joined = keys.join(oracle, on=["user_id", "post_id"], how="left", maintain_order="left")
         p_or = np.full((len(idx), 64), np.nan, dtype=np.float64)
         for a in actions:
-            col = "p_" + action_name(a)
+            col = oracle_column(a)
             if col in joined.columns:
                 p_or[:, a] = joined[col].to_numpy()
                 oracle_actions.append(a)
@@ -282,8 +280,8 @@ def markdown_table(ev: dict[str, Any], actions: list[str] | None = None) -> str:
                 continue
             gap = ev.get("gap_closure", {}).get(a) if s == "model" else None
             rows.append(
-                f"| {short_name(a)} | {m['positives']} | {s} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | "
-                f"{m['rce']:.2f} | "
+                f"| {short_action_name(a)} | {m['positives']} | {s} | {m['roc_auc']:.3f} | "
+                f"{m['pr_auc']:.3f} | {m['rce']:.2f} | "
                 f"{m['calibration']:.2f} | {m.get('ndcg', float('nan')):.3f} | "
                 f"{'' if gap is None else f'{gap:.2f}'} |"
             )

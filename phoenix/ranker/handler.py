@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 
 from foryou.core.admission import Backlog, LinearCost, OverloadedError, ShedError, Ticket
 from phoenix.compute import run_compute
+from phoenix.device import resolve_device, to_cpu
 from phoenix.ranker.checkpoint import load_model
 from phoenix.ranker.config import NUM_ACTIONS, NUM_CONTINUOUS
 from phoenix.ranker.features import (
@@ -108,6 +109,9 @@ class RankingHandlerConfig:
     # root; "" = the registry holding the start-up checkpoint, if it is a registry version folder
     registry_root: str = ""
     max_loaded_versions: int = 3  # requested versions kept loaded besides the served one (LRU)
+    # cpu | cuda | cuda:N | auto (phoenix/device.py): where every loaded model runs; request
+    # tensors are built on the CPU and moved there, scores come back as CPU numpy arrays
+    device: str = "cpu"
 
 
 @dataclass(slots=True)
@@ -166,6 +170,8 @@ class RankingHandler:
         the SID lookup service); None = the model gets no SIDs."""
         self.config = config or RankingHandlerConfig()
         self.sids = sids
+        # DeviceError (one line) for a CUDA device this machine lacks, before anything is served
+        self.device = resolve_device(self.config.device)
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
         self._loaded = _Loaded(self._prepare(model), model_version)
@@ -213,7 +219,7 @@ class RankingHandler:
         return h
 
     def _prepare(self, model: RankerModel) -> RankerModel:
-        model.eval()
+        model.eval().to(self.device)
         return model.to(torch.bfloat16) if self.config.bf16 else model
 
     @property
@@ -454,7 +460,8 @@ class RankingHandler:
         try:
             self._check_deadline(deadline)  # the request may have waited for the compute thread
             with torch.inference_mode():
-                cache = model.encode_context(build_batch(cfg.hash_config, hist, empty, self.sids, cfg))
+                context = build_batch(cfg.hash_config, hist, empty, self.sids, cfg).to(self.device)
+                cache = model.encode_context(context)
                 for s in range(0, len(todo), step):
                     self._check_deadline(deadline)
                     idx = todo[s : s + step]
@@ -463,10 +470,10 @@ class RankingHandler:
                         np.asarray(cand.author_ids, dtype=np.int64)[idx][None],
                         np.asarray(cand.surfaces, dtype=np.int64)[idx][None],
                     )
-                    b = build_batch(cfg.hash_config, hist, ca, self.sids, cfg, now_ms)
+                    b = build_batch(cfg.hash_config, hist, ca, self.sids, cfg, now_ms).to(self.device)
                     logits, raw = model.score_candidates(cache, b)
-                    probs[idx] = torch.sigmoid(logits[0]).numpy()
-                    cont[idx] = model.continuous_values(raw[0]).numpy()
+                    probs[idx] = to_cpu(torch.sigmoid(logits[0]))
+                    cont[idx] = to_cpu(model.continuous_values(raw[0]))
         finally:
             if ticket is not None:
                 ticket.finish()

@@ -454,11 +454,13 @@ class RankerModel(nn.Module):
     def forward_fast(self, b: RankerBatch, chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
         """Same outputs as `forward` (up to float rounding), O(C * history) instead of O((C + S)^2)."""
         cache = self.encode_context(b)
-        c = b.cand_post_rows.shape[1]
+        c, dev = b.cand_post_rows.shape[1], b.cand_post_rows.device
         if c <= chunk_size:
             return self.score_candidates(cache, b)
         outs = [
-            self.score_candidates(cache, b.select_candidates(torch.arange(s, min(s + chunk_size, c))))
+            self.score_candidates(
+                cache, b.select_candidates(torch.arange(s, min(s + chunk_size, c), device=dev))
+            )
             for s in range(0, c, chunk_size)
         ]
         return torch.cat([o[0] for o in outs], dim=1), torch.cat([o[1] for o in outs], dim=1)

@@ -18,8 +18,9 @@ class RowwiseAdagrad:
         self.lr = lr
         self.half_life = half_life_steps
         self.eps = eps
-        self.acc = torch.zeros(weight.shape[0], dtype=torch.float32)
-        self.last_step = torch.zeros(weight.shape[0], dtype=torch.int64)
+        # the state lives with the table (on the training device)
+        self.acc = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
+        self.last_step = torch.zeros(weight.shape[0], dtype=torch.int64, device=weight.device)
         self.steps = 0
 
     def zero_grad(self) -> None:
@@ -52,6 +53,6 @@ class RowwiseAdagrad:
         return {"adagrad.acc": self.acc, "adagrad.last_step": self.last_step}
 
     def load_state_tensors(self, t: dict[str, torch.Tensor], steps: int) -> None:
-        self.acc = t["adagrad.acc"].clone()
-        self.last_step = t["adagrad.last_step"].clone()
+        self.acc = t["adagrad.acc"].to(self.weight.device, copy=True)
+        self.last_step = t["adagrad.last_step"].to(self.weight.device, copy=True)
         self.steps = steps

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from phoenix import distributed
 from phoenix.checkpoint import CONFIG_FILE, atomic_write_text, load_weights, save_tensors
+from phoenix.device import on_cpu
 from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
 from phoenix.log_validation import is_positives_only
@@ -195,15 +196,20 @@ def train_ranker(
     evaluate: bool = True,
     hard_miner: HardNegativeMiner | None = None,
     stop: threading.Event | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Train (or resume, when `out_dir` holds a checkpoint) and return the final metrics dict. A run
     that fails before its first checkpoint leaves no output folder behind (a later run would
     otherwise take the empty folder for a resume point). `stop` set (the demo's Ctrl-C): raises
-    KeyboardInterrupt before the next step."""
+    KeyboardInterrupt before the next step. `device`: where the model, its optimiser state and
+    each batch live (batches are built on the CPU and moved; evaluation runs on the CPU;
+    phoenix/device.py resolves `--device`)."""
     out = Path(out_dir)
     fresh = not out.exists() or not any(out.iterdir())
     try:
-        return _train_ranker(logs_path, out, config or TrainConfig(), evaluate, hard_miner, stop)
+        return _train_ranker(
+            logs_path, out, config or TrainConfig(), evaluate, hard_miner, stop, torch.device(device)
+        )
     except BaseException:
         if fresh and out.exists() and not (out / TRAIN_STATE_FILE).exists():
             shutil.rmtree(out, ignore_errors=True)
@@ -217,11 +223,14 @@ def _train_ranker(
     evaluate: bool,
     hard_miner: HardNegativeMiner | None,
     stop: threading.Event | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    dd = distributed.init_from_env()  # under torchrun: data parallel (phoenix/distributed.py)
+    # under torchrun: data parallel (phoenix/distributed.py), one GPU per rank on CUDA
+    dd = distributed.init_from_env(str(device or "cpu"))
+    device = distributed.rank_device(device or torch.device("cpu"), dd)
     resuming = (out / TRAIN_STATE_FILE).exists() and (out / CONFIG_FILE).exists()
     mcfg = RankerConfig.from_dict(read_config(out)["model"]) if resuming else cfg.model
     torch.manual_seed(cfg.seed)
@@ -271,6 +280,7 @@ def _train_ranker(
         sid_cooccurrence_init(
             model.table, mcfg.hash_config.num_rows, table.user_id[tr], table.post_rows[tr], cfg.warm_start_dim
         )
+    model.to(device)  # before the optimisers: their state is created next to the parameters
     adam = torch.optim.AdamW(
         _dense_params(model), lr=cfg.lr, betas=(0.95, 0.98), weight_decay=cfg.weight_decay
     )
@@ -280,7 +290,8 @@ def _train_ranker(
         step, history = _load_checkpoint(out, model, adam, adagrad)
 
     def periodic_eval() -> dict[str, float | None]:
-        idx, p, _ = predict_requests(model, table, periodic_req)
+        with on_cpu(model, device):  # evaluate.py builds its batches on the CPU
+            idx, p, _ = predict_requests(model, table, periodic_req)
         model.train()
         y = table.action_mask[idx]
         res: dict[str, float | None] = {}
@@ -342,6 +353,7 @@ def _train_ranker(
                     users, n_neg, np.random.default_rng([cfg.seed, epoch, pos, 1]), tb.request_ms
                 )
                 tb = append_negatives(tb, pool, neg)
+            tb = tb.to(device)  # built on the CPU; a no-op there
             # each stage ends its own cosine: the exposure stage decays over its steps, the ranking
             # stage picks the run-long cosine up where it stands
             scale = lr_factor(step, cfg.warmup_steps, exposure_steps if exposure_stage else total_steps)
@@ -390,6 +402,7 @@ def _train_ranker(
                 _save_checkpoint(out, model, adam, adagrad, step, cfg, history)
             bar.update(task, completed=step, info=info)
     train_s = time.monotonic() - t_train
+    model.to("cpu")  # the checkpoint is written from, and the evaluation runs on, the CPU
     if not dd.is_main:  # the replicas are identical: rank 0 alone writes the checkpoint and metrics
         dd.barrier()
         return {"rank": dd.rank, "steps": step, "final_train_loss_ema": ema}
@@ -411,6 +424,7 @@ def _train_ranker(
         "data_prep_s": round(data_s, 2),
         "train_s": round(train_s, 2),
         "examples_per_s": round(examples / train_s, 1) if train_s > 0 else None,
+        "device": str(device),
         # of the last stage run in this call (ranking, unless the run stopped in the exposure stage)
         "final_train_loss_ema": ema,
         "first_train_loss_ema": first_ema,

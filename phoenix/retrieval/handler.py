@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 
 from foryou.core import user_state
 from foryou.core.admission import Backlog, LinearCost, ShedError, Ticket
+from phoenix.device import faiss_gpu_for, resolve_device
 from phoenix.ranker.features import CandidateArrays, HistoryArrays, build_batch, check_surfaces
 from phoenix.ranker.sids import SidLookup
 from phoenix.request_limits import load_checkpoint, models_root, resolve_reload_path
@@ -71,6 +72,10 @@ class RetrievalHandlerConfig:
     # ReloadModel paths must lie inside this directory; "" = the directory holding the checkpoint
     # the handler was started from (from_dir), none at all for a handler built from a model object
     models_root: str = ""
+    # cpu | cuda | cuda:N | auto (phoenix/device.py): where the towers run (request tensors are
+    # moved there, vectors come back as CPU numpy); on CUDA with a FAISS built with GPUs the exact
+    # (flat) index searches on that GPU too, else the index stays on the CPU
+    device: str = "cpu"
 
 
 # a request's size for the cost estimate: top_k + exclusions (the search over-fetches by the
@@ -91,14 +96,17 @@ class RetrievalHandler:
         """`sids`: post id -> semantic id lookup for indexed and history posts (None = ids only)."""
         self.config = config or RetrievalHandlerConfig()
         self.sids = sids
+        # DeviceError (one line) for a CUDA device this machine lacks, before anything is served
+        self.device = resolve_device(self.config.device)
+        self.index_gpu = faiss_gpu_for(self.device)  # None: a CPU FAISS index
         self.sids_fingerprint = sids.fingerprint() if sids is not None else ""
         self.redis = redis_client
         self.redis_prefix = redis_prefix
         # (model, version, index) swapped as one tuple: a search sees the old or the new triple
         self._state: tuple[TwoTowerModel, str, PostIndex] = (
-            model.eval(),
+            model.eval().to(self.device),
             model_version,
-            PostIndex(model.cfg.dim, self.config.index),
+            PostIndex(model.cfg.dim, self.config.index, gpu=self.index_gpu),
         )
         self._update_lock = threading.Lock()
         c = self.config
@@ -156,13 +164,14 @@ class RetrievalHandler:
         CheckpointLoadError (one line; unloadable); the current model keeps serving."""
         path = resolve_reload_path(model_dir, self.models_root)
         model, meta = load_checkpoint(load_two_tower, path, "retrieval")
+        model = model.eval().to(self.device)
         with self._update_lock:
             posts, authors = self._state[2].live_posts()
-            fresh = PostIndex(model.cfg.dim, self.config.index, capacity_hint=len(posts))
+            fresh = PostIndex(model.cfg.dim, self.config.index, capacity_hint=len(posts), gpu=self.index_gpu)
             if len(posts):
                 vecs = model.embed_posts(posts, authors, self.config.embed_batch_size, self.sids)
                 fresh.add(posts, authors, vecs)
-            self._state = (model.eval(), str(meta["model_version"]), fresh)
+            self._state = (model, str(meta["model_version"]), fresh)
         log.info("retrieval model reloaded", extra={"model_version": self.model_version, "posts": len(posts)})
         return self.model_version
 
@@ -223,7 +232,7 @@ class RetrievalHandler:
             )
             return False
         try:
-            index = PostIndex.load(directory, self.config.index)
+            index = PostIndex.load(directory, self.config.index, gpu=self.index_gpu)
         except (OSError, ValueError, RuntimeError) as e:
             log.warning("unreadable index snapshot ignored", extra={"path": str(directory), "error": str(e)})
             return False
@@ -261,7 +270,7 @@ class RetrievalHandler:
         empty = CandidateArrays(*(np.zeros((1, 1), np.int64) for _ in range(3)))
         with torch.no_grad():
             b = build_batch(model.cfg.hash_config, h, empty, self.sids, model.cfg.trunk)
-            return model.user_embed(b)[0].numpy()
+            return model.user_embed(b.to(self.device))[0].cpu().numpy()
 
     def check_sizes(self, n_history: int, n_exclusions: int, top_k: int) -> None:
         """ValueError (-> INVALID_ARGUMENT) for sizes over the limits, from the counts alone."""

@@ -10,7 +10,12 @@ eviction) marks the slot dead; searches skip dead slots (an `IDSelectorBitmap`, 
 results for PQ, which takes no selector) and the index is compacted (rebuilt from the live
 vectors) once dead slots exceed `compact_fraction` — HNSW and PQ cannot remove in place, so one
 mechanism serves every type.
-All public methods take one lock: FAISS does not allow adds concurrent with searches."""
+All public methods take one lock: FAISS does not allow adds concurrent with searches.
+
+GPU (`gpu=N`, chosen by phoenix.device.faiss_gpu_for: a CUDA device and a FAISS built with GPUs):
+the exact (flat) index lives on that GPU; PQ fast-scan and HNSW have no FAISS GPU version and stay
+on the CPU. A GPU index takes no IDSelector: dead slots are over-fetched and filtered, as for PQ.
+Snapshots are always written as CPU indexes."""
 
 from __future__ import annotations
 
@@ -61,9 +66,12 @@ class IndexConfig:
 
 
 class PostIndex:
-    def __init__(self, dim: int, config: IndexConfig | None = None, capacity_hint: int = 0) -> None:
+    def __init__(
+        self, dim: int, config: IndexConfig | None = None, capacity_hint: int = 0, gpu: int | None = None
+    ) -> None:
         self.dim = dim
         self.config = config or IndexConfig()
+        self.gpu = gpu  # FAISS GPU ordinal for the exact index; None = CPU only
         if self.config.num_threads:
             faiss.omp_set_num_threads(self.config.num_threads)
         self._lock = threading.RLock()
@@ -73,9 +81,24 @@ class PostIndex:
         self._slot: dict[int, int] = {}
         self._n = 0  # slots used
         self._bitmap: np.ndarray | None = None  # cached packed alive bitmap (None = stale)
-        self._index = self._new_index(capacity_hint)
+        self._on_gpu = False
+        self._index = self._place(self._new_index(capacity_hint))
 
     # --- structure ---
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._on_gpu
+
+    def _place(self, index: faiss.Index) -> faiss.Index:
+        """A flat index onto the configured GPU (the other kinds have no FAISS GPU version)."""
+        self._on_gpu = False
+        if self.gpu is None or type(index) is not faiss.IndexFlatIP:
+            return index
+        from phoenix.device import faiss_index_to_gpu  # pragma: no cover - needs faiss-gpu
+
+        self._on_gpu = True  # pragma: no cover
+        return faiss_index_to_gpu(index, self.gpu)  # pragma: no cover
 
     @property
     def kind(self) -> str:
@@ -191,7 +214,7 @@ class PostIndex:
         vecs = self._index.reconstruct_n(0, self._n)[live] if self._n else np.zeros((0, self.dim), np.float32)
         post, author = self._post[live].copy(), self._author[live].copy()
         sample = vecs if extra is None or len(extra) == 0 else np.concatenate([vecs, extra])
-        self._index = self._new_index(len(sample), sample)
+        self._index = self._place(self._new_index(len(sample), sample))
         self._post = np.zeros(0, dtype=np.int64)
         self._author = np.zeros(0, dtype=np.int64)
         self._alive = np.zeros(0, dtype=bool)
@@ -232,7 +255,7 @@ class PostIndex:
             # over-fetch by the exclusions plus a margin for the user's own posts; in the rare
             # case the filter leaves fewer than top_k while more posts exist, search again wider
             want = top_k + len(excl) + 16
-            if self.kind == "pq":  # dead slots come back too: over-fetch by the dead fraction
+            if self.kind == "pq" or self._on_gpu:  # dead slots come back: over-fetch by their share
                 want = int(want * self._n / len(self._slot)) + 1
             k = min(want, self._n)
             excl_arr = np.fromiter(excl, dtype=np.int64, count=len(excl))
@@ -255,6 +278,8 @@ class PostIndex:
                 k = min(2 * k, self._n)
 
     def _params(self, k: int) -> faiss.SearchParameters | None:
+        if self._on_gpu:  # pragma: no cover - no IDSelector on a GPU index: results are filtered
+            return None
         if self.kind == "pq":
             rp = faiss.IndexRefineSearchParameters()
             rp.k_factor = self.config.refine_k_factor
@@ -298,7 +323,8 @@ class PostIndex:
         (the handler's update lock). Returns the bytes written."""
         d = Path(directory)
         with self._lock if exclusive else contextlib.nullcontext():
-            blob = faiss.serialize_index(self._index)
+            cpu_index = faiss.index_gpu_to_cpu(self._index) if self._on_gpu else self._index
+            blob = faiss.serialize_index(cpu_index)
             post, author = self._post[: self._n].copy(), self._author[: self._n].copy()
             alive = self._alive[: self._n].copy()
             info = {
@@ -328,15 +354,18 @@ class PostIndex:
         return int(blob.nbytes + post.nbytes + author.nbytes + alive.nbytes)
 
     @classmethod
-    def load(cls, directory: str | Path, config: IndexConfig | None = None) -> PostIndex:
+    def load(
+        cls, directory: str | Path, config: IndexConfig | None = None, gpu: int | None = None
+    ) -> PostIndex:
         d = Path(directory)
         meta = read_snapshot_meta(d)
-        idx = cls(int(meta["dim"]), config or IndexConfig(**meta["config"]))
+        idx = cls(int(meta["dim"]), config or IndexConfig(**meta["config"]), gpu=gpu)
         with np.load(d / "slots.npz", allow_pickle=False) as z:
             post, author, alive = z["post"], z["author"], z["alive"]
         idx._index = faiss.read_index(str(d / "index.faiss"))
         if idx._index.ntotal != len(post) or idx._index.d != idx.dim:
             raise ValueError(f"{d}: index has {idx._index.ntotal} vectors but {len(post)} slots")
+        idx._index = idx._place(idx._index)
         idx._grow(len(post))
         idx._post[: len(post)], idx._author[: len(post)], idx._alive[: len(post)] = post, author, alive
         idx._n = len(post)
@@ -363,6 +392,7 @@ class PostIndex:
         with self._lock:
             return {
                 "kind": self.kind,
+                "gpu": self._on_gpu,
                 "posts": len(self._slot),
                 "slots": self._n,
                 "dim": self.dim,

@@ -141,10 +141,11 @@ class TwoTowerModel(nn.Module):
         hc = self.cfg.hash_config
         post_ids, author_ids = np.asarray(post_ids, np.int64), np.asarray(author_ids, np.int64)
         out = np.empty((len(post_ids), self.cfg.dim), dtype=np.float32)
+        device = self.log_temperature.device  # rows go to the model's device, vectors come back
         for s in range(0, len(post_ids), batch_size):
-            p = torch.from_numpy(self.post_rows(post_ids[s : s + batch_size], sids))
-            a = torch.from_numpy(hc.rows(author_ids[s : s + batch_size], "author"))
-            out[s : s + len(p)] = self.candidate_embed(p, a).float().numpy()
+            p = torch.from_numpy(self.post_rows(post_ids[s : s + batch_size], sids)).to(device)
+            a = torch.from_numpy(hc.rows(author_ids[s : s + batch_size], "author")).to(device)
+            out[s : s + len(p)] = self.candidate_embed(p, a).float().cpu().numpy()
         return out
 
 

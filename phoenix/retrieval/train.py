@@ -213,13 +213,14 @@ def evaluate(
     # inside the model's history window: the exclusion must not depend on the model's size)
     starts = np.searchsorted(t.user_id, users)  # the table is sorted by user, then time
     seen = [np.unique(t.post_id[s:e]) for s, e in zip(starts.tolist(), req.hist_end.tolist(), strict=True)]
-    cand = torch.from_numpy(model.embed_posts(corpus.post_ids, corpus.author_ids, sids=sids))
+    device = model.log_temperature.device  # the batches go where the model is
+    cand = torch.from_numpy(model.embed_posts(corpus.post_ids, corpus.author_ids, sids=sids)).to(device)
     out: dict[str, Any] = {"eval_users": int(len(users)), "eval_positives": int(sum(len(x) for x in targets))}
     model_scores = []
     for s in range(0, len(users), 256):
         rows = np.arange(s, min(s + 256, len(users)))
-        b = make_batch(t, req, rows).batch
-        model_scores.append((model.user_embed(b) @ cand.T).numpy())
+        b = make_batch(t, req, rows).batch.to(device)
+        model_scores.append((model.user_embed(b) @ cand.T).cpu().numpy())
     if model_scores:
         out["model"] = _recall(np.concatenate(model_scores), targets, corpus, seen, cfg.ks)
         pop = np.broadcast_to(corpus.pos_count.astype(np.float64), (len(users), len(corpus.post_ids)))
@@ -243,11 +244,14 @@ def train_retrieval(
     out_dir: str | Path,
     config: RetrievalTrainConfig | None = None,
     stop: threading.Event | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """`_train_retrieval`; a run that fails (or is stopped) leaves no output folder behind when it
-    started without one (or with an empty one): no half-written checkpoint for a later run to load."""
+    started without one (or with an empty one): no half-written checkpoint for a later run to load.
+    `device`: where the model, its optimiser state and each batch live (batches are built on the
+    CPU and moved; phoenix/device.py resolves `--device`)."""
     with removed_on_failure(out_dir):
-        return _train_retrieval(logs_path, out_dir, config, stop)
+        return _train_retrieval(logs_path, out_dir, config, stop, torch.device(device))
 
 
 def _train_retrieval(
@@ -255,6 +259,7 @@ def _train_retrieval(
     out_dir: str | Path,
     config: RetrievalTrainConfig | None = None,
     stop: threading.Event | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Train from a log directory (phoenix.log_dir) or an engagement-log Parquet file; writes the checkpoint
     (config.json + model.safetensors) and metrics.json into `out_dir`; returns the metrics. `stop`
@@ -263,7 +268,9 @@ def _train_retrieval(
     t_start = time.monotonic()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    dd = distributed.init_from_env()  # under torchrun: data parallel (phoenix/distributed.py)
+    # under torchrun: data parallel (phoenix/distributed.py), one GPU per rank on CUDA
+    dd = distributed.init_from_env(str(device or "cpu"))
+    device = distributed.rank_device(device or torch.device("cpu"), dd)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     logs = resolve_logs(logs_path)
@@ -283,13 +290,14 @@ def _train_retrieval(
     n_corpus = len(corpus.post_ids)
     # log-Q: in-batch candidates are drawn in proportion to their positive count
     q_post = (corpus.pos_count + 1.0) / (corpus.pos_count.sum() + n_corpus)
+    # tensors the steps index, on the training device (built on the CPU; `.to` is a no-op there)
     corpus_post_rows = torch.from_numpy(
         with_sid_rows(cfg.model.trunk, corpus.post_ids, hc.rows(corpus.post_ids, "post"), sids)
-    )
-    corpus_author_rows = torch.from_numpy(hc.rows(corpus.author_ids, "author"))
-    train_q = torch.from_numpy(q_post[corpus.index_of(t.post_id[train_req.cand_start])]).float()
+    ).to(device)
+    corpus_author_rows = torch.from_numpy(hc.rows(corpus.author_ids, "author")).to(device)
+    train_q = torch.from_numpy(q_post[corpus.index_of(t.post_id[train_req.cand_start])]).float().to(device)
 
-    model = TwoTowerModel(cfg.model)
+    model = TwoTowerModel(cfg.model).to(device)  # before the optimisers: their state follows it
     model.train()
     dense = [p for n, p in model.named_parameters() if not n.startswith("table.")]
     opt = torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -327,24 +335,25 @@ def _train_retrieval(
                     total_steps = step
                     break
                 rows = dd.shard(order[s : s + cfg.batch_size])  # this rank's share of the batch
-                b = make_batch(t, train_req, rows).batch
+                b = make_batch(t, train_req, rows).batch.to(device)
                 u = model.user_embed(b)
                 c_pos = model.candidate_embed(b.cand_post_rows[:, 0], b.cand_author_rows[:, 0])
-                neg = torch.from_numpy(rng.integers(0, n_corpus, size=m))
+                neg_np = rng.integers(0, n_corpus, size=m)
+                neg = torch.from_numpy(neg_np).to(device)
                 c_neg = model.candidate_embed(corpus_post_rows[neg], corpus_author_rows[neg])
                 temp = model.temperature
-                logits_in = (u @ c_pos.T) / temp - torch.log(train_q[rows] * len(rows)).unsqueeze(0)
+                q = train_q[torch.from_numpy(rows).to(device)]
+                logits_in = (u @ c_pos.T) / temp - torch.log(q * len(rows)).unsqueeze(0)
                 # the same post as the row's positive elsewhere in the batch is not a negative
-                pid = torch.from_numpy(t.post_id[train_req.cand_start[rows]])
-                dup = (pid.unsqueeze(0) == pid.unsqueeze(1)) & ~torch.eye(len(rows), dtype=torch.bool)
+                pid = torch.from_numpy(t.post_id[train_req.cand_start[rows]]).to(device)
+                eye = torch.eye(len(rows), dtype=torch.bool, device=device)
+                dup = (pid.unsqueeze(0) == pid.unsqueeze(1)) & ~eye
                 logits_in = logits_in.masked_fill(dup, float("-inf"))
                 logits_g = (u @ c_neg.T) / temp - log_q_global
-                logits_g = logits_g.masked_fill(
-                    torch.from_numpy(corpus.post_ids[neg.numpy()]).unsqueeze(0) == pid.unsqueeze(1),
-                    float("-inf"),
-                )
+                neg_pid = torch.from_numpy(corpus.post_ids[neg_np]).to(device)
+                logits_g = logits_g.masked_fill(neg_pid.unsqueeze(0) == pid.unsqueeze(1), float("-inf"))
                 logits = torch.cat([logits_in, logits_g], dim=1)
-                loss = F.cross_entropy(logits, torch.arange(len(rows)))
+                loss = F.cross_entropy(logits, torch.arange(len(rows), device=device))
                 opt.zero_grad()
                 emb_opt.zero_grad()
                 loss.backward()
@@ -383,6 +392,7 @@ def _train_retrieval(
         train_seconds=round(train_seconds, 2),
         total_seconds=round(time.monotonic() - t_start, 2),
         config=_jsonable(cfg.to_dict()),
+        device=str(device),
     )
     out = Path(out_dir)
     version = save_two_tower(

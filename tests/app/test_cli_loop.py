@@ -117,6 +117,26 @@ def test_model_list_show_promote_rollback(tmp_path: Path) -> None:
     assert code == 0 and [v["version"] for v in json.loads(out)] == [v1, v2]
 
 
+def test_model_show_names_actions_by_their_short_names(tmp_path: Path) -> None:
+    # a version registered before issue 21: its metrics keyed by the proto enum names
+    root = tmp_path / "models"
+    old = {
+        "weighted_ndcg": 0.8,
+        "auc": {"SERVER_TWEET_FAV": 0.61, "CLIENT_TWEET_RECAP_DWELLED": 0.7},
+        "positives": {"SERVER_TWEET_FAV": 120, "CLIENT_TWEET_RECAP_DWELLED": 900},
+    }
+    v1 = Registry(root).register("ranker", _fake_checkpoint(tmp_path / "a", "a"), metrics=old)
+    code, out = _invoke("model", "show", v1, "--models", str(root), "--json")
+    assert code == 0, out
+    shown = json.loads(out)["metrics"]
+    assert shown["auc"] == {"favorite": 0.61, "dwell": 0.7}
+    assert shown["positives"] == {"favorite": 120, "dwell": 900} and shown["weighted_ndcg"] == 0.8
+    code, out = _invoke("model", "show", v1, "--models", str(root))
+    assert code == 0 and "auc.favorite" in out and "SERVER_TWEET" not in out and "CLIENT_TWEET" not in out, (
+        out
+    )
+
+
 # --- retrain ---
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from foryou.app.retrain import GateRule, gate, reference_weights, retrain
+from foryou.app.retrain import GateRule, gate, gate_rows, reference_weights, retrain
 from phoenix.log_dir import ENGAGEMENTS_FILE, POSTS_FILE
 from phoenix.ranker.config import RankerConfig, TrainConfig
 from phoenix.ranker.train import train_ranker
@@ -52,28 +52,28 @@ def _metrics(auc: dict[str, float], positives: int = 100, w: float = 0.8) -> dic
 
 
 def test_gate_rule() -> None:
-    prom = _metrics({"SERVER_TWEET_FAV": 0.65, "SERVER_TWEET_REPLY": 0.60})
-    assert gate(_metrics({"SERVER_TWEET_FAV": 0.70, "SERVER_TWEET_REPLY": 0.60}), prom)[0]
-    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.646, "SERVER_TWEET_REPLY": 0.61}, w=0.8), prom)
+    prom = _metrics({"favorite": 0.65, "reply": 0.60})
+    assert gate(_metrics({"favorite": 0.70, "reply": 0.60}), prom)[0]
+    ok, reasons = gate(_metrics({"favorite": 0.646, "reply": 0.61}, w=0.8), prom)
     assert ok, reasons  # 0.004 worse: within the default tolerance 0.005
-    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.64, "SERVER_TWEET_REPLY": 0.70}, w=0.9), prom)
-    assert not ok and len(reasons) == 1 and "SERVER_TWEET_FAV ROC-AUC 0.6400 is 0.0100 below" in reasons[0]
-    assert gate(_metrics({"SERVER_TWEET_FAV": 0.64, "SERVER_TWEET_REPLY": 0.6}), prom, GateRule(0.02))[0]
-    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.7, "SERVER_TWEET_REPLY": 0.7}, w=0.79), prom)
+    ok, reasons = gate(_metrics({"favorite": 0.64, "reply": 0.70}, w=0.9), prom)
+    assert not ok and len(reasons) == 1 and "favorite ROC-AUC 0.6400 is 0.0100 below" in reasons[0]
+    assert gate(_metrics({"favorite": 0.64, "reply": 0.6}), prom, GateRule(0.02))[0]
+    ok, reasons = gate(_metrics({"favorite": 0.7, "reply": 0.7}, w=0.79), prom)
     assert not ok and reasons[0].startswith("weighted_ndcg 0.7900 is 0.0100 below")
-    assert gate(_metrics({"SERVER_TWEET_FAV": 0.7}, w=0.79), prom, GateRule(weighted_tolerance=0.02))[0]
+    assert gate(_metrics({"favorite": 0.7}, w=0.79), prom, GateRule(weighted_tolerance=0.02))[0]
     # an action with few positives is reported, not gated (its AUC is noise)
-    rare = _metrics({"SERVER_TWEET_FAV": 0.5}, positives=10)
-    assert gate(rare, _metrics({"SERVER_TWEET_FAV": 0.7}, positives=10))[0]
-    assert not gate(rare, _metrics({"SERVER_TWEET_FAV": 0.7}, positives=10), GateRule(min_positives=5))[0]
+    rare = _metrics({"favorite": 0.5}, positives=10)
+    assert gate(rare, _metrics({"favorite": 0.7}, positives=10))[0]
+    assert not gate(rare, _metrics({"favorite": 0.7}, positives=10), GateRule(min_positives=5))[0]
     ok, reasons = gate(rare, None)
     assert ok and "no promoted version" in reasons[0]
 
 
 def test_gate_needs_evidence_and_gates_the_unserved_ndcg() -> None:
-    prom = _metrics({"SERVER_TWEET_FAV": 0.65}) | {"weighted_ndcg_neg": 0.7}
+    prom = _metrics({"favorite": 0.65}) | {"weighted_ndcg_neg": 0.7}
     # too few held-out impressions of positive value: the promoted model stays, and we say why
-    thin = _metrics({"SERVER_TWEET_FAV": 0.9}, w=0.95) | {"weighted_positives": 12, "weighted_ndcg_neg": 0.9}
+    thin = _metrics({"favorite": 0.9}, w=0.95) | {"weighted_positives": 12, "weighted_ndcg_neg": 0.9}
     ok, reasons = gate(thin, prom)
     assert not ok and reasons == [
         "not enough evidence: 12 held-out impressions of positive value (need ≥ 30); the promoted model stays"
@@ -81,21 +81,51 @@ def test_gate_needs_evidence_and_gates_the_unserved_ndcg() -> None:
     assert gate(thin, prom, GateRule(min_weighted_positives=10))[0]
     assert gate(thin, None)[0]  # a first version needs no comparison
     # better on the served impressions, worse against unserved negatives: rejected
-    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.7}, w=0.9) | {"weighted_ndcg_neg": 0.6}, prom)
+    ok, reasons = gate(_metrics({"favorite": 0.7}, w=0.9) | {"weighted_ndcg_neg": 0.6}, prom)
     assert not ok and reasons[0].startswith("weighted_ndcg_neg 0.6000 is 0.1000 below")
-    assert gate(
-        _metrics({"SERVER_TWEET_FAV": 0.7}) | {"weighted_ndcg_neg": 0.6}, prom, GateRule(also_gated=())
-    )[0]
-    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.7}) | {"weighted_ndcg_neg": 0.71}, prom)
+    assert gate(_metrics({"favorite": 0.7}) | {"weighted_ndcg_neg": 0.6}, prom, GateRule(also_gated=()))[0]
+    ok, reasons = gate(_metrics({"favorite": 0.7}) | {"weighted_ndcg_neg": 0.71}, prom)
     assert ok and any(r.startswith("weighted_ndcg_neg 0.7100 vs promoted 0.7000") for r in reasons)
     # 20-49 positives: gated within one standard error (0.3/√35 ≈ 0.051), a collapsed head fails
-    few = _metrics({"SERVER_TWEET_FAV": 0.51}, positives=35)
-    ok, reasons = gate(_metrics({"SERVER_TWEET_FAV": 0.40}, positives=35), few)
+    few = _metrics({"favorite": 0.51}, positives=35)
+    ok, reasons = gate(_metrics({"favorite": 0.40}, positives=35), few)
     assert not ok and reasons == [
-        "SERVER_TWEET_FAV ROC-AUC 0.4000 is 0.1100 below the promoted model's 0.5100 "
-        "(tolerance 0.0507, 35 positives)"
+        "favorite ROC-AUC 0.4000 is 0.1100 below the promoted model's 0.5100 (tolerance 0.0507, 35 positives)"
     ]
-    assert gate(_metrics({"SERVER_TWEET_FAV": 0.47}, positives=35), few)[0]
+    assert gate(_metrics({"favorite": 0.47}, positives=35), few)[0]
+
+
+def _old_style(m: dict) -> dict:
+    """`m` as a registry version written before issue 21 stored it: actions by their enum names."""
+    enum = {
+        "favorite": "SERVER_TWEET_FAV",
+        "reply": "SERVER_TWEET_REPLY",
+        "dwell": "CLIENT_TWEET_RECAP_DWELLED",
+    }
+    return m | {k: {enum[a]: v for a, v in m[k].items()} for k in ("auc", "positives")}
+
+
+@pytest.mark.parametrize(
+    ("cand_auc", "ok_expected"),
+    [
+        ({"favorite": 0.70, "reply": 0.60, "dwell": 0.75}, True),
+        ({"favorite": 0.64, "reply": 0.70, "dwell": 0.75}, False),  # favorite 0.01 below
+        ({"favorite": 0.70, "reply": 0.60, "dwell": 0.60}, False),  # dwell 0.15 below
+    ],
+)
+def test_old_and_new_metric_keys_gate_identically(cand_auc: dict[str, float], ok_expected: bool) -> None:
+    prom = _metrics({"favorite": 0.65, "reply": 0.60, "dwell": 0.75})
+    cand = _metrics(cand_auc)
+    new = gate(cand, prom)
+    assert new[0] is ok_expected
+    # either side (or both) stored with enum-style keys: the same verdict and the same reasons,
+    # which name every action by its short name
+    for c, p in ((_old_style(cand), prom), (cand, _old_style(prom)), (_old_style(cand), _old_style(prom))):
+        assert gate(c, p) == new
+        rows = gate_rows(c, p, GateRule())
+        assert [r.metric for r in rows] == [r.metric for r in gate_rows(cand, prom, GateRule())]
+        assert all(r.gated for r in rows if r.metric.endswith("ROC-AUC"))  # matched, not one-sided
+    assert not any("SERVER_TWEET" in r or "CLIENT_TWEET" in r for r in new[1])
 
 
 def _damaged(good: Path, out: Path, how: str) -> Path:
@@ -153,18 +183,18 @@ def test_first_version_then_better_then_worse(world: Path, tmp_path: Path) -> No
     assert better.version == "ranker-0002" and better.parent == "ranker-0001"
     assert better.promoted and better.gate_ok and reg.promoted("ranker") == "ranker-0002"
     c, p = better.candidate_metrics, better.promoted_metrics
-    assert c["weighted_ndcg"] > p["weighted_ndcg"] and c["auc"]["SERVER_TWEET_FAV"] > 0.55
+    assert c["weighted_ndcg"] > p["weighted_ndcg"] and c["auc"]["favorite"] > 0.55
     assert c["eval_impressions"] == p["eval_impressions"] > 0  # the same held-out window
 
     worse = retrain(world, reg, config=UNTRAINED, warm_start=False)
     assert worse.version == "ranker-0003" and not worse.promoted and not worse.gate_ok
     assert reg.promoted("ranker") == "ranker-0002"
-    assert any("SERVER_TWEET_FAV ROC-AUC" in r and "below the promoted" in r for r in worse.reasons)
+    assert any("favorite ROC-AUC" in r and "below the promoted" in r for r in worse.reasons)
     assert any(r.startswith("weighted_ndcg") for r in worse.reasons)
     report = worse.report.read_text()
     assert worse.report == reg.path("ranker-0003") / "report.md"
     assert "NOT promoted" in report and "## Gate: FAILED" in report and "**FAIL**" in report
-    assert "| SERVER_TWEET_FAV ROC-AUC |" in report and "ranker-0002" in report
+    assert "| favorite ROC-AUC |" in report and "ranker-0002" in report
     assert (reg.path("ranker-0003") / "comparison.png").stat().st_size > 0
     assert "## Gate: passed" in better.report.read_text()
     assert (reg.path("ranker-0002") / "training_curves.png").exists()

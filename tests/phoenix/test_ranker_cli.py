@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from foryou.app.cli import app
+from foryou.core.actions import ACTION_NAMES
 from phoenix.ranker.checkpoint import load_model
 
 runner = CliRunner()
@@ -56,9 +57,19 @@ def test_eval_prints_model_oracle_and_baselines(tiny_world: Path, model_dir: Pat
     saved = json.loads((model_dir / "eval.json").read_text())
     assert saved["model_version"] == json.loads((model_dir / "metrics.json").read_text())["model_version"]
     assert {"model", "oracle", "author_popularity", "matrix_factorization"} <= set(saved["metrics"])
+    # eval.json names every action by its one short name (issue 21), the headline's names included
+    short = set(ACTION_NAMES.values())
+    assert "favorite" in saved["actions"] and set(saved["actions"]) <= short
+    for table in saved["metrics"].values():
+        assert set(table) <= short and "favorite" in table
+    assert set(saved["gap_closure"]) <= short and set(saved["headline"]) <= short
+    assert "SERVER_TWEET" not in json.dumps(saved) and "CLIENT_TWEET" not in json.dumps(saved)
     res = runner.invoke(app, [*args[:-1], "--json"])  # the same evaluation, every metric as JSON
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["metrics"].keys() == saved["metrics"].keys()  # every metric, as JSON
+    as_json = json.loads(res.stdout)
+    assert as_json["metrics"].keys() == saved["metrics"].keys()  # every metric, as JSON
+    assert as_json["metrics"]["model"].keys() == saved["metrics"]["model"].keys()
+    assert as_json["actions"] == saved["actions"]
 
 
 def test_training_from_a_bare_log_warns_about_missing_sids(tiny_world: Path, tmp_path: Path) -> None:

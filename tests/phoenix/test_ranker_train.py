@@ -36,12 +36,12 @@ def test_training_lowers_loss_and_beats_random(tiny_world: Path, tmp_path: Path)
     m = train_ranker(tiny_world, tmp_path / "run", _cfg(epochs=3, eval_every=50))
     assert m["final_train_loss_ema"] < 0.6 * m["first_train_loss_ema"]
     ev = m["eval"]["metrics"]
-    assert ev["model"]["CLIENT_TWEET_RECAP_DWELLED"]["roc_auc"] > 0.55
-    assert ev["model"]["SERVER_TWEET_FAV"]["roc_auc"] > 0.53
+    assert ev["model"]["dwell"]["roc_auc"] > 0.55
+    assert ev["model"]["favorite"]["roc_auc"] > 0.53
     # oracle + both baselines evaluated on the same split, gap closure reported
     assert {"oracle", "author_popularity", "matrix_factorization"} <= set(ev)
-    assert ev["oracle"]["SERVER_TWEET_FAV"]["roc_auc"] > 0.6
-    assert np.isfinite(m["eval"]["gap_closure"]["SERVER_TWEET_FAV"])
+    assert ev["oracle"]["favorite"]["roc_auc"] > 0.6
+    assert np.isfinite(m["eval"]["gap_closure"]["favorite"])
     # the history ablation re-scores the same impressions with empty histories
     assert "favorite" in m["eval"]["without_history"]
     assert 0.0 < m["eval"]["without_history"]["favorite"] < 1.0
@@ -65,8 +65,8 @@ def test_training_lowers_loss_and_beats_random(tiny_world: Path, tmp_path: Path)
     assert saved["model_version"] == m["model_version"]
     # evaluate_ranker reproduces the model's numbers from the checkpoint alone
     again = evaluate_ranker(tiny_world, tmp_path / "run", baselines=False)
-    assert again["metrics"]["model"]["SERVER_TWEET_FAV"]["roc_auc"] == pytest.approx(
-        ev["model"]["SERVER_TWEET_FAV"]["roc_auc"], abs=1e-6
+    assert again["metrics"]["model"]["favorite"]["roc_auc"] == pytest.approx(
+        ev["model"]["favorite"]["roc_auc"], abs=1e-6
     )
 
 

@@ -196,18 +196,12 @@ _SMALL_GROUP = 8  # a group of at most this many numbers is shown whole in the s
 
 
 def metric_name(key: str) -> str:
-    """One name per action in every output: an enum name (SERVER_TWEET_FAV) or an old alias
-    (repost) becomes the short name of foryou.core.actions; any other key is kept."""
-    from foryou.core.actions import ACTION_NAMES, action_code
+    """One name per action in every output: an enum name (SERVER_TWEET_FAV, as older registries and
+    eval.json files have them) or an old alias (repost) becomes the short name of
+    foryou.core.actions; any other key is kept."""
+    from foryou.core.actions import short_action_name
 
-    if key == "repost":
-        return "retweet"
-    if key.isupper() and "_" in key:
-        try:
-            return ACTION_NAMES[action_code(key)]
-        except KeyError:
-            return key
-    return key
+    return short_action_name(key)
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, int | float]:

@@ -72,10 +72,12 @@ def _set(config: C, **values: Any) -> C:
     return dataclasses.replace(config, **{k: v for k, v in values.items() if v is not None})
 
 
-def ranker_config(max_candidates: int | None, max_history: int | None) -> RankingHandlerConfig:
+def ranker_config(
+    max_candidates: int | None, max_history: int | None, device: str = "cpu"
+) -> RankingHandlerConfig:
     from phoenix.ranker.handler import RankingHandlerConfig
 
-    return _set(RankingHandlerConfig(), max_candidates=max_candidates, max_history=max_history)
+    return _set(RankingHandlerConfig(device=device), max_candidates=max_candidates, max_history=max_history)
 
 
 def retrieval_config(
@@ -83,12 +85,16 @@ def retrieval_config(
     max_exclusions: int | None,
     max_top_k: int | None,
     max_concurrent_rpcs: int | None = None,
+    device: str = "cpu",
 ) -> RetrievalServiceConfig:
     from phoenix.retrieval.handler import RetrievalHandlerConfig
     from phoenix.retrieval.service import RetrievalServiceConfig
 
     handler = _set(
-        RetrievalHandlerConfig(), max_history=max_history, max_exclusions=max_exclusions, max_top_k=max_top_k
+        RetrievalHandlerConfig(device=device),
+        max_history=max_history,
+        max_exclusions=max_exclusions,
+        max_top_k=max_top_k,
     )
     return _set(RetrievalServiceConfig(handler=handler), max_concurrent_rpcs=max_concurrent_rpcs)
 

@@ -99,12 +99,16 @@ def model_show(
     ctx: typer.Context, version: Version, models: ModelsRoot = None, as_json: AsJson = False
 ) -> None:
     """A version's manifest: model version, parent, data window, metrics, gate verdict, files."""
+    from foryou.core.actions import normalize_action_keys
     from phoenix.registry import Registry, RegistryError
 
     try:
         m = Registry(models_root(ctx, models)).show(version)
     except RegistryError as e:
         fail(e)
+    # one name per action (foryou.core.actions): versions registered before issue 21 stored their
+    # metrics under enum-style keys (SERVER_TWEET_FAV)
+    m = normalize_action_keys(m)
     if as_json:
         print(json.dumps(m))
         return

@@ -31,6 +31,13 @@ app = group("Run services (gRPC + /metrics) until Ctrl-C.")
 
 RankerModel = Annotated[str, typer.Option(help="Ranker checkpoint directory")]
 RetrievalModel = Annotated[str, typer.Option(help="Retrieval checkpoint directory (optional)")]
+ServeDevice = Annotated[
+    str,
+    typer.Option(
+        help="Where the ranker and retrieval models run: cpu | cuda | cuda:N | auto "
+        "(the retrieval index too, with a GPU build of FAISS; docs/SCALING.md)"
+    ),
+]
 
 
 @app.command("home-mixer")
@@ -96,6 +103,7 @@ def serve_phoenix(
     max_exclusions: limits.MaxExclusions = None,
     max_top_k: limits.MaxTopK = None,
     max_concurrent_rpcs: limits.MaxConcurrentRpcs = None,
+    device: ServeDevice = "cpu",
 ) -> None:
     """Phoenix: RankingService (and RetrievalService with its live FAISS index)."""
     import asyncio
@@ -105,6 +113,7 @@ def serve_phoenix(
 
     if bool(ranker_model) == bool(registry):
         fail(ValueError("give exactly one of --ranker-model DIR and --registry DIR"))
+    device_line = _serving_device(device)  # a CUDA device this machine lacks: one line, before anything
     # checked before anything starts: no promoted ranker is an operator error, not a crash
     promoted = _promoted_ranker(registry) if registry else None
     # the registry's retrieval model too, when one is promoted and none is given: followed as well,
@@ -128,8 +137,10 @@ def serve_phoenix(
         retrieval_model,
         retrieval_address,
         sids,
-        ranker=limits.ranker_config(max_candidates, max_history),
-        retrieval=limits.retrieval_config(max_history, max_exclusions, max_top_k, max_concurrent_rpcs),
+        ranker=limits.ranker_config(max_candidates, max_history, device),
+        retrieval=limits.retrieval_config(
+            max_history, max_exclusions, max_top_k, max_concurrent_rpcs, device
+        ),
         ranker_max_concurrent_rpcs=max_concurrent_rpcs,
     )
     services: list[Any] = [svc]
@@ -139,9 +150,23 @@ def serve_phoenix(
         services.append(_RegistryFollower(svc, promoted[0], "retrieval", retrieval_version, registry_poll_s))
 
     async def started() -> None:
+        console.print(device_line)
         console.print("phoenix: " + "  ".join(f"{k}={v}" for k, v in svc.addresses.items()))
 
     asyncio.run(run_until_signal(services, started))
+
+
+def _serving_device(spec: str) -> str:
+    """Resolve `--device` for the Phoenix handlers (they resolve it again when they load): a
+    malformed device or a CUDA device this machine lacks fails in one line (exit 2) before any
+    model loads or any port opens. Returns the device's description, printed once serving."""
+    from phoenix.device import DeviceError, describe, resolve_device
+
+    try:
+        dev = resolve_device(spec)
+    except DeviceError as e:
+        fail(e)
+    return f"phoenix device: {describe(dev)}"
 
 
 class _RegistryFollower:
@@ -202,6 +227,7 @@ def serve_all(
     max_exclusions: limits.MaxExclusions = None,
     max_ids: limits.FeedMaxIds = None,
     max_in_flight: limits.MaxInFlight = None,
+    device: ServeDevice = "cpu",
 ) -> None:
     """Ingesters, Thunder, Phoenix and home_mixer in one process."""
     import asyncio
@@ -210,6 +236,7 @@ def serve_all(
     from foryou.core.serve import prepare, run_until_signal
     from home_mixer.service import HomeMixerConfig
 
+    console.print(_serving_device(device))
     settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     stack = Stack(
         settings,
@@ -218,8 +245,8 @@ def serve_all(
             retrieval_dir=retrieval_model,
             home_mixer_address=home_mixer_address,
             sids_path=sids,
-            ranker=limits.ranker_config(max_candidates, max_history),
-            retrieval=limits.retrieval_config(max_history, max_exclusions, None),
+            ranker=limits.ranker_config(max_candidates, max_history, device),
+            retrieval=limits.retrieval_config(max_history, max_exclusions, None, None, device),
             home_mixer=limits.home_mixer_config(HomeMixerConfig(), max_ids, max_in_flight, None),
         ),
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from foryou.app.cli.common import CheckpointDir, Logs, console, fail, group, print_metrics
+
+if TYPE_CHECKING:  # heavy: imported inside the commands
+    import torch
 
 app = group("Train models from an engagement log.")
 
@@ -62,7 +65,7 @@ def train_ranker_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Train the Phoenix ranker (multi-action, candidate-isolated transformer)."""
-    _training_device(device)
+    dev = _training_device(device)
     from phoenix.ranker.config import RankerConfig, TrainConfig
     from phoenix.ranker.train import train_ranker
     from phoenix.retrieval.hard_negatives import mine_hard_negatives
@@ -86,7 +89,7 @@ def train_ranker_cmd(
         seed=seed,
     )
     try:
-        metrics = train_ranker(logs, out, cfg, hard_miner=mine_hard_negatives)
+        metrics = train_ranker(logs, out, cfg, hard_miner=mine_hard_negatives, device=dev)
     except (FileNotFoundError, ValueError) as e:
         fail(e)
     console.print(f"checkpoint, metrics.json and training curves in {out}")
@@ -126,7 +129,7 @@ def train_retrieval_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Train the two-tower retrieval model (user tower = ranker trunk, candidate tower = hash MLP)."""
-    _training_device(device)
+    dev = _training_device(device)
     from phoenix.retrieval.train import RetrievalTrainConfig, train_retrieval
 
     if preset not in RETRIEVAL_PRESETS:
@@ -152,26 +155,25 @@ def train_retrieval_cmd(
     cfg = make[preset](**overrides)
     cfg.model.pooling = pooling
     try:
-        metrics = train_retrieval(logs, out, cfg)
+        metrics = train_retrieval(logs, out, cfg, device=dev)
     except (FileNotFoundError, ValueError) as e:
         fail(e)
     console.print(f"checkpoint and metrics.json in {out}")
     print_metrics("retrieval", {k: v for k, v in metrics.items() if k != "config"}, f"{out}/metrics.json")
 
 
-def _training_device(spec: str) -> None:
+def _training_device(spec: str) -> torch.device:
     """Resolve `--device` (a one-line error when CUDA is asked for and missing) and say which
-    device trains. Training runs on the CPU in this build (gloo for `torchrun`); a CUDA device
-    that is present is refused until the trainers move their batches (docs/SCALING.md "GPU")."""
+    device trains: the trainers move the model, its optimiser state and each batch there
+    (batches are built on the CPU; docs/SCALING.md "GPU")."""
     from phoenix.device import DeviceError, describe, resolve_device
 
     try:
         dev = resolve_device(spec)
     except DeviceError as e:
         fail(e)
-    if dev.type != "cpu":
-        fail(DeviceError(f"--device {spec}: training on CUDA is not supported yet; use --device cpu"))
     console.print(f"device: {describe(dev)}")
+    return dev
 
 
 def _holdout(spec: str) -> object:

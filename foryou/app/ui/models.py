@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from foryou.app.ui.context import ui_of
+from foryou.core.actions import normalize_action_keys
 from phoenix.registry import KINDS, Registry, RegistryError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*-[0-9a-z]+$")  # a version or checkpoint folder name
@@ -173,11 +174,14 @@ def model_page(request: Request) -> Response:
         raise HTTPException(404, f"no model {name} in {ui.config.models_root}")
     sections: list[tuple[str, list[tuple[str, str]], list[Matrix]]] = []
     if m.registered:
+        # one name per action: versions registered before issue 21 have enum-style keys
         manifest = {k: v for k, v in m.manifest.items() if k not in ("metrics", "files", "format")}
-        sections.append(("registry manifest", *metric_tables(manifest)))
+        sections.append(("registry manifest", *metric_tables(normalize_action_keys(manifest))))
         if m.manifest.get("metrics"):
-            sections.append(("registry metrics", *metric_tables(m.manifest["metrics"])))
-    training = _read_json(m.path / "metrics.json")
+            sections.append(
+                ("registry metrics", *metric_tables(normalize_action_keys(m.manifest["metrics"])))
+            )
+    training = normalize_action_keys(_read_json(m.path / "metrics.json"))
     config = training.pop("config", None)
     if training:
         sections.append(("training and evaluation (metrics.json)", *metric_tables(training)))
