@@ -90,13 +90,13 @@ def main(
 ) -> None:
     DEBUG["on"] = debug or os.environ.get("FORYOU_DEBUG", "").lower() in ("1", "true", "yes")
     world_size = os.environ.get("WORLD_SIZE", "1")
-    if world_size != "1" and ctx.invoked_subcommand not in (None, "--help"):
-        # torchrun & co. start one copy per rank: each would run the whole command (two full
-        # trainings into one folder); distributed training is not supported yet
+    if world_size != "1" and ctx.invoked_subcommand not in (None, "--help", "train"):
+        # torchrun & co. start one copy per rank: only training is data-parallel (phoenix/distributed.py,
+        # docs/SCALING.md); any other command would run once per rank
         fail(
             ValueError(
-                f"WORLD_SIZE={world_size} (a multi-process launcher such as torchrun): foryou runs "
-                "in one process and does not support distributed training yet; run it without the launcher"
+                f"WORLD_SIZE={world_size} (a multi-process launcher such as torchrun): only `foryou "
+                "train ranker|retrieval` runs distributed; run this command without the launcher"
             )
         )
     if config:
