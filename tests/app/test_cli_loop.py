@@ -421,3 +421,61 @@ def test_serve_phoenix_follows_the_registrys_retrieval_model(settings: Settings,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.integration
+def test_serve_all_follows_the_registry(settings: Settings, tmp_path: Path) -> None:
+    """`foryou serve all --registry`: the whole stack in one process serves the promoted ranker and
+    follows a promotion (the same follower as `serve phoenix --registry`)."""
+    import os
+    import sys
+
+    root = tmp_path / "models"
+    reg = Registry(root)
+    mvs, versions = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        mvs.append(save_model(tmp_path / f"c{seed}", RankerModel(RankerConfig.tiny()), step=seed + 1))
+        versions.append(reg.register("ranker", tmp_path / f"c{seed}"))
+    reg.promote("ranker", versions[0])
+    _one_line_error(*_invoke("serve", "all", "--registry", str(tmp_path / "empty")), "no promoted ranker")
+    _one_line_error(*_invoke("serve", "all"), "exactly one of")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORYOU_")}
+    env |= {
+        "FORYOU_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "FORYOU_REDIS_URL": settings.redis_url,
+        "FORYOU_TOPIC_PREFIX": settings.topic_prefix,
+        "FORYOU_REDIS_PREFIX": settings.redis_prefix,
+        "FORYOU_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "400",
+    }
+    args = ["serve", "all", "--registry", str(root), "--registry-poll-s", "0.2"]
+    args += ["--home-mixer-address", f"127.0.0.1:{free_port()}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from foryou.app.cli import app; app()", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ranker = ""
+        for line in proc.stdout:  # "serving: thunder=… ranker=… home_mixer=…" once it serves
+            if line.startswith("serving:"):
+                ranker = dict(kv.split("=", 1) for kv in line.split()[1:])["ranker"]
+                break
+        assert ranker, "serve all ended before serving"
+        assert _served_version(ranker) == mvs[0]
+        assert _invoke("model", "promote", versions[1], "--models", str(root))[0] == 0
+        end = time.monotonic() + 60
+        while _served_version(ranker) != mvs[1]:
+            assert time.monotonic() < end, "serve all did not load the promoted version"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -24,7 +24,6 @@ from foryou.app.cli.common import MetricsPort, ServeSids, console, ctx_settings,
 from foryou.core.events import RETENTION_S
 
 if TYPE_CHECKING:  # heavy (torch, grpc, Kafka): imported inside the commands
-    from foryou.app.stack import PhoenixServices
     from phoenix.registry import Registry
 
 app = group("Run services (gRPC + /metrics) until Ctrl-C.")
@@ -114,15 +113,7 @@ def serve_phoenix(
     if bool(ranker_model) == bool(registry):
         fail(ValueError("give exactly one of --ranker-model DIR and --registry DIR"))
     device_line = _serving_device(device)  # a CUDA device this machine lacks: one line, before anything
-    # checked before anything starts: no promoted ranker is an operator error, not a crash
-    promoted = _promoted_ranker(registry) if registry else None
-    # the registry's retrieval model too, when one is promoted and none is given: followed as well,
-    # so every served record names the retrieval version that answered
-    retrieval_version = None
-    if promoted is not None and not retrieval_model:
-        retrieval_version = promoted[0].promoted("retrieval")
-        if retrieval_version is not None:
-            retrieval_model = str(promoted[0].path(retrieval_version))
+    promoted, retrieval_version, retrieval_model = _registry_models(registry, retrieval_model)
     # the ranking service is stateless: Kafka and Redis only feed the retrieval index
     settings = prepare(ctx_settings(ctx).replace(metrics_port=metrics_port))
     if retrieval_model:
@@ -143,11 +134,7 @@ def serve_phoenix(
         ),
         ranker_max_concurrent_rpcs=max_concurrent_rpcs,
     )
-    services: list[Any] = [svc]
-    if promoted is not None:
-        services.append(_RegistryFollower(svc, promoted[0], "ranker", promoted[1], registry_poll_s))
-    if promoted is not None and retrieval_version is not None:
-        services.append(_RegistryFollower(svc, promoted[0], "retrieval", retrieval_version, registry_poll_s))
+    services: list[Any] = [svc, *_followers(svc, promoted, retrieval_version, registry_poll_s)]
 
     async def started() -> None:
         console.print(device_line)
@@ -170,13 +157,11 @@ def _serving_device(spec: str) -> str:
 
 
 class _RegistryFollower:
-    """`serve phoenix --registry`: keeps the started ranker (or retrieval model) on the promoted
+    """`serve phoenix|all --registry`: keeps the started ranker (or retrieval model) on the promoted
     version of its kind (each new version goes through its handler's `reload`). Listed after
-    PhoenixServices, so it starts once the service serves and stops before it."""
+    PhoenixServices (or the Stack), so it starts once the service serves and stops before it."""
 
-    def __init__(
-        self, phoenix: PhoenixServices, registry: Registry, kind: str, version: str, poll_s: float
-    ) -> None:
+    def __init__(self, phoenix: Any, registry: Registry, kind: str, version: str, poll_s: float) -> None:
         self.phoenix, self.registry, self.kind = phoenix, registry, kind
         self.version, self.poll_s = version, poll_s
         self.follower: Any = None
@@ -200,6 +185,34 @@ class _RegistryFollower:
             await asyncio.to_thread(self.follower.stop)
 
 
+def _registry_models(
+    registry: str, retrieval_model: str
+) -> tuple[tuple[Registry, str, Path] | None, str | None, str]:
+    """For `--registry`: (registry, promoted ranker version, its folder), the promoted retrieval
+    version to follow (when one is promoted and no --retrieval-model is given, so every served
+    record names the retrieval version that answered) and the retrieval model to load. Checked
+    before anything starts: no promoted ranker is an operator error (one line), not a crash."""
+    promoted = _promoted_ranker(registry) if registry else None
+    retrieval_version = None
+    if promoted is not None and not retrieval_model:
+        retrieval_version = promoted[0].promoted("retrieval")
+        if retrieval_version is not None:
+            retrieval_model = str(promoted[0].path(retrieval_version))
+    return promoted, retrieval_version, retrieval_model
+
+
+def _followers(
+    target: Any, promoted: tuple[Registry, str, Path] | None, retrieval_version: str | None, poll_s: float
+) -> list[_RegistryFollower]:
+    """Followers keeping `target`'s (PhoenixServices' or Stack's) models on the promoted versions."""
+    if promoted is None:
+        return []
+    out = [_RegistryFollower(target, promoted[0], "ranker", promoted[1], poll_s)]
+    if retrieval_version is not None:
+        out.append(_RegistryFollower(target, promoted[0], "retrieval", retrieval_version, poll_s))
+    return out
+
+
 def _promoted_ranker(root: str) -> tuple[Registry, str, Path]:
     """(registry, promoted ranker version, its folder), or a one-line error (exit 2)."""
     from phoenix.registry import Registry, RegistryError
@@ -217,7 +230,17 @@ def _promoted_ranker(root: str) -> tuple[Registry, str, Path]:
 @app.command("all")
 def serve_all(
     ctx: typer.Context,
-    ranker_model: RankerModel,
+    ranker_model: Annotated[str, typer.Option(help="Ranker checkpoint directory (or --registry)")] = "",
+    registry: Annotated[
+        str,
+        typer.Option(
+            help="Models root: serve its promoted ranker (and promoted retrieval model, unless "
+            "--retrieval-model) and follow promotions (instead of --ranker-model)"
+        ),
+    ] = "",
+    registry_poll_s: Annotated[
+        float, typer.Option(help="How often the promoted pointer is checked (seconds)")
+    ] = 2.0,
     retrieval_model: RetrievalModel = "",
     home_mixer_address: HomeMixerAddress = HOME_MIXER.default,
     sids: ServeSids = "",
@@ -236,12 +259,15 @@ def serve_all(
     from foryou.core.serve import prepare, run_until_signal
     from home_mixer.service import HomeMixerConfig
 
-    console.print(_serving_device(device))
+    if bool(ranker_model) == bool(registry):
+        fail(ValueError("give exactly one of --ranker-model DIR and --registry DIR"))
+    device_line = _serving_device(device)
+    promoted, retrieval_version, retrieval_model = _registry_models(registry, retrieval_model)
     settings = resolve_infra(prepare(ctx_settings(ctx).replace(metrics_port=metrics_port)))
     stack = Stack(
         settings,
         StackConfig(
-            ranker_dir=ranker_model,
+            ranker_dir=str(promoted[2]) if promoted is not None else ranker_model,
             retrieval_dir=retrieval_model,
             home_mixer_address=home_mixer_address,
             sids_path=sids,
@@ -252,9 +278,13 @@ def serve_all(
     )
 
     async def started() -> None:
+        console.print(device_line)
         console.print("serving: " + "  ".join(f"{k}={v}" for k, v in stack.addresses.items()))
 
-    asyncio.run(run_until_signal([stack], started))
+    # followers after the stack: they start once it serves and stop before it
+    asyncio.run(
+        run_until_signal([stack, *_followers(stack, promoted, retrieval_version, registry_poll_s)], started)
+    )
 
 
 @app.command("ingest")
