@@ -1,12 +1,18 @@
 """Kafka at scale (issue 22): per-topic partitions and replication from the settings, stable
 per-replica groups for the full-copy consumers, and ingesters scaled out by partitions: two
 ingester services in one consumer group split the partitions and together write the same Redis
-state as one service alone."""
+state as one service alone (two OS processes)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,31 +87,79 @@ def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_two_ingesters_share_a_group_and_split_partitions(
+class _IngestProcess:
+    """`ingest_main.py` as an OS process; `latest()` is the newest state line it printed."""
+
+    def __init__(self, settings: Settings) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FORYOU_")}
+        env |= {
+            "FORYOU_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "FORYOU_REDIS_URL": settings.redis_url,
+            "FORYOU_TOPIC_PREFIX": settings.topic_prefix,
+            "FORYOU_REDIS_PREFIX": settings.redis_prefix,
+            "FORYOU_TOPIC_PARTITIONS": settings.topic_partitions,
+            "FORYOU_PARTITIONS": str(settings.partitions),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("ingest_main.py"))],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.state: dict[str, Any] = {}
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+            if line.startswith("{"):
+                self.state = json.loads(line)
+
+    def stop(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()  # the process stops its service cleanly and exits
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+def test_two_ingester_processes_share_a_group_and_split_partitions(
     kafka_bootstrap: str, make_settings: Callable[..., Settings], unique_prefix: str
 ) -> None:
     settings = make_settings(kafka_bootstrap, topic_partitions="engagements=4,user-events=4,posts=4")
     scaled = settings.replace(redis_prefix=unique_prefix)
-    pair = [IngestService(scaled, IngestConfig(group_prefix="pair")).start() for _ in range(2)]
+    pair = [_IngestProcess(scaled) for _ in range(2)]
     try:
-        names = [i.name for i in pair[0].ingesters]
 
         def split() -> bool:
-            a, b = (svc.assignment() for svc in pair)
-            return all(len(a[n]) == len(b[n]) == 2 and not set(a[n]) & set(b[n]) for n in names)
+            a, b = (p.state.get("assignment") for p in pair)
+            if not a or not b or a.keys() != b.keys():
+                return False
+            return all(len(a[n]) == len(b[n]) == 2 and not set(a[n]) & set(b[n]) for n in a)
 
-        # both joined every group and hold half of each topic's partitions before any event exists
-        _wait(split, 60, f"the partitions to split: {[svc.assignment() for svc in pair]}")
+        # both processes joined every group and hold half of each topic's partitions
+        _wait(split, 90, f"the partitions to split: {[p.state for p in pair]}")
+        names = sorted(pair[0].state["assignment"])
         world = generate_world(WorldConfig.tiny(seed=1, now_ms=int(time.time() * 1000)))
         publish_world(world, settings, progress=False)
-        _wait(lambda: all(svc.caught_up() for svc in pair), 90, "the pair to catch up")
+        published = world.engagements.height
+
+        def done() -> bool:
+            applied = sum(p.state.get("applied", {}).get("action-sequence", 0) for p in pair)
+            return applied >= published and all(p.state.get("caught_up") for p in pair)
+
+        _wait(done, 120, f"the pair to catch up: {[p.state for p in pair]}")
         assert split()  # no rebalance meanwhile (counters would then count twice)
-        # both did part of the work: each applied messages
-        for svc in pair:
-            assert all(st.applied > 0 for st in svc.stats().values()), svc.stats()
+        for p in pair:  # both processes did part of the work
+            assert all(n > 0 for n in p.state["applied"].values()), p.state
     finally:
-        for svc in pair:
-            svc.stop()
+        codes = [p.stop() for p in pair]
+    assert codes == [0, 0] and all(p.lines[-1] == "stopped" for p in pair)
     solo = IngestService(settings, IngestConfig(group_prefix="solo")).start()
     try:
         assert solo.wait_caught_up(timeout_s=90), solo.stats()
