@@ -1,7 +1,7 @@
 """Data-parallel training under `torchrun` (gloo on CPU, NCCL on GPU): the trainers' only contact
 with torch.distributed.
 
-    torchrun --nproc-per-node 2 -m foryou.app.cli train ranker LOGS OUT ...
+    FORYOU_TRAIN_RANKER_LOGS=LOGS torchrun --nproc-per-node 2 -m foryou.app.cli train ranker --out OUT
 
 Every rank builds the same model from the same seed and walks the same batch schedule; each
 takes its shard of every global batch (`shard`: rows rank, rank+world, ...), so a step sees each

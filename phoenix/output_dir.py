@@ -1,7 +1,7 @@
 """A trainer's output folder left behind by a failed run is removed: a later run would take it for a
-checkpoint or a resume point. The ranker trainer's rule (phoenix/ranker/train.py) as a context
-manager: the folder is removed only if it did not exist or was empty when the run began, and
-`keep(out)` (e.g. "a resumable state was written") is false."""
+checkpoint or a resume point. Both trainers use it (the ranker keeps a folder once a resumable state
+is in it): the folder is removed only if it did not exist or was empty when the run began, and
+`keep(out)` is false."""
 
 from __future__ import annotations
 

@@ -49,16 +49,9 @@ class ThunderService:
             retention_s=self.config.store.retention_s,
             group_id=settings.replica_group(self.config.group_id),
         )
-        self.watch = StallWatch(
-            "thunder",
-            lambda: ["posts"] if self.consumer.is_stalled() else [],
-            ready=self.caught_up.is_set,
-            interval_s=settings.consumer_health_interval_s,
-            on_change=self._set_stale,
+        self.watch = StallWatch.of_posts_consumer(
+            "thunder", self.consumer, self.caught_up.is_set, settings.consumer_health_interval_s, self.handler
         )
-
-    def _set_stale(self, stale: bool) -> None:
-        self.handler.stale = stale
 
     @property
     def address(self) -> str:

@@ -173,7 +173,7 @@ def up(settings: Settings) -> InfraState:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     existing = read_state(settings)
-    if existing and _alive(existing.get("broker_pid")) and _alive(existing.get("redis_pid")):
+    if existing and pid_alive(existing.get("broker_pid")) and pid_alive(existing.get("redis_pid")):
         state = InfraState(**existing)
     else:
         state = InfraState(kafka_bootstrap=settings.kafka_bootstrap, redis_url=settings.redis_url)
@@ -206,7 +206,7 @@ def clear_user_state(settings: Settings) -> int:
     return deleted
 
 
-def _alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
@@ -223,7 +223,7 @@ def _alive(pid: int | None) -> bool:
 
 
 def _stop_pid(pid: int | None, expect_cmd: str, timeout_s: float = 10.0) -> None:
-    if not _alive(pid):
+    if not pid_alive(pid):
         return
     assert pid is not None
     # never signal a recycled pid: the executable must still be the one we started
@@ -234,11 +234,11 @@ def _stop_pid(pid: int | None, expect_cmd: str, timeout_s: float = 10.0) -> None
             return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
@@ -263,7 +263,7 @@ def _update_users(settings: Settings, add: int | None, remove: int | None) -> li
         state = read_state(settings)
         if state is None:
             return []
-        users = [u for u in state.get("users", []) if _alive(u) and u != remove]
+        users = [u for u in state.get("users", []) if pid_alive(u) and u != remove]
         if add is not None and add not in users:
             users.append(add)
         state["users"] = users
@@ -284,7 +284,7 @@ def remove_user(settings: Settings, pid: int | None = None) -> list[int]:
 def live_users(settings: Settings) -> list[int]:
     """The recorded users that are alive, this process excluded."""
     state = read_state(settings) or {}
-    return [u for u in state.get("users", []) if u != os.getpid() and _alive(u)]
+    return [u for u in state.get("users", []) if u != os.getpid() and pid_alive(u)]
 
 
 def probe(settings: Settings, timeout_s: float = 2.0) -> str | None:

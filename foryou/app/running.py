@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foryou.app.infra import pid_alive
+
 ADDRESS_FILE = "addresses.json"
 
 
@@ -61,7 +63,7 @@ def read_addresses(data_dir: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     pid = record.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not pid_alive(pid):
         return None
     return record
 
@@ -74,13 +76,3 @@ def remove_addresses(data_dir: str | Path) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import Gauge
 
@@ -51,6 +52,24 @@ class StallWatch:
         self.reasons: list[str] = []
         self.serving = False
         STALE.labels(service).set(0)
+
+    @classmethod
+    def of_posts_consumer(
+        cls, service: str, consumer: Any, ready: Callable[[], bool], interval_s: float, handler: Any
+    ) -> StallWatch:
+        """A full-copy service fed by one `posts` consumer (Thunder, the retrieval index): stale
+        while the consumer is stalled, and the flag mirrored on `handler.stale` (its answers)."""
+
+        def mirror(stale: bool) -> None:
+            handler.stale = stale
+
+        return cls(
+            service,
+            lambda: ["posts"] if consumer.is_stalled() else [],
+            ready=ready,
+            interval_s=interval_s,
+            on_change=mirror,
+        )
 
     def check(self) -> bool:
         """One check; returns whether the service should report SERVING."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from phoenix.device import on_cpu
 from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
 from phoenix.log_validation import is_positives_only
+from phoenix.output_dir import removed_on_failure
 from phoenix.ranker.checkpoint import (
     OPTIMIZER_FILE,
     TRAIN_STATE_FILE,
@@ -204,16 +204,11 @@ def train_ranker(
     KeyboardInterrupt before the next step. `device`: where the model, its optimiser state and
     each batch live (batches are built on the CPU and moved; evaluation runs on the CPU;
     phoenix/device.py resolves `--device`)."""
-    out = Path(out_dir)
-    fresh = not out.exists() or not any(out.iterdir())
-    try:
+    # a resumable state, once written, is kept: the next run continues from it
+    with removed_on_failure(out_dir, keep=lambda out: (out / TRAIN_STATE_FILE).exists()) as out:
         return _train_ranker(
             logs_path, out, config or TrainConfig(), evaluate, hard_miner, stop, torch.device(device)
         )
-    except BaseException:
-        if fresh and out.exists() and not (out / TRAIN_STATE_FILE).exists():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
 
 
 def _train_ranker(

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from foryou.app.infra import _alive
+from foryou.app.infra import pid_alive
 
 
 def _wait_for(what: str, check: object, proc: subprocess.Popen[str], timeout_s: float) -> None:
@@ -42,7 +42,7 @@ def test_ctrl_c_during_training_stops_the_demo_and_its_infrastructure(tmp_path: 
         _wait_for("training", lambda: models.exists() and any(models.glob("ranker-*")), proc, 300)
         state = json.loads((data / "infra.json").read_text())
         started = [state["broker_pid"], state["redis_pid"]]
-        assert all(_alive(pid) for pid in started)
+        assert all(pid_alive(pid) for pid in started)
         assert state["users"] == [proc.pid]  # the demo recorded that it uses them
 
         proc.send_signal(signal.SIGINT)  # once
@@ -55,9 +55,9 @@ def test_ctrl_c_during_training_stops_the_demo_and_its_infrastructure(tmp_path: 
     assert "stopping…" in out and "stopped; every service, Kafka and Redis it started are down" in out
     assert "Traceback" not in out
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in started)
+    assert not any(pid_alive(pid) for pid in started)
     assert not (data / "infra.json").exists()
     # the interrupted training left no half-trained checkpoint for a later demo to reuse
     assert not any((p / "model.safetensors").exists() for p in (data / "models").glob("ranker-*"))

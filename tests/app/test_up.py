@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from foryou.app.infra import _alive
+from foryou.app.infra import pid_alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def test_up_serves_feeds_by_its_address_file_and_stops_on_ctrl_c(tmp_path: Path)
         assert record["pid"] == proc.pid
         infra_state = json.loads((data / "infra.json").read_text())
         started = [infra_state["broker_pid"], infra_state["redis_pid"]]
-        assert all(_alive(pid) for pid in started)
+        assert all(pid_alive(pid) for pid in started)
         # `foryou up` says which viewer to try; any user of the world would do
         _wait_for("the ready line", lambda: "Ctrl-C stops" in log.read_text(), proc, log, 60)
         viewer = re.search(r"foryou feed (\d+)", log.read_text())
@@ -92,9 +92,9 @@ def test_up_serves_feeds_by_its_address_file_and_stops_on_ctrl_c(tmp_path: Path)
     assert "Traceback" not in output
     assert not addresses.exists()
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in started)
+    assert not any(pid_alive(pid) for pid in started)
     assert not (data / "infra.json").exists()
     # with the address file gone, `foryou feed` finds no stack: one error line, not a traceback
     res = _foryou(env, "feed", viewer.group(1), "--json")

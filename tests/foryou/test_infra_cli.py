@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from foryou.app.infra import _alive
+from foryou.app.infra import pid_alive
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_infra_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "redis url:       redis://127.0.0.1:" in up.stdout
     state = json.loads((tmp_path / "infra.json").read_text())
     pids = [state["broker_pid"], state["redis_pid"]]
-    assert all(_alive(p) for p in pids)
+    assert all(pid_alive(p) for p in pids)
 
     st = _foryou(tmp_path, "infra", "status", "--json")
     assert st.returncode == 0, st.stdout + st.stderr
@@ -40,7 +40,7 @@ def test_infra_up_status_down_leaves_nothing_behind(tmp_path: Path) -> None:
 
     down = _foryou(tmp_path, "infra", "down")
     assert down.returncode == 0, down.stderr
-    assert not any(_alive(p) for p in pids)
+    assert not any(pid_alive(p) for p in pids)
     assert not (tmp_path / "infra.json").exists()
     after = _foryou(tmp_path, "infra", "status", "--json")
     assert after.returncode == 1

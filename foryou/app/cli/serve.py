@@ -28,8 +28,16 @@ if TYPE_CHECKING:  # heavy (torch, grpc, Kafka): imported inside the commands
 
 app = group("Run services (gRPC + /metrics) until Ctrl-C.")
 
-RankerModel = Annotated[str, typer.Option(help="Ranker checkpoint directory")]
 RetrievalModel = Annotated[str, typer.Option(help="Retrieval checkpoint directory (optional)")]
+RankerOrRegistry = Annotated[str, typer.Option(help="Ranker checkpoint directory (or --registry)")]
+RegistryRoot = Annotated[
+    str,
+    typer.Option(
+        help="Models root: serve its promoted ranker (and promoted retrieval model, unless "
+        "--retrieval-model) and follow promotions (instead of --ranker-model)"
+    ),
+]
+RegistryPollS = Annotated[float, typer.Option(help="How often the promoted pointer is checked (seconds)")]
 ServeDevice = Annotated[
     str,
     typer.Option(
@@ -81,22 +89,14 @@ def serve_home_mixer_cmd(
 @app.command("phoenix")
 def serve_phoenix(
     ctx: typer.Context,
-    ranker_model: Annotated[str, typer.Option(help="Ranker checkpoint directory (or --registry)")] = "",
+    ranker_model: RankerOrRegistry = "",
     ranker_address: RankerAddress = RANKER.default,
     retrieval_model: RetrievalModel = "",
     retrieval_address: RetrievalAddress = RETRIEVAL.default,
     sids: ServeSids = "",
     metrics_port: MetricsPort = 0,
-    registry: Annotated[
-        str,
-        typer.Option(
-            help="Models root: serve its promoted ranker (and promoted retrieval model, unless "
-            "--retrieval-model) and follow promotions (instead of --ranker-model)"
-        ),
-    ] = "",
-    registry_poll_s: Annotated[
-        float, typer.Option(help="How often the promoted pointer is checked (seconds)")
-    ] = 2.0,
+    registry: RegistryRoot = "",
+    registry_poll_s: RegistryPollS = 2.0,
     max_candidates: limits.MaxCandidates = None,
     max_history: limits.MaxHistory = None,
     max_exclusions: limits.MaxExclusions = None,
@@ -230,17 +230,9 @@ def _promoted_ranker(root: str) -> tuple[Registry, str, Path]:
 @app.command("all")
 def serve_all(
     ctx: typer.Context,
-    ranker_model: Annotated[str, typer.Option(help="Ranker checkpoint directory (or --registry)")] = "",
-    registry: Annotated[
-        str,
-        typer.Option(
-            help="Models root: serve its promoted ranker (and promoted retrieval model, unless "
-            "--retrieval-model) and follow promotions (instead of --ranker-model)"
-        ),
-    ] = "",
-    registry_poll_s: Annotated[
-        float, typer.Option(help="How often the promoted pointer is checked (seconds)")
-    ] = 2.0,
+    ranker_model: RankerOrRegistry = "",
+    registry: RegistryRoot = "",
+    registry_poll_s: RegistryPollS = 2.0,
     retrieval_model: RetrievalModel = "",
     home_mixer_address: HomeMixerAddress = HOME_MIXER.default,
     sids: ServeSids = "",
