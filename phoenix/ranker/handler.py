@@ -31,9 +31,10 @@ from phoenix.ranker.features import (
     check_surfaces,
 )
 from phoenix.ranker.model import RankerModel
-from phoenix.ranker.model_versions import ModelVersions, UnknownModelVersion, registry_root_of
+from phoenix.ranker.model_versions import ModelVersions, UnknownModelVersion
 from phoenix.ranker.score_cache import ScoreCache
 from phoenix.ranker.sids import SidLookup
+from phoenix.registry_layout import registry_root_of
 from phoenix.request_limits import load_checkpoint, models_root, resolve_reload_path
 
 __all__ = [  # OverloadedError / ShedError live in foryou.core.admission (shared with retrieval)

@@ -4,13 +4,11 @@ LRU next to the served model. An unknown or unloadable version raises UnknownMod
 servicer answers FAILED_PRECONDITION); a failed load is not cached, so a version registered later
 loads on its next request.
 
-The registry layout (phoenix/registry/store.py: <root>/ranker/ranker-NNNN/ with its version.json
-manifest) is read here directly: phoenix.registry imports the ranker, not the other way round."""
+The folders come from the registry's layout (phoenix/registry_layout.py)."""
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,10 +17,10 @@ from typing import Generic, TypeVar
 
 from prometheus_client import Counter
 
+from phoenix.registry_layout import version_dir
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MANIFEST_FILE = "version.json"  # phoenix.registry.store.MANIFEST_FILE
-_RANKER_VERSION = re.compile(r"^ranker-\d{4,}$")
 
 VERSION_LOADS = Counter(
     "phoenix_ranker_version_loads_total", "Requested registry versions loaded (LRU misses)", ["outcome"]
@@ -31,13 +29,6 @@ VERSION_LOADS = Counter(
 
 class UnknownModelVersion(LookupError):
     """A requested version the ranker cannot serve (not in its registry, or unloadable)."""
-
-
-def registry_root_of(model_dir: str | Path) -> Path | None:
-    """The models root holding `model_dir` when it is a registry version folder
-    (<root>/<kind>/<kind>-NNNN with its manifest), else None."""
-    d = Path(model_dir).resolve()
-    return d.parent.parent if (d / MANIFEST_FILE).exists() else None
 
 
 class ModelVersions(Generic[T]):
@@ -77,7 +68,7 @@ class ModelVersions(Generic[T]):
     def version_dir(self, version: str) -> Path:
         """<root>/ranker/<version>; FileNotFoundError for a name that is no registered ranker."""
         assert self.root is not None
-        d = self.root / "ranker" / version
-        if not _RANKER_VERSION.match(version) or not (d / MANIFEST_FILE).exists():
+        d = version_dir(self.root, "ranker", version)
+        if d is None:
             raise FileNotFoundError(f"no ranker version {version} in {self.root}")
         return d

@@ -17,7 +17,6 @@ import builtins
 import datetime as dt
 import hashlib
 import json
-import re
 import shutil
 import time
 import uuid
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from phoenix.registry.atomic import append_jsonl, file_lock, read_json, read_jsonl, write_json_atomic
+from phoenix.registry_layout import MANIFEST_FILE, VERSION_NAME
 
 KINDS = ("ranker", "retrieval")
-MANIFEST_FILE = "version.json"
 PROMOTED_FILE = "PROMOTED"
 HISTORY_FILE = "promotions.jsonl"
 LOCK_FILE = ".lock"
@@ -37,7 +36,6 @@ CHECKPOINT_WEIGHTS = "model.safetensors"
 # resume-only training state: a version keeps what serving, audits and reports need
 SKIPPED_FILES = frozenset({"optimizer.safetensors", "train_state.json", MANIFEST_FILE})
 MAX_STACK = 1000  # earlier promotions remembered for rollback
-_VERSION = re.compile(r"^(?P<kind>[a-z][a-z0-9_]*)-(?P<n>\d{4,})$")
 
 
 class RegistryError(RuntimeError):
@@ -52,7 +50,7 @@ ANY = _Any()
 
 
 def kind_of(version: str) -> str:
-    m = _VERSION.match(version)
+    m = VERSION_NAME.match(version)
     if m is None:
         raise RegistryError(f"{version!r} is not a registry version (<kind>-<number>)")
     return m["kind"]
@@ -169,7 +167,7 @@ class Registry:
         nums = [
             int(m["n"])
             for p in self.kind_dir(kind).iterdir()
-            if (m := _VERSION.match(p.name)) is not None and m["kind"] == kind
+            if (m := VERSION_NAME.match(p.name)) is not None and m["kind"] == kind
         ]
         return max(nums, default=0) + 1
 
@@ -180,7 +178,7 @@ class Registry:
             return []
         current = self.promoted(kind)
         out = []
-        names = [p.name for p in kd.iterdir() if _VERSION.match(p.name) and (p / MANIFEST_FILE).exists()]
+        names = [p.name for p in kd.iterdir() if VERSION_NAME.match(p.name) and (p / MANIFEST_FILE).exists()]
         for name in sorted(names, key=lambda n: int(n.rsplit("-", 1)[1])):
             out.append(self._describe(kd / name, current))
         return out
