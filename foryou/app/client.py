@@ -19,11 +19,10 @@ address file, else the service's default port. TLS follows the settings (FORYOU_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from foryou.app.running import SERVICES
+from foryou.app import running
 from foryou.core.settings import Settings
 from foryou.core.tls import channel
 from protos import events_pb2, home_mixer_pb2_grpc
@@ -39,16 +38,9 @@ SERVICE_NAMES = {
 
 
 def find_address(service: str, address: str | None = None, data_dir: str | None = None) -> str:
-    """Where `service` (a short name: home_mixer, thunder, ranker, retrieval) listens."""
-    if address:
-        return address
-    spec = SERVICES[service]
-    if os.environ.get(spec.envvar):
-        return os.environ[spec.envvar]
-    from foryou.app.running import read_addresses
-
-    running = read_addresses(data_dir or Settings.from_env().data_dir) or {}
-    return str(running.get(service) or spec.default)
+    """Where `service` (a short name: home_mixer, thunder, ranker, retrieval) listens
+    (foryou.app.running.find_address; the data directory defaults to the settings')."""
+    return running.find_address(service, address, data_dir or Settings.from_env().data_dir)
 
 
 def short_name(service: str) -> str:

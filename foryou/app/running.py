@@ -76,3 +76,16 @@ def remove_addresses(data_dir: str | Path) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
+
+
+def find_address(service: str, given: str | None, data_dir: str | Path) -> str:
+    """Where a client finds `service` (home_mixer, thunder, retrieval, ranker): `given` (a flag),
+    else its env var, else the address the running `foryou up` of `data_dir` recorded, else the
+    service's default."""
+    if given:
+        return given
+    spec = SERVICES[service]
+    if os.environ.get(spec.envvar):
+        return os.environ[spec.envvar]
+    running = read_addresses(data_dir) or {}
+    return str(running.get(service) or spec.default)

@@ -41,9 +41,6 @@ ClientAddress = Annotated[
 def client_address(service: str, given: str | None, data_dir: str) -> str:
     """Where a client finds `service`: the flag or env var when given, else the address the running
     `foryou up` of `data_dir` recorded (<data_dir>/addresses.json), else the service's default."""
-    if given:
-        return given
-    from foryou.app.running import read_addresses
+    from foryou.app.running import find_address
 
-    running = read_addresses(data_dir) or {}
-    return str(running.get(service) or SERVICES[service].default)
+    return find_address(service, given, data_dir)
