@@ -211,6 +211,8 @@ def test_feed_page_in_headless_chromium(running_ui: RunningUi, tmp_path: Path) -
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     ui = running_ui
     options = webdriver.ChromeOptions()
@@ -224,6 +226,9 @@ def test_feed_page_in_headless_chromium(running_ui: RunningUi, tmp_path: Path) -
         driver.get(ui.url)
         driver.find_element(By.ID, "viewer").send_keys(str(ui.viewer))
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        # a click returns before the next page loads: wait for the navigation, not a fixed time
+        WebDriverWait(driver, 60).until(ec.url_contains(f"/feed/{ui.viewer}"))
+        WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.features")))
         assert driver.current_url.rstrip("/").endswith(f"/feed/{ui.viewer}")
         assert driver.find_element(By.TAG_NAME, "h1").text == f"Feed of viewer {ui.viewer}"
         served = driver.find_elements(By.CSS_SELECTOR, "table.posts")[0].find_elements(
@@ -246,10 +251,13 @@ def test_feed_page_in_headless_chromium(running_ui: RunningUi, tmp_path: Path) -
 
         # the model page, through the feed's link to the model version that scored it
         driver.find_element(By.ID, "model-link").click()
+        WebDriverWait(driver, 60).until(ec.url_contains(f"/models/{ui.version}"))
+        WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.matrix")))
         assert driver.find_element(By.TAG_NAME, "h1").text == ui.version
         img = driver.find_element(By.CSS_SELECTOR, "img.curve")
         assert img.get_attribute("alt") == "training_curves.png"
-        assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 0
+        loaded = "return arguments[0].complete && arguments[0].naturalWidth"
+        assert WebDriverWait(driver, 60).until(lambda d: d.execute_script(loaded, img) > 0)
         headers = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "table.matrix th")]
         # stored with enum-style keys (an older registry): shown by the one short name per action
         assert "roc_auc" in headers and "favorite" in headers and "SERVER_TWEET_FAV" not in headers
