@@ -7,7 +7,7 @@ retrieval + ranker re-ranking its top 100, popularity and random, plus the histo
 ranker's re-ranking with an empty / another user's history, and the mean per-user correlation of its
 scores with and without the history).
 
-    .venv/bin/python bench/personalization.py --out /tmp/loo --ranker-steps 1500
+    .venv/bin/python bench/personalization.py --out /tmp/loo --max-users 1000
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--world", default="", help="a saved world (default: generate the demo world)")
     ap.add_argument("--out", default="/tmp/foryou-personalization")
-    ap.add_argument("--ranker-steps", type=int, default=1500)
+    ap.add_argument("--ranker-steps", type=int, default=600)
     ap.add_argument("--negatives", type=int, default=16)
     ap.add_argument("--distribution", default="recent")
     ap.add_argument("--listwise-weight", type=float, default=1.0)
     ap.add_argument("--max-users", type=int, default=0)
+    ap.add_argument("--user-dropout", type=float, default=0.5, help="TrainConfig.user_dropout")
+    ap.add_argument("--logs", default="full,positives-only", help="which logs to run")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     out = Path(a.out)
@@ -45,7 +47,10 @@ def main() -> None:
     train, test = split_leave_one_out(read_log(world / "engagements.parquet"))
     test.write_parquet(out / "test.parquet")
     rows = []
+    wanted = set(a.logs.split(","))
     for name, log in (("full log", train), ("positives-only log", positives_only(train))):
+        if name.split()[0] not in wanted:
+            continue
         d = out / name.split()[0]
         d.mkdir(parents=True, exist_ok=True)
         log.write_parquet(d / "engagements.parquet")
@@ -58,6 +63,7 @@ def main() -> None:
             negative_distribution=a.distribution,
             negatives_from=str(d / "retrieval"),
             listwise_weight=a.listwise_weight,
+            user_dropout=a.user_dropout,
         )
         cfg = TrainConfig(
             model=RankerConfig.small(),
@@ -77,9 +83,17 @@ def main() -> None:
     print("\n| log | scorer | HR@10 | NDCG@10 | MRR |\n|---|---|---|---|---|")
     for name, res in rows:
         for k, v in res.items():
-            if isinstance(v, dict):
+            if isinstance(v, dict) and "mrr" in v:
                 print(f"| {name} | {k} | {v['hr@10']:.4f} | {v['ndcg@10']:.4f} | {v['mrr']:.4f} |")
     for name, res in rows:
+        for abl in ("empty", "other"):
+            g = res.get(f"history_gain_vs_{abl}")
+            if isinstance(g, dict):
+                print(
+                    f"{name}: real history minus {abl}: HR@10 {g['hr@10']:+.4f} "
+                    f"[{g['hr@10_lo']:+.4f}, {g['hr@10_hi']:+.4f}], NDCG@10 {g['ndcg@10']:+.4f} "
+                    f"[{g['ndcg@10_lo']:+.4f}, {g['ndcg@10_hi']:+.4f}] (paired bootstrap, 95%)"
+                )
         print(
             f"{name}: ranker score correlation with empty history "
             f"{res['ranker_score_corr_with_empty_history']:.3f}, with another user's history "

@@ -21,6 +21,7 @@ import polars as pl
 import torch
 
 from foryou.core.actions import ACTION_NAMES
+from foryou.core.snowflake import timestamps_ms
 from phoenix.hashing import HashConfig
 from phoenix.holdout import Holdout
 from phoenix.log_dir import resolve_logs
@@ -29,7 +30,7 @@ from phoenix.ranker.data import ImpressionTable, Requests, impressions_from_log,
 from phoenix.ranker.features import candidate_ages
 from phoenix.ranker.model import RankerModel
 from phoenix.ranker.sids import SidLookup, with_sid_rows
-from phoenix.ranking_metrics import rank_metrics, target_ranks
+from phoenix.ranking_metrics import paired_difference, rank_metrics, target_ranks
 from phoenix.retrieval.model import TwoTowerModel
 
 # Positive engagements that mark a test item: explicit actions (a dwell alone is not one). The same
@@ -135,7 +136,7 @@ def load_loo(
     corpus = pl.concat([f.cast(pl.Int64) for f in frames]).unique("post_id", keep="first").sort("post_id")
     cp, ca = corpus["post_id"].to_numpy(), corpus["author_id"].to_numpy()
     # a user absent from the training log has no history to personalise from: not a test case
-    test = test.filter(pl.col("user_id").is_in(pl.Series(np.unique(t.user_id))))
+    test = test.filter(pl.col("user_id").is_in(pl.Series(np.unique(t.user_id)).implode()))
     if max_users and test.height > max_users:
         keep = np.sort(np.random.default_rng(seed).choice(test.height, max_users, replace=False))
         test = test[keep]
@@ -169,6 +170,30 @@ def random_scores(d: LooData, rows: np.ndarray, seed: int = 0) -> np.ndarray:
     )
 
 
+def newest_scores(d: LooData, rows: np.ndarray) -> np.ndarray:
+    """Newest first [len(rows), N]: a post's creation time (its snowflake id), -inf for posts
+    created after the request: a recency pool like in-network sources, not personalised by topic."""
+    created = timestamps_ms(d.corpus_posts).astype(np.float64)
+    req_ms = (d.request_ms[rows] if d.request_ms is not None else np.full(len(rows), np.inf))[:, None]
+    return np.where(created[None, :] <= req_ms, created[None, :], -np.inf)
+
+
+# the ranker's history ablation: variant name -> (history, user id hidden)
+ABLATIONS = {
+    "": ("real", False),
+    "empty history": ("empty", False),
+    "other user's history": ("shuffled", False),
+    "no user id": ("real", True),
+    "no user id, empty history": ("empty", True),
+}
+# paired differences reported: name -> (variant with the real history, the same without it)
+HISTORY_GAINS = {
+    "history_gain_vs_empty": ("", "empty history"),
+    "history_gain_vs_other": ("", "other user's history"),
+    "history_gain_without_user_id": ("no user id", "no user id, empty history"),
+}
+
+
 @torch.no_grad()
 def ranker_scores(
     model: RankerModel,
@@ -178,10 +203,12 @@ def ranker_scores(
     sids: SidLookup | None = None,
     history: str = "real",
     seed: int = 0,
+    hide_user: bool = False,
 ) -> np.ndarray:
     """Ranker scores [len(rows), M] of corpus posts `cand` [len(rows), M] for test rows `rows`:
     log of the summed probability of `RANKING_HEADS`. `history`: real | empty | shuffled (the
-    history ablation: another test user's history)."""
+    history ablation: another test user's history). `hide_user`: no user-id token (as for a user
+    the model never trained on), so only the history can personalise."""
     model.eval()
     req = d.req.subset(rows)
     if history == "empty":
@@ -191,6 +218,8 @@ def ranker_scores(
         other = d.req.subset(perm)
         req = Requests(req.cand_start, req.cand_end, other.hist_start, other.hist_end, req.is_eval)
     ctx = make_batch(d.table, req, np.arange(len(rows))).batch
+    if hide_user:
+        ctx.user_rows = torch.zeros_like(ctx.user_rows)
     hc = model.cfg.hash_config
     posts = d.corpus_posts[cand]
     ctx.cand_post_rows = torch.from_numpy(with_sid_rows(model.cfg, posts, hc.rows(posts, "post"), sids))
@@ -303,21 +332,31 @@ def evaluate_loo(
         if rnk is None or dr is None:
             continue
         if first is not None:
-            top = top_m(first, [d.seen[r] for r in rows], rerank)
-            variants = ("real", "empty", "shuffled") if ablation else ("real",)
-            scored = {h: ranker_scores(rnk, dr, rows, top, sids, h, seed + s) for h in variants}
-            add("retrieval+ranker", rows, two_stage(first, scored["real"], top))
+            newest = newest_scores(d, rows)
+            add("newest first", rows, newest)
+            variants = ABLATIONS if ablation else {"": ("real", False)}
+            for pool, pool_scores in (("newest", newest), ("retrieval", first)):
+                top = top_m(pool_scores, [d.seen[r] for r in rows], rerank)
+                scored = {
+                    k: ranker_scores(rnk, dr, rows, top, sids, hist, seed + s, hide)
+                    for k, (hist, hide) in variants.items()
+                }
+                for k in variants:
+                    name = f"{pool}+ranker{f' ({k})' if k else ''}"
+                    add(name, rows, two_stage(pool_scores, scored[k], top))
             if ablation:
-                add("retrieval+ranker (empty history)", rows, two_stage(first, scored["empty"], top))
-                add(
-                    "retrieval+ranker (other user's history)", rows, two_stage(first, scored["shuffled"], top)
-                )
-                corr.setdefault("empty", []).append(_per_user_corr(scored["real"], scored["empty"]))
-                corr.setdefault("shuffled", []).append(_per_user_corr(scored["real"], scored["shuffled"]))
+                for key, k in (("empty", "empty history"), ("shuffled", "other user's history")):
+                    corr.setdefault(key, []).append(_per_user_corr(scored[""], scored[k]))
         else:
             every = np.broadcast_to(np.arange(len(d.corpus_posts)), (len(rows), len(d.corpus_posts)))
             add("ranker", rows, ranker_scores(rnk, dr, rows, np.ascontiguousarray(every), sids))
     out: dict[str, object] = {name: summarise(np.concatenate(r)) for name, r in ranks.items()}
+    for pool in ("retrieval", "newest"):
+        for name, (with_h, without_h) in HISTORY_GAINS.items():
+            if f"{pool}+ranker ({without_h})" in ranks:  # on the same test cases
+                a = np.concatenate(ranks[f"{pool}+ranker{f' ({with_h})' if with_h else ''}"])
+                b = np.concatenate(ranks[f"{pool}+ranker ({without_h})"])
+                out[name if pool == "retrieval" else f"{pool}_{name}"] = paired_difference(a, b)
     if corr:
         out["ranker_score_corr_with_empty_history"] = float(np.nanmean(corr["empty"]))
         out["ranker_score_corr_with_other_history"] = float(np.nanmean(corr["shuffled"]))

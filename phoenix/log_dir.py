@@ -7,6 +7,10 @@ A log directory is a folder of Parquet files with fixed names:
 * `oracle.parquet` (optional): one row per impression (`user_id`, `post_id`, ...) with a
   `p_<ActionName>` column per action: the exact probability its label was drawn from (only a
   simulator knows it). Evaluation scores it as the ceiling.
+* `history.parquet` (optional): engagement events from before the log (same columns): history
+  context only — they fill the histories of the log's first requests, as the serving action
+  sequence does, and are never candidates or labels (a retrain window writes the engagements
+  before its start here).
 * `posts.parquet` (optional): one row per post with `post_id`, `author_id`, optionally
   `deleted_at_ms` (> 0 = deleted) and `sid` (list of semantic-id codes). The retrieval corpus and
   the default source of semantic ids.
@@ -28,6 +32,7 @@ import polars as pl
 ENGAGEMENTS_FILE = "engagements.parquet"
 ORACLE_FILE = "oracle.parquet"
 POSTS_FILE = "posts.parquet"
+HISTORY_FILE = "history.parquet"
 LOG_COLUMNS = ("user_id", "post_id", "author_id", "action", "timestamp_ms", "product_surface", "dwell_ms")
 
 
@@ -38,6 +43,7 @@ class LogPaths:
     engagements: Path
     oracle: Path | None = None
     posts: Path | None = None
+    history: Path | None = None
 
 
 def resolve_logs(path: str | Path) -> LogPaths:
@@ -47,7 +53,9 @@ def resolve_logs(path: str | Path) -> LogPaths:
         eng = p / ENGAGEMENTS_FILE
         if not eng.exists():
             raise FileNotFoundError(f"{p}: no {ENGAGEMENTS_FILE}")
-        return LogPaths(eng, _if_exists(p / ORACLE_FILE), _if_exists(p / POSTS_FILE))
+        return LogPaths(
+            eng, _if_exists(p / ORACLE_FILE), _if_exists(p / POSTS_FILE), _if_exists(p / HISTORY_FILE)
+        )
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file")
     return LogPaths(p)

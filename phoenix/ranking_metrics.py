@@ -41,3 +41,23 @@ def rank_metrics(ranks: np.ndarray, ks: tuple[int, ...] = (10,)) -> dict[str, fl
         out[f"ndcg@{k}"] = float(np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0).mean())
     out["mrr"] = float((1.0 / r).mean())
     return out
+
+
+def paired_difference(
+    ranks_a: np.ndarray, ranks_b: np.ndarray, k: int = 10, resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """HR@k and NDCG@k of scorer A minus scorer B on the same test cases, with 95% paired-bootstrap
+    intervals (cases resampled together): an ablation's effect, far tighter than comparing two
+    separate intervals."""
+    a, b = np.asarray(ranks_a, np.float64), np.asarray(ranks_b, np.float64)
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError("paired ranks must be non-empty and of equal length")
+    hit = (a <= k).astype(np.float64) - (b <= k)
+    gain = np.where(a <= k, 1.0 / np.log2(a + 1.0), 0.0) - np.where(b <= k, 1.0 / np.log2(b + 1.0), 0.0)
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    out: dict[str, float] = {}
+    for name, d in ((f"hr@{k}", hit), (f"ndcg@{k}", gain)):
+        boot = d[idx].mean(1)
+        out[name] = float(d.mean())
+        out[f"{name}_lo"], out[f"{name}_hi"] = (float(x) for x in np.quantile(boot, [0.025, 0.975]))
+    return out

@@ -70,6 +70,8 @@ HOME_TIMELINE = ev.ProductSurface.PRODUCT_SURFACE_HOME_TIMELINE  # where the For
 # engagement made after seeing the post elsewhere (profile, search), and delays the day's data
 # (the last impressions' labels are known only `window` after them).
 DEFAULT_ATTRIBUTION_WINDOW_MS = 30 * 60 * 1000
+# How far before a retrain window its engagements are read as history context (docs/OPERATIONS.md)
+DEFAULT_HISTORY_MS = 7 * 24 * 3600 * 1000
 # ~250 MB above the imports per bucket (sorts and the join copy each column a few times), ~+110 MB
 # with the served provenance (gathered once per bucket)
 DEFAULT_ROWS_PER_BUCKET = 1_000_000
@@ -282,3 +284,15 @@ def build_dataset(
         shutil.rmtree(work, ignore_errors=True)
     s.seconds = time.monotonic() - t0
     return s
+
+
+def write_history(engagements_dir: str | Path, out_path: str | Path) -> int:
+    """The engagement replay in `engagements_dir` as an engagement log (LOG_COLUMNS) at `out_path`:
+    a log directory's history context (phoenix.log_dir.HISTORY_FILE). Returns its rows."""
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df = _scan(replay_files(Path(engagements_dir)), dict(LOG_SCHEMA)).select(LOG_COLUMNS).collect()
+    tmp = out.with_name(out.name + ".tmp")
+    df.write_parquet(tmp, compression="zstd")
+    tmp.replace(out)
+    return df.height

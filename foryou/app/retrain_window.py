@@ -20,11 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from foryou.app.dataset import DEFAULT_ATTRIBUTION_WINDOW_MS, DatasetSummary, build_dataset
+from foryou.app.dataset import (
+    DEFAULT_ATTRIBUTION_WINDOW_MS,
+    DEFAULT_HISTORY_MS,
+    DatasetSummary,
+    build_dataset,
+    write_history,
+)
 from foryou.app.replay import ReplayProgress, ReplaySummary, replay_topic
 from foryou.app.retrain import GateRule, RetrainResult, retrain
 from foryou.core.settings import Settings
-from phoenix.log_dir import ENGAGEMENTS_FILE
+from phoenix.log_dir import ENGAGEMENTS_FILE, HISTORY_FILE
 from phoenix.registry import Registry
 
 if TYPE_CHECKING:
@@ -40,7 +46,9 @@ class RetrainWindow:
     """Served impressions in [since_ms, until_ms) train the candidate. The held-out window is
     [eval_since_ms, eval_until_ms) when given (the training window then ends at eval_since_ms if that
     is earlier), else the newest `eval_fraction` of the training impressions. Engagements are
-    replayed to one attribution window past the last impression, so every label is complete."""
+    replayed to one attribution window past the last impression, so every label is complete; those
+    of the `history_ms` before `since_ms` become the log's history context (history.parquet: the
+    first requests' histories, as the serving action sequence has them; 0 = none)."""
 
     since_ms: int
     until_ms: int
@@ -48,6 +56,7 @@ class RetrainWindow:
     eval_until_ms: int | None = None
     attribution_window_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS
     sliding: bool = False  # a `--last` window: its run directory is never resumed
+    history_ms: int = DEFAULT_HISTORY_MS
 
     @classmethod
     def last(
@@ -56,18 +65,27 @@ class RetrainWindow:
         now_ms: int,
         attribution_window_ms: int = DEFAULT_ATTRIBUTION_WINDOW_MS,
         eval_last_ms: int | None = None,
+        history_ms: int = DEFAULT_HISTORY_MS,
     ) -> RetrainWindow:
         """The newest `duration_ms` of impressions whose labels are complete: the window ends one
         attribution window before `now_ms`. `eval_last_ms`: hold out its newest part by time."""
         until = now_ms - attribution_window_ms
         ev = until - eval_last_ms if eval_last_ms else None
         return cls(
-            until - duration_ms, until, ev, until if ev is not None else None, attribution_window_ms, True
+            until - duration_ms,
+            until,
+            ev,
+            until if ev is not None else None,
+            attribution_window_ms,
+            True,
+            history_ms,
         )
 
     def __post_init__(self) -> None:
         if self.attribution_window_ms < 0:
             raise ValueError("the attribution window must be >= 0")
+        if self.history_ms < 0:
+            raise ValueError("the history look-back must be >= 0")
         if self.eval_until_ms is not None and self.eval_since_ms is None:
             raise ValueError("--eval-until needs --eval-since")
         if self.train_until_ms <= self.since_ms:
@@ -197,7 +215,7 @@ def retrain_window(
     run_dir = root / window.run_id
     held = window.eval_range
     attr_ms = window.attribution_window_ms
-    steps = 5 + (held is not None)
+    steps = 5 + (held is not None) + (window.history_ms > 0)
     step = iter(range(1, steps + 1))
     replays: dict[str, ReplaySummary] = {}
     datasets: dict[str, DatasetSummary] = {}
@@ -224,6 +242,8 @@ def retrain_window(
         # the engagement log is complete up to the end offsets its replay records: about now
         complete = min(window.end_ms + attr_ms, clock_ms())
         replay("engagements", "engagements", window.since_ms, window.end_ms + attr_ms)
+        if window.history_ms > 0:
+            replay("history", "engagements", window.since_ms - window.history_ms, window.since_ms)
         say.stage(
             f"[{next(step)}/{steps}] join served with engagements "
             f"(attribution window {attr_ms / 60_000:g} min)"
@@ -243,6 +263,9 @@ def retrain_window(
                 f"      {log_dir.name}: {d.impressions:,} impressions, {d.positives:,} attributed actions, "
                 f"{d.censored_impressions:,} censored (window still open), {d.unattributed:,} unattributed"
             )
+            if key == "dataset" and "history" in replays:
+                n = write_history(replays["history"].out_dir, log_dir / HISTORY_FILE)
+                say.stage(f"      {log_dir.name}: {n:,} earlier engagement events as history context")
             if d.impressions == 0:
                 which = "training" if key == "dataset" else "held-out"
                 raise ValueError(

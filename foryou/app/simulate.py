@@ -58,6 +58,7 @@ class SimulateConfig:
     cold_epochs: float = 3.0
     cold_from_scratch: bool = False  # …or the full schedule from scratch on the whole window
     batch_size: int = 8  # requests (a user's impressions in one session) per step
+    listwise_weight: float = 0.0  # TrainConfig.listwise_weight of every retrain
     train_max_steps: int = 0  # cap on a retrain's steps (0 = from the epochs)
     threads: int = 1  # torch threads of a retrain (the services keep the other core)
     attribution_window_ms: int = 5 * MINUTE_MS
@@ -278,6 +279,7 @@ def _retrain_step(
             seed=config.sim.seed,
             epochs=config.train_epochs,
             batch_size=config.batch_size,
+            listwise_weight=config.listwise_weight,
             exposure_epochs=1.0,
             max_steps=config.train_max_steps,
             num_threads=config.threads,

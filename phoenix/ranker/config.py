@@ -170,6 +170,10 @@ class TrainConfig:
     hard_negatives_top: int = 200  # hard negatives come from the retrieval model's top this many
     # listwise softmax over a request's candidates for each positive head (docs/ranker.md, Loss)
     listwise_weight: float = 0.0
+    # share of training requests whose user-id token is hidden (user rows 0): the model must read
+    # the user's preferences from the history, as it must for users it never trained on
+    # (docs/ranker.md, "History ablation")
+    user_dropout: float = 0.0
     eval_fraction: float = 0.15  # the most recent impressions (by time) are held out
     holdout: str = ""  # phoenix.holdout spec (time:F | last:N | none); "" = time:eval_fraction
     # Parquet with post_id + sid (list of codes); "" = the log directory's posts table when it has

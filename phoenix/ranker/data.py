@@ -6,12 +6,14 @@ in time order are grouped into requests: a new request starts after a session ga
 `max_candidates` impressions, or where the train/eval split changes. A request's history is every
 impression of that user strictly before the request's first impression time (most recent
 `history_len`, chronological, with their action multi-hot): no label of a candidate can leak into
-its own history. Candidates are scored independently (candidate isolation), so grouping them
-changes compute, not the maths.
+its own history. Rows marked `context` (a log directory's history.parquet: engagements from
+before the log) are history only: never a candidate, never held out. Candidates are scored
+independently (candidate isolation), so grouping them changes compute, not the maths.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import torch
 from foryou.core.snowflake import timestamps_ms
 from phoenix.hashing import HashConfig
 from phoenix.holdout import Holdout
+from phoenix.log_dir import LogPaths
 from phoenix.log_validation import validate_log
 from phoenix.ranker.config import EXPOSURE_SLOT, NUM_ACTIONS, RankerConfig, age_bucket
 from phoenix.ranker.features import action_multi_hot
@@ -65,6 +68,18 @@ def impressions_from_log(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def impressions_with_history(logs: LogPaths) -> pl.DataFrame:
+    """`impressions_from_log` of the log, plus its history file's impressions (if any) marked
+    `context` = True, sorted by user, time, post."""
+    imp = impressions_from_log(read_log(logs.engagements))
+    if logs.history is None:
+        return imp
+    ctx = impressions_from_log(read_log(logs.history))
+    return pl.concat([ctx.with_columns(context=pl.lit(True)), imp.with_columns(context=pl.lit(False))]).sort(
+        "user_id", "timestamp_ms", "post_id"
+    )
+
+
 @dataclass
 class ImpressionTable:
     """Column arrays of `impressions_from_log`, plus hashed rows and request structure."""
@@ -80,6 +95,7 @@ class ImpressionTable:
     post_rows: np.ndarray  # [N, 2]
     author_rows: np.ndarray  # [N, 2]
     is_eval: np.ndarray  # bool
+    is_context: np.ndarray  # bool: history only (never a candidate)
 
     @classmethod
     def build(
@@ -91,10 +107,15 @@ class ImpressionTable:
         model: RankerConfig | None = None,
     ) -> ImpressionTable:
         """`eval_fraction`: the newest fraction by time is held out, or a `Holdout` rule.
-        `sids` + `model`: posts with a semantic id get SID rows instead of post-id hash rows."""
+        `sids` + `model`: posts with a semantic id get SID rows instead of post-id hash rows.
+        A `context` column (impressions_with_history) marks history-only rows: the hold-out rule
+        sees only the others."""
         ts = imp["timestamp_ms"].to_numpy()
         u, p, a = (imp[c].to_numpy() for c in ("user_id", "post_id", "author_id"))
         holdout = eval_fraction if isinstance(eval_fraction, Holdout) else Holdout("time", eval_fraction)
+        ctx = imp["context"].to_numpy().astype(bool) if "context" in imp.columns else np.zeros(len(u), bool)
+        is_eval = np.zeros(len(u), dtype=bool)
+        is_eval[~ctx] = holdout.eval_mask(u[~ctx], ts[~ctx])
         return cls(
             user_id=u,
             post_id=p,
@@ -106,7 +127,8 @@ class ImpressionTable:
             user_rows=hc.rows(u, "user"),
             post_rows=with_sid_rows(model, p, hc.rows(p, "post"), sids) if model else hc.rows(p, "post"),
             author_rows=hc.rows(a, "author"),
-            is_eval=holdout.eval_mask(u, ts),
+            is_eval=is_eval,
+            is_context=ctx,
         )
 
     def __len__(self) -> int:
@@ -147,7 +169,8 @@ def build_requests(
     new_user = np.r_[True, t.user_id[1:] != t.user_id[:-1]]
     gap = np.r_[True, np.diff(t.timestamp_ms) > session_gap_ms]
     flip = np.r_[True, t.is_eval[1:] != t.is_eval[:-1]]
-    session_start = new_user | gap | flip
+    ctx_flip = np.r_[True, t.is_context[1:] != t.is_context[:-1]]
+    session_start = new_user | gap | flip | ctx_flip
     session_first = np.maximum.accumulate(np.where(session_start, idx, 0))
     req_start = session_start | ((idx - session_first) % max_candidates == 0)
     starts = idx[req_start]
@@ -158,7 +181,8 @@ def build_requests(
     key = (user_rank.astype(np.int64) << 42) | (t.timestamp_ms - t.timestamp_ms.min())
     hist_end = np.searchsorted(key, key[starts], side="left")
     hist_start = np.maximum(user_first[starts], hist_end - history_len)
-    return Requests(starts, ends, hist_start, hist_end, t.is_eval[starts])
+    keep = ~t.is_context[starts]  # history-only rows never form a request
+    return Requests(starts, ends, hist_start, hist_end, t.is_eval[starts]).subset(keep)
 
 
 @dataclass
@@ -282,6 +306,14 @@ def exposure_labels(tb: TrainBatch, exposure_only: bool) -> TrainBatch:
         dwell_mask = torch.zeros_like(dwell_mask)
     mask[:, :c, EXPOSURE_SLOT] = real
     return TrainBatch(tb.batch, labels, mask, tb.dwell_target, dwell_mask, tb.cand_index, tb.request_ms)
+
+
+def hide_user_ids(tb: TrainBatch, share: float, rng: np.random.Generator) -> TrainBatch:
+    """Hide the user-id token (rows 0: masked out, as for an unknown user) of a random `share` of
+    the batch's requests."""
+    hide = torch.from_numpy(rng.random(tb.batch.user_rows.shape[0]) < share)
+    user_rows = tb.batch.user_rows.masked_fill(hide.unsqueeze(1), 0)
+    return dataclasses.replace(tb, batch=dataclasses.replace(tb.batch, user_rows=user_rows))
 
 
 def batches_by_length(req: Requests, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -23,9 +23,8 @@ from phoenix.ranker.data import (
     ImpressionTable,
     Requests,
     build_requests,
-    impressions_from_log,
+    impressions_with_history,
     make_batch,
-    read_log,
 )
 from phoenix.ranker.features import action_multi_hot
 from phoenix.ranker.metrics import action_metrics, gap_closure, roc_auc
@@ -228,7 +227,7 @@ def load_split(
     logs_path: str | Path, model: RankerModel, train_cfg: TrainConfig
 ) -> tuple[ImpressionTable, Requests, pl.DataFrame | None]:
     logs = resolve_logs(logs_path)
-    imp = impressions_from_log(read_log(logs.engagements))
+    imp = impressions_with_history(logs)
     sids = resolve_sids(logs_path, train_cfg.sids_path)
     holdout = Holdout.resolve(train_cfg.holdout, train_cfg.eval_fraction)
     t = ImpressionTable.build(imp, model.cfg.hash_config, holdout, sids, model.cfg)

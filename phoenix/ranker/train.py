@@ -38,7 +38,8 @@ from phoenix.ranker.data import (
     batches_by_length,
     build_requests,
     exposure_labels,
-    impressions_from_log,
+    hide_user_ids,
+    impressions_with_history,
     make_batch,
     read_log,
 )
@@ -233,9 +234,8 @@ def _train_ranker(
 
     t0 = time.monotonic()
     logs = resolve_logs(logs_path)
-    log = read_log(logs.engagements)
-    positives_only = is_positives_only(log)
-    imp = impressions_from_log(log)
+    positives_only = is_positives_only(read_log(logs.engagements))
+    imp = impressions_with_history(logs)
     sids = resolve_sids(logs_path, cfg.sids_path)
     holdout = Holdout.resolve(cfg.holdout, cfg.eval_fraction)
     table = ImpressionTable.build(imp, mcfg.hash_config, holdout, sids, mcfg)
@@ -251,7 +251,7 @@ def _train_ranker(
         )
     pool: NegativePool | None = None
     if n_neg:
-        pool = NegativePool.build(table, ~table.is_eval, cfg.negative_distribution)
+        pool = NegativePool.build(table, ~table.is_eval & ~table.is_context, cfg.negative_distribution)
         if cfg.negative_distribution == "hard":
             if not cfg.negatives_from or hard_miner is None:
                 raise ValueError("hard negatives need a retrieval checkpoint (--negatives-from DIR)")
@@ -342,6 +342,8 @@ def _train_ranker(
             )
             if exposure:
                 tb = exposure_labels(tb, exposure_only=exposure_stage)
+            if cfg.user_dropout > 0:
+                tb = hide_user_ids(tb, cfg.user_dropout, np.random.default_rng([cfg.seed, epoch, pos, 2]))
             if pool is not None:
                 users = table.user_id[train_req.cand_start[rows]]
                 neg = pool.sample(
@@ -414,7 +416,8 @@ def _train_ranker(
         "train_requests": len(train_req),
         "eval_requests": len(eval_req),
         "sid_posts": len(sids) if sids is not None and mcfg.sid_levels > 0 else 0,
-        "train_impressions": int((~table.is_eval).sum()),
+        "train_impressions": int((~table.is_eval & ~table.is_context).sum()),
+        "history_context_impressions": int(table.is_context.sum()),
         "eval_impressions": int(table.is_eval.sum()),
         "data_prep_s": round(data_s, 2),
         "train_s": round(train_s, 2),

@@ -84,7 +84,8 @@ def build_window(
 ) -> EvalWindow:
     """Without `eval_logs`: the newest `eval_fraction` of `logs_path`'s impressions (the split
     train_ranker holds out with the same fraction). With `eval_logs`: every impression of that
-    later log, whose histories may reach back into `logs_path`; the two must not overlap in time."""
+    later log, whose histories may reach back into `logs_path`; the two must not overlap in time.
+    The training log's history file (if any) joins as history context."""
     train_log = read_log(resolve_logs(logs_path).engagements)
     if eval_logs is None:
         if not 0.0 < eval_fraction < 1.0:
@@ -110,6 +111,12 @@ def build_window(
         ts = imp["timestamp_ms"].to_numpy()
     held = ts >= split
     (t0, t1), (e0, e1) = _span(ts[~held]), _span(ts[held])
+    history = resolve_logs(logs_path).history
+    if history is not None:  # history context only (phoenix.ranker.data.impressions_with_history)
+        ctx = impressions_from_log(read_log(history)).with_columns(context=pl.lit(True))
+        imp = pl.concat([ctx, imp.with_columns(context=pl.lit(False))]).sort(
+            "user_id", "timestamp_ms", "post_id"
+        )
     description = {
         "logs": str(Path(logs_path).resolve()),
         "eval_logs": None if eval_logs is None else str(Path(eval_logs).resolve()),
@@ -135,7 +142,7 @@ def score_checkpoint(model_dir: str | Path, window: EvalWindow, weights: ScoreWe
     model, meta = load_model(model_dir)
     cfg = model.cfg
     t = ImpressionTable.build(window.impressions, cfg.hash_config, 0.0, window.sids, cfg)
-    t.is_eval = t.timestamp_ms >= window.split_ms
+    t.is_eval = (t.timestamp_ms >= window.split_ms) & ~t.is_context
     req = build_requests(t, cfg.history_len, window.max_candidates, window.session_gap_ms)
     eval_req = req.subset(req.is_eval)
     idx, probs, dwell = predict_requests(model, t, eval_req)

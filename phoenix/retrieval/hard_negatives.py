@@ -39,6 +39,7 @@ def mine_hard_negatives(t: ImpressionTable, pool: NegativePool, retrieval_dir: s
         model.post_rows(t.post_id, None),
         model.cfg.hash_config.rows(t.author_id, "author"),
         t.is_eval,
+        t.is_context,
     )
     authors = np.zeros(len(pool.post_ids), dtype=np.int64)
     first = np.unique(t.post_id, return_index=True)

@@ -26,6 +26,7 @@ from foryou.app.periodic import run_every
 from foryou.app.retrain_window import LAST_PREFIX, RUN_LOCK, RetrainWindow, remove_dead_sliding_runs
 from foryou.core.kafka import make_producer
 from foryou.core.settings import Settings
+from foryou.core.snowflake import timestamps_ms
 from home_mixer.candidate import PostCandidate
 from home_mixer.engagement_log_handler import EngagementLogHandler
 from home_mixer.query import ScoredPostsQuery
@@ -101,8 +102,18 @@ def test_retrain_on_a_window_of_served_and_logged_engagements(settings: Settings
     log = world.engagements
     imps, acts = log.filter(pl.col("action") == IMP), log.filter(pl.col("action") != IMP)
     _publish_served(settings, imps)
-    _log_engagements(settings, acts)
     since, until = int(imps["timestamp_ms"].min()), int(imps["timestamp_ms"].max()) + 1
+    # 40 engagements from before the window (posts created before it): history context, never labels
+    created = pl.Series(timestamps_ms(acts["post_id"].to_numpy()))
+    earlier = (
+        acts.with_columns(created=created)
+        .filter(pl.col("created") < since - 1_000)
+        .head(40)
+        .with_columns(timestamp_ms=pl.col("created") + 1)
+        .drop("created")
+    )
+    assert earlier.height == 40
+    _log_engagements(settings, pl.concat([earlier, acts]))
 
     root, data = tmp_path / "models", tmp_path / "data"
     base = ["--kafka-bootstrap", settings.kafka_bootstrap, "--data-dir", str(data), "retrain"]
@@ -114,11 +125,14 @@ def test_retrain_on_a_window_of_served_and_logged_engagements(settings: Settings
     # the stages, in order, then the verdict
     text = " ".join(out.split())
     stages = [
-        "[1/5] replay served",
-        "[2/5] replay engagements",
-        "[3/5] join",
-        "[4/5] retrain",
-        "[5/5] ranker-0001",
+        "[1/6] replay served",
+        "[2/6] replay engagements",
+        "[3/6] replay engagements",  # the week before the window: history context
+        "40 records (40 new, 0 malformed)",
+        "[4/6] join",
+        "log: 40 earlier engagement events as history context",
+        "[5/6] retrain",
+        "[6/6] ranker-0001",
     ]
     assert all(s in text for s in stages) and [text.index(s) for s in stages] == sorted(
         text.index(s) for s in stages

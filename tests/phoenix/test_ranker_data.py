@@ -80,3 +80,31 @@ def test_eval_split_is_most_recent_and_negatives_masked() -> None:
     assert neg.sum() == neg[..., 12].sum()
     assert (b.label_mask[:, c:, 17] == 0).all()  # negative-feedback heads not trained on negatives
     assert (b.dwell_mask[:, c:] == 0).all()
+
+
+def test_history_context_rows_fill_histories_and_are_never_candidates(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from phoenix.log_dir import ENGAGEMENTS_FILE, HISTORY_FILE, resolve_logs
+    from phoenix.ranker.data import impressions_with_history
+
+    cols = ["user_id", "post_id", "author_id", "action", "timestamp_ms", "product_surface", "dwell_ms"]
+    # engagements before the log: user 1 favorited post 90 and was shown 91; user 3 only has context
+    earlier = pl.DataFrame(
+        [(1, 90, 900, 1, 100, 1, 0), (1, 91, 901, IMP, 200, 1, 0), (3, 92, 902, 1, 300, 1, 0)],
+        schema=cols,
+        orient="row",
+    ).with_columns(pl.col("action").cast(pl.Int32), pl.col("product_surface").cast(pl.Int32))
+    _log().write_parquet(tmp_path / ENGAGEMENTS_FILE)
+    earlier.write_parquet(tmp_path / HISTORY_FILE)
+    imp = impressions_with_history(resolve_logs(tmp_path))
+    assert imp.filter(pl.col("context"))["post_id"].to_list() == [90, 91, 92]
+    # the hold-out rule sees the log's 5 impressions only: its newest 40 % as before
+    t = ImpressionTable.build(imp, HashConfig(100, 100, 100), eval_fraction=0.4)
+    assert t.is_eval[~t.is_context].tolist() == [False, False, True, False, True]
+    assert not t.is_eval[t.is_context].any()
+    req = build_requests(t, history_len=128, max_candidates=1, session_gap_ms=10**9)
+    cands = [int(t.post_id[s]) for s in req.cand_start]
+    hist = [list(t.post_id[s:e]) for s, e in zip(req.hist_start, req.hist_end, strict=True)]
+    assert cands == [10, 11, 12, 10, 13]  # no context row is a candidate; user 3 has no request
+    assert hist == [[90, 91], [90, 91, 10], [90, 91, 10, 11], [], [10]]
+    b = make_batch(t, req, np.arange(len(req)))
+    assert b.batch.hist_actions[0, 0, 1] == 1  # the earlier favorite is in the first request's history

@@ -81,6 +81,13 @@ def retrain(
     attribution_window: Annotated[
         str, typer.Option(help="An engagement counts for the latest impression this long before it")
     ] = "30m",
+    history: Annotated[
+        str,
+        typer.Option(
+            help="Engagements this long before the window fill the first requests' histories "
+            "(history context, never labels; 0 = none)"
+        ),
+    ] = "7d",
     keep_work: Annotated[
         bool, typer.Option(help="Keep the run's replays and logs (<data dir>/retrain/<run>)")
     ] = False,
@@ -168,7 +175,10 @@ def retrain(
 
     try:
         window_ms = parse_duration_ms(attribution_window)
-        make_window = _window_factory(since, until, last, eval_since, eval_until, eval_last, window_ms)
+        history_ms = parse_duration_ms(history) if history.strip() not in ("0", "none") else 0
+        make_window = _window_factory(
+            since, until, last, eval_since, eval_until, eval_last, window_ms, history_ms
+        )
         make_window()  # bad times fail here, before anything runs
         every_s = parse_duration_ms(every) / 1000 if every else None
         settings = kafka_settings(ctx)
@@ -230,6 +240,7 @@ def _window_factory(
     eval_until: str | None,
     eval_last: str | None,
     window_ms: int,
+    history_ms: int,
 ) -> Callable[[], RetrainWindow]:
     """The window of a run, computed when the run starts (relative times such as `--last 24h` or
     `--since 2h` move with each `--every` run)."""
@@ -238,7 +249,9 @@ def _window_factory(
     def make() -> RetrainWindow:
         held_ms = parse_duration_ms(eval_last) if eval_last else None
         if last is not None:
-            return RetrainWindow.last(parse_duration_ms(last), parse_time_ms("now"), window_ms, held_ms)
+            return RetrainWindow.last(
+                parse_duration_ms(last), parse_time_ms("now"), window_ms, held_ms, history_ms
+            )
         assert since is not None
         start = parse_time_ms(since)
         end = parse_time_ms(until) if until is not None else parse_time_ms("now") - window_ms
@@ -248,7 +261,7 @@ def _window_factory(
             if ev_since is not None:
                 raise ValueError("--eval-last and --eval-since are exclusive")
             ev_since, ev_until = end - held_ms, end
-        return RetrainWindow(start, end, ev_since, ev_until, window_ms)
+        return RetrainWindow(start, end, ev_since, ev_until, window_ms, history_ms=history_ms)
 
     return make
 
@@ -340,6 +353,7 @@ def _summary(r: RetrainResult, run: WindowRunResult | None) -> dict[str, Any]:
             "until_ms": w.train_until_ms,
             "eval": list(w.eval_range) if w.eval_range else None,
             "attribution_window_ms": w.attribution_window_ms,
+            "history_ms": w.history_ms,
         }
         out["datasets"] = {
             k: {"impressions": d.impressions, "positives": d.positives} for k, d in run.datasets.items()

@@ -30,6 +30,12 @@ def simulate(
     cold_from_scratch: Annotated[
         bool, typer.Option(help="Cold start: every retrain from scratch on the whole window")
     ] = False,
+    cold_epochs: Annotated[
+        float, typer.Option(help="Cold start: ranking epochs of a retrain continuing the promoted model")
+    ] = 3.0,
+    listwise_weight: Annotated[
+        float, typer.Option(help="Weight of the listwise loss over a request's candidates in retrains")
+    ] = 0.0,
     horizon: Annotated[float, typer.Option(help="Minutes during which the world's new posts arrive")] = 15.0,
     threads: Annotated[int, typer.Option(help="torch threads of a retrain")] = 1,
     seed: Annotated[int, typer.Option(help="World and simulation seed")] = 0,
@@ -73,6 +79,8 @@ def simulate(
         warm_lr_scale=warm_lr_scale,
         active_users=active_users,
         cold_from_scratch=cold_from_scratch,
+        cold_epochs=cold_epochs,
+        listwise_weight=listwise_weight,
         train_max_steps=max_steps,
         threads=threads,
         out_dir=out,

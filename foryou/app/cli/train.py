@@ -60,6 +60,10 @@ def train_ranker_cmd(
     listwise_weight: Annotated[
         float, typer.Option(help="Weight of the listwise softmax loss over a request's candidates")
     ] = 0.0,
+    user_dropout: Annotated[
+        float,
+        typer.Option(help="Share of training requests with the user id hidden: personalise from the history"),
+    ] = 0.0,
     threads: Threads = 0,
     seed: Seed = 0,
     device: DeviceOpt = "cpu",
@@ -85,6 +89,7 @@ def train_ranker_cmd(
         negative_distribution=negative_distribution,
         negatives_from=negatives_from,
         listwise_weight=listwise_weight,
+        user_dropout=user_dropout,
         num_threads=threads,
         seed=seed,
     )
