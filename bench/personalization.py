@@ -86,11 +86,10 @@ def main() -> None:
             if isinstance(v, dict) and "mrr" in v:
                 print(f"| {name} | {k} | {v['hr@10']:.4f} | {v['ndcg@10']:.4f} | {v['mrr']:.4f} |")
     for name, res in rows:
-        for abl in ("empty", "other"):
-            g = res.get(f"history_gain_vs_{abl}")
-            if isinstance(g, dict):
+        for key, g in res.items():
+            if "history_gain" in key and isinstance(g, dict):
                 print(
-                    f"{name}: real history minus {abl}: HR@10 {g['hr@10']:+.4f} "
+                    f"{name}: {key}: HR@10 {g['hr@10']:+.4f} "
                     f"[{g['hr@10_lo']:+.4f}, {g['hr@10_hi']:+.4f}], NDCG@10 {g['ndcg@10']:+.4f} "
                     f"[{g['ndcg@10_lo']:+.4f}, {g['ndcg@10_hi']:+.4f}] (paired bootstrap, 95%)"
                 )
