@@ -61,6 +61,11 @@ class PostCandidate:
     cold_start_lift_rank: int | None = None  # the cold-start lift's target rank (15) when lifted
     rank_before_dpp: int | None = None  # 0-based rank by score entering the DPP pool (None: not pooled)
     dpp_selected: bool | None = None  # None: DPP did not run for this request
+    # video carousel: appended by the selector's carousel extension (VIDEO_CAROUSEL_EXTRA_CANDIDATES);
+    # chosen for the module by VideoCarouselFilter; width / height from VideoAspectRatioHydrator
+    video_carousel_extra: bool = False
+    video_carousel: bool = False
+    video_aspect_ratio: float | None = None
     multipliers: list[tuple[str, float]] = field(default_factory=list)
 
     def is_scored(self) -> bool:

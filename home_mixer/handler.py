@@ -198,7 +198,8 @@ class ScoredPostsHandler:
         for i, c in enumerate(fr.selected):
             out.candidates.append(debug_candidate(c, "selected", position=i))
         for c in res.non_selected:
-            out.candidates.append(debug_candidate(c, "not_selected"))
+            if not c.video_carousel:  # the module follows the feed (pipeline finalize): selected
+                out.candidates.append(debug_candidate(c, "not_selected"))
         for r in res.filtered:
             out.candidates.append(debug_candidate(r.candidate, "filtered", filtered_by=r.filter))
         for st in res.stages:
@@ -263,6 +264,7 @@ def scored_post(c: PostCandidate) -> pb.ScoredPost:
         in_network=c.in_network is True,
         source=c.source,
         screen_name=c.author_screen_name,
+        video_carousel=c.video_carousel,
     )
     if c.retweeted_post_id:
         sp.retweeted_post_id = c.retweeted_post_id
@@ -305,6 +307,9 @@ def debug_candidate(
         # the served position is `position`
         "rank_before_dpp": "" if c.rank_before_dpp is None else str(c.rank_before_dpp),
         "dpp": "" if c.dpp_selected is None else ("selected" if c.dpp_selected else "dropped"),
+        # video carousel: "module" = a video of the module, "extra" = an extra video not chosen
+        "video_carousel": "module" if c.video_carousel else ("extra" if c.video_carousel_extra else ""),
+        "video_aspect_ratio": "" if c.video_aspect_ratio is None else f"{c.video_aspect_ratio:.4g}",
     }
     d = pb.DebugCandidate(
         post_id=c.post_id,

@@ -137,6 +137,19 @@ class Params:
     enable_new_user_min_engagement_filter: bool = False  # EnableNewUserMinEngagementFilter
     new_user_min_engagement_threshold: float = 0.0  # NewUserMinEngagementThreshold (favs)
     new_user_max_account_age_s: int = 1_800  # NewUserMaxAccountAgeSecs
+    # FavHoldoutFilter (last pre-scoring filter): holds out a share of posts by their fav count, by a
+    # splitmix bucket of (original post, viewer); the percent table is in the filter's file
+    enable_fav_holdout: bool = False  # EnableFavHoldout
+    # video carousel (selector extension, VideoAspectRatio hydrator, VideoCarouselFilter)
+    enable_video_carousel: bool = False  # EnableVideoCarousel
+    video_carousel_extra_candidates: int = 30  # VIDEO_CAROUSEL_EXTRA_CANDIDATES (config.rs)
+    video_carousel_max_videos: int = 5  # VIDEO_CAROUSEL_MAX_VIDEOS (config.rs)
+    video_carousel_min_videos: int = 3  # VIDEO_CAROUSEL_MIN_VIDEOS (config.rs)
+    video_carousel_max_aspect_ratio: float = 1.0  # vertical = width / height below this (video_carousel.rs)
+    video_carousel_position: int = 6  # VideoCarouselPosition: where the client shows the module
+    # VideoCarouselFatigueMinutes: no carousel within this long of the last one (the blending
+    # pipeline's served history decides; not tracked here, see docs/home_mixer.md)
+    video_carousel_fatigue_minutes: int = 60
     # served history (side effect) — ExcludeServedTweetIdsDuration 10 min, number 100
     served_history_ttl_s: int = 600
     served_history_max: int = 100
@@ -239,6 +252,11 @@ INT_PARAM_MAX: dict[str, int] = {
     "sid_source_max_per_seed": 10_000,
     "sid_source_min_prefix_depth": 16,
     "new_user_max_account_age_s": 10 * 365 * 86_400,
+    "video_carousel_extra_candidates": 2_200,
+    "video_carousel_max_videos": 100,
+    "video_carousel_min_videos": 100,
+    "video_carousel_position": 1_000,
+    "video_carousel_fatigue_minutes": 7 * 24 * 60,
 }
 _POSITIVE_INT_PARAMS = frozenset(
     {"served_history_ttl_s", "dpp_embedding_dim"}

@@ -14,6 +14,7 @@ from home_mixer.candidate_hydrators.core_data_candidate_hydrator import CoreData
 from home_mixer.candidate_hydrators.engagement_counts_hydrator import EngagementCountsHydrator
 from home_mixer.candidate_hydrators.in_network_candidate_hydrator import InNetworkCandidateHydrator
 from home_mixer.candidate_hydrators.subscription_hydrator import SubscriptionHydrator
+from home_mixer.candidate_hydrators.video_aspect_ratio_hydrator import VideoAspectRatioHydrator
 from home_mixer.candidate_hydrators.video_duration_candidate_hydrator import VideoDurationCandidateHydrator
 from home_mixer.clients import HomeMixerClients
 from home_mixer.filters.age_filter import AgeFilter
@@ -21,6 +22,7 @@ from home_mixer.filters.author_socialgraph_filter import AuthorSocialgraphFilter
 from home_mixer.filters.core_data_hydration_filter import CoreDataHydrationFilter
 from home_mixer.filters.dedup_conversation_filter import DedupConversationFilter
 from home_mixer.filters.drop_duplicates_filter import DropDuplicatesFilter
+from home_mixer.filters.fav_holdout_filter import FavHoldoutFilter
 from home_mixer.filters.ineligible_subscription_filter import IneligibleSubscriptionFilter
 from home_mixer.filters.muted_keyword_filter import MutedKeywordFilter
 from home_mixer.filters.new_user_min_engagement_filter import NewUserMinEngagementFilter
@@ -29,6 +31,7 @@ from home_mixer.filters.previously_seen_posts_filter import PreviouslySeenPostsF
 from home_mixer.filters.previously_served_posts_filter import PreviouslyServedPostsFilter
 from home_mixer.filters.repost_deduplication_filter import RepostDeduplicationFilter
 from home_mixer.filters.self_post_filter import SelfPostFilter
+from home_mixer.filters.video_carousel_filter import VideoCarouselFilter
 from home_mixer.filters.visibility_filter import VisibilityFilter
 from home_mixer.params import DEFAULT_PARAMS
 from home_mixer.query import ScoredPostsQuery
@@ -101,6 +104,7 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
                 MutedKeywordFilter(),
                 AuthorSocialgraphFilter(),
                 NewUserMinEngagementFilter(),
+                FavHoldoutFilter(),  # off by default (EnableFavHoldout)
             ],
             # the value-model path (reference PhoenixScorer + VMRanker): local weighted score, cold
             # start, then the vm-ranker steps (diversity, OON; DPP in the selector)
@@ -112,8 +116,10 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
                 OONScorer(),
             ],
             selector=DppSelector(),
-            post_selection_hydrators=[AuthorRelationCandidateHydrator(store)],
-            post_selection_filters=[VisibilityFilter(), DedupConversationFilter()],
+            # the video carousel (off by default): the selector appends extra videos, the aspect-ratio
+            # hydrator reads their shape, the last filter keeps the module (listed after the feed)
+            post_selection_hydrators=[AuthorRelationCandidateHydrator(store), VideoAspectRatioHydrator()],
+            post_selection_filters=[VisibilityFilter(), DedupConversationFilter(), VideoCarouselFilter()],
             side_effects=side_effects,
             result_size=DEFAULT_PARAMS.result_size,  # per request: result_size_for
             config=config or DEFAULT_CONFIG,
@@ -125,3 +131,9 @@ class ScoredPostsPipeline(CandidatePipeline[ScoredPostsQuery, PostCandidate]):
 
     def result_size_for(self, query: ScoredPostsQuery) -> int:
         return query.params.result_size  # a debug override may ask for more or fewer than 35
+
+    def finalize(self, query: ScoredPostsQuery, selected: list[PostCandidate]) -> None:
+        """The video-carousel module (VideoCarouselFilter's choice) follows the feed's result_size
+        posts, in module order, whether or not the cut to result_size reached it."""
+        if query.video_carousel:
+            selected[:] = [c for c in selected if not c.video_carousel] + query.video_carousel

@@ -78,6 +78,11 @@ class ScoredPostsQuery:
     value_model_failed: str | None = None
     # seed of this request's random draws (cold-start Thompson sampling); None = from request_id
     rng_seed: int | None = None
+    # video carousel: eligible = no carousel in the last VideoCarouselFatigueMinutes (the reference's
+    # blending pipeline decides; nothing here tracks it, so every request is eligible); the module
+    # VideoCarouselFilter chose, in module order (the pipeline lists it after the feed)
+    video_carousel_eligible: bool = True
+    video_carousel: list[PostCandidate] = field(default_factory=list)
 
     def random_seed(self) -> int:
         """The request's seed: `rng_seed`, else derived from the request id (a replayed request with

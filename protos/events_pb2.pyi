@@ -204,7 +204,7 @@ USER_EVENT_UNSUBSCRIBE: UserEventType
 USER_EVENT_PROFILE: UserEventType
 
 class Post(_message.Message):
-    __slots__ = ("post_id", "author_id", "created_at", "in_reply_to_post_id", "in_reply_to_user_id", "is_retweet", "is_reply", "source_post_id", "source_user_id", "has_video", "conversation_id", "text", "video_duration_ms", "subscriber_only", "labels", "quoted_post_id", "quoted_user_id")
+    __slots__ = ("post_id", "author_id", "created_at", "in_reply_to_post_id", "in_reply_to_user_id", "is_retweet", "is_reply", "source_post_id", "source_user_id", "has_video", "conversation_id", "text", "video_duration_ms", "subscriber_only", "labels", "quoted_post_id", "quoted_user_id", "video_aspect_ratio")
     POST_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +222,7 @@ class Post(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     QUOTED_POST_ID_FIELD_NUMBER: _ClassVar[int]
     QUOTED_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
     post_id: int
     author_id: int
     created_at: int
@@ -239,7 +240,8 @@ class Post(_message.Message):
     labels: _containers.RepeatedScalarFieldContainer[str]
     quoted_post_id: int
     quoted_user_id: int
-    def __init__(self, post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., created_at: _Optional[int] = ..., in_reply_to_post_id: _Optional[int] = ..., in_reply_to_user_id: _Optional[int] = ..., is_retweet: _Optional[bool] = ..., is_reply: _Optional[bool] = ..., source_post_id: _Optional[int] = ..., source_user_id: _Optional[int] = ..., has_video: _Optional[bool] = ..., conversation_id: _Optional[int] = ..., text: _Optional[str] = ..., video_duration_ms: _Optional[int] = ..., subscriber_only: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., quoted_post_id: _Optional[int] = ..., quoted_user_id: _Optional[int] = ...) -> None: ...
+    video_aspect_ratio: float
+    def __init__(self, post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., created_at: _Optional[int] = ..., in_reply_to_post_id: _Optional[int] = ..., in_reply_to_user_id: _Optional[int] = ..., is_retweet: _Optional[bool] = ..., is_reply: _Optional[bool] = ..., source_post_id: _Optional[int] = ..., source_user_id: _Optional[int] = ..., has_video: _Optional[bool] = ..., conversation_id: _Optional[int] = ..., text: _Optional[str] = ..., video_duration_ms: _Optional[int] = ..., subscriber_only: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., quoted_post_id: _Optional[int] = ..., quoted_user_id: _Optional[int] = ..., video_aspect_ratio: _Optional[float] = ...) -> None: ...
 
 class PostDelete(_message.Message):
     __slots__ = ("post_id", "author_id", "deleted_at_ms")

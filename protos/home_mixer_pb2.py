@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos import events_pb2 as protos_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/home_mixer.proto\x12\x11\x66oryou.home_mixer\x1a\x13protos/events.proto\"\xc8\x01\n\x15GetScoredPostsRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\x03\x12\x10\n\x08seen_ids\x18\x02 \x03(\x03\x12\x12\n\nserved_ids\x18\x03 \x03(\x03\x12\x17\n\x0fin_network_only\x18\x04 \x01(\x08\x12\x19\n\x11is_bottom_request\x18\x05 \x01(\x08\x12\x15\n\rclient_app_id\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ountry_code\x18\x07 \x01(\t\x12\x15\n\rlanguage_code\x18\x08 \x01(\t\"\xd0\x02\n\nScoredPost\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nin_network\x18\x04 \x01(\x08\x12\x1e\n\x11retweeted_post_id\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11retweeted_user_id\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12 \n\x13in_reply_to_post_id\x18\x07 \x01(\x03H\x02\x88\x01\x01\x12\x1c\n\x0f\x63onversation_id\x18\x08 \x01(\x03H\x03\x88\x01\x01\x12\x0e\n\x06source\x18\t \x01(\t\x12\x13\n\x0bscreen_name\x18\n \x01(\tB\x14\n\x12_retweeted_post_idB\x14\n\x12_retweeted_user_idB\x16\n\x14_in_reply_to_post_idB\x12\n\x10_conversation_id\"\x8a\x01\n\x16GetScoredPostsResponse\x12\x33\n\x0cscored_posts\x18\x01 \x03(\x0b\x32\x1d.foryou.home_mixer.ScoredPost\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x03(\t\"\xe8\x01\n\x1aGetDebugScoredPostsRequest\x12\x37\n\x05query\x18\x01 \x01(\x0b\x32(.foryou.home_mixer.GetScoredPostsRequest\x12Z\n\x0fparam_overrides\x18\x02 \x03(\x0b\x32\x41.foryou.home_mixer.GetDebugScoredPostsRequest.ParamOverridesEntry\x1a\x35\n\x13ParamOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\nMultiplier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"\xdd\x03\n\x0e\x44\x65\x62ugCandidate\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nin_network\x18\x04 \x01(\x08\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x13\n\x0b\x66iltered_by\x18\x06 \x01(\t\x12H\n\x0c\x61\x63tion_probs\x18\x07 \x03(\x0b\x32\x32.foryou.home_mixer.DebugCandidate.ActionProbsEntry\x12\x16\n\x0eweighted_score\x18\x08 \x01(\x01\x12\x32\n\x0bmultipliers\x18\t \x03(\x0b\x32\x1d.foryou.home_mixer.Multiplier\x12\x13\n\x0b\x66inal_score\x18\n \x01(\x01\x12=\n\x06\x66ields\x18\x0b \x03(\x0b\x32-.foryou.home_mixer.DebugCandidate.FieldsEntry\x12\x10\n\x08position\x18\x0c \x01(\x05\x1a\x32\n\x10\x41\x63tionProbsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"r\n\x0cStageSummary\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x0c\n\x04kept\x18\x04 \x01(\x05\x12\x0f\n\x07removed\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xe9\x03\n\x1bGetDebugScoredPostsResponse\x12\x35\n\ncandidates\x18\x01 \x03(\x0b\x32!.foryou.home_mixer.DebugCandidate\x12/\n\x06stages\x18\x02 \x03(\x0b\x32\x1f.foryou.home_mixer.StageSummary\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12J\n\x06params\x18\x05 \x03(\x0b\x32:.foryou.home_mixer.GetDebugScoredPostsResponse.ParamsEntry\x12\x10\n\x08\x64\x65graded\x18\x06 \x03(\t\x12Y\n\x0equery_features\x18\x07 \x03(\x0b\x32\x41.foryou.home_mixer.GetDebugScoredPostsResponse.QueryFeaturesEntry\x12\x19\n\x11\x65xperiment_bucket\x18\x08 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12QueryFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x15LogEngagementsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.foryou.events.EngagementEvent\"*\n\x16LogEngagementsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x32\xd8\x02\n\x12ScoredPostsService\x12\x65\n\x0eGetScoredPosts\x12(.foryou.home_mixer.GetScoredPostsRequest\x1a).foryou.home_mixer.GetScoredPostsResponse\x12t\n\x13GetDebugScoredPosts\x12-.foryou.home_mixer.GetDebugScoredPostsRequest\x1a..foryou.home_mixer.GetDebugScoredPostsResponse\x12\x65\n\x0eLogEngagements\x12(.foryou.home_mixer.LogEngagementsRequest\x1a).foryou.home_mixer.LogEngagementsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17protos/home_mixer.proto\x12\x11\x66oryou.home_mixer\x1a\x13protos/events.proto\"\xc8\x01\n\x15GetScoredPostsRequest\x12\x11\n\tviewer_id\x18\x01 \x01(\x03\x12\x10\n\x08seen_ids\x18\x02 \x03(\x03\x12\x12\n\nserved_ids\x18\x03 \x03(\x03\x12\x17\n\x0fin_network_only\x18\x04 \x01(\x08\x12\x19\n\x11is_bottom_request\x18\x05 \x01(\x08\x12\x15\n\rclient_app_id\x18\x06 \x01(\x03\x12\x14\n\x0c\x63ountry_code\x18\x07 \x01(\t\x12\x15\n\rlanguage_code\x18\x08 \x01(\t\"\xe8\x02\n\nScoredPost\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nin_network\x18\x04 \x01(\x08\x12\x1e\n\x11retweeted_post_id\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1e\n\x11retweeted_user_id\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12 \n\x13in_reply_to_post_id\x18\x07 \x01(\x03H\x02\x88\x01\x01\x12\x1c\n\x0f\x63onversation_id\x18\x08 \x01(\x03H\x03\x88\x01\x01\x12\x0e\n\x06source\x18\t \x01(\t\x12\x13\n\x0bscreen_name\x18\n \x01(\t\x12\x16\n\x0evideo_carousel\x18\x0b \x01(\x08\x42\x14\n\x12_retweeted_post_idB\x14\n\x12_retweeted_user_idB\x16\n\x14_in_reply_to_post_idB\x12\n\x10_conversation_id\"\x8a\x01\n\x16GetScoredPostsResponse\x12\x33\n\x0cscored_posts\x18\x01 \x03(\x0b\x32\x1d.foryou.home_mixer.ScoredPost\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65graded\x18\x04 \x03(\t\"\xe8\x01\n\x1aGetDebugScoredPostsRequest\x12\x37\n\x05query\x18\x01 \x01(\x0b\x32(.foryou.home_mixer.GetScoredPostsRequest\x12Z\n\x0fparam_overrides\x18\x02 \x03(\x0b\x32\x41.foryou.home_mixer.GetDebugScoredPostsRequest.ParamOverridesEntry\x1a\x35\n\x13ParamOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\nMultiplier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\"\xdd\x03\n\x0e\x44\x65\x62ugCandidate\x12\x0f\n\x07post_id\x18\x01 \x01(\x03\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\nin_network\x18\x04 \x01(\x08\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12\x13\n\x0b\x66iltered_by\x18\x06 \x01(\t\x12H\n\x0c\x61\x63tion_probs\x18\x07 \x03(\x0b\x32\x32.foryou.home_mixer.DebugCandidate.ActionProbsEntry\x12\x16\n\x0eweighted_score\x18\x08 \x01(\x01\x12\x32\n\x0bmultipliers\x18\t \x03(\x0b\x32\x1d.foryou.home_mixer.Multiplier\x12\x13\n\x0b\x66inal_score\x18\n \x01(\x01\x12=\n\x06\x66ields\x18\x0b \x03(\x0b\x32-.foryou.home_mixer.DebugCandidate.FieldsEntry\x12\x10\n\x08position\x18\x0c \x01(\x05\x1a\x32\n\x10\x41\x63tionProbsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"r\n\x0cStageSummary\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x11\n\tcomponent\x18\x02 \x01(\t\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\x0c\n\x04kept\x18\x04 \x01(\x05\x12\x0f\n\x07removed\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"\xe9\x03\n\x1bGetDebugScoredPostsResponse\x12\x35\n\ncandidates\x18\x01 \x03(\x0b\x32!.foryou.home_mixer.DebugCandidate\x12/\n\x06stages\x18\x02 \x03(\x0b\x32\x1f.foryou.home_mixer.StageSummary\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12J\n\x06params\x18\x05 \x03(\x0b\x32:.foryou.home_mixer.GetDebugScoredPostsResponse.ParamsEntry\x12\x10\n\x08\x64\x65graded\x18\x06 \x03(\t\x12Y\n\x0equery_features\x18\x07 \x03(\x0b\x32\x41.foryou.home_mixer.GetDebugScoredPostsResponse.QueryFeaturesEntry\x12\x19\n\x11\x65xperiment_bucket\x18\x08 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x34\n\x12QueryFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x15LogEngagementsRequest\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.foryou.events.EngagementEvent\"*\n\x16LogEngagementsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x32\xd8\x02\n\x12ScoredPostsService\x12\x65\n\x0eGetScoredPosts\x12(.foryou.home_mixer.GetScoredPostsRequest\x1a).foryou.home_mixer.GetScoredPostsResponse\x12t\n\x13GetDebugScoredPosts\x12-.foryou.home_mixer.GetDebugScoredPostsRequest\x1a..foryou.home_mixer.GetDebugScoredPostsResponse\x12\x65\n\x0eLogEngagements\x12(.foryou.home_mixer.LogEngagementsRequest\x1a).foryou.home_mixer.LogEngagementsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,33 +45,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSCOREDPOSTSREQUEST']._serialized_start=68
   _globals['_GETSCOREDPOSTSREQUEST']._serialized_end=268
   _globals['_SCOREDPOST']._serialized_start=271
-  _globals['_SCOREDPOST']._serialized_end=607
-  _globals['_GETSCOREDPOSTSRESPONSE']._serialized_start=610
-  _globals['_GETSCOREDPOSTSRESPONSE']._serialized_end=748
-  _globals['_GETDEBUGSCOREDPOSTSREQUEST']._serialized_start=751
-  _globals['_GETDEBUGSCOREDPOSTSREQUEST']._serialized_end=983
-  _globals['_GETDEBUGSCOREDPOSTSREQUEST_PARAMOVERRIDESENTRY']._serialized_start=930
-  _globals['_GETDEBUGSCOREDPOSTSREQUEST_PARAMOVERRIDESENTRY']._serialized_end=983
-  _globals['_MULTIPLIER']._serialized_start=985
-  _globals['_MULTIPLIER']._serialized_end=1026
-  _globals['_DEBUGCANDIDATE']._serialized_start=1029
-  _globals['_DEBUGCANDIDATE']._serialized_end=1506
-  _globals['_DEBUGCANDIDATE_ACTIONPROBSENTRY']._serialized_start=1409
-  _globals['_DEBUGCANDIDATE_ACTIONPROBSENTRY']._serialized_end=1459
-  _globals['_DEBUGCANDIDATE_FIELDSENTRY']._serialized_start=1461
-  _globals['_DEBUGCANDIDATE_FIELDSENTRY']._serialized_end=1506
-  _globals['_STAGESUMMARY']._serialized_start=1508
-  _globals['_STAGESUMMARY']._serialized_end=1622
-  _globals['_GETDEBUGSCOREDPOSTSRESPONSE']._serialized_start=1625
-  _globals['_GETDEBUGSCOREDPOSTSRESPONSE']._serialized_end=2114
-  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_PARAMSENTRY']._serialized_start=2015
-  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_PARAMSENTRY']._serialized_end=2060
-  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_QUERYFEATURESENTRY']._serialized_start=2062
-  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_QUERYFEATURESENTRY']._serialized_end=2114
-  _globals['_LOGENGAGEMENTSREQUEST']._serialized_start=2116
-  _globals['_LOGENGAGEMENTSREQUEST']._serialized_end=2187
-  _globals['_LOGENGAGEMENTSRESPONSE']._serialized_start=2189
-  _globals['_LOGENGAGEMENTSRESPONSE']._serialized_end=2231
-  _globals['_SCOREDPOSTSSERVICE']._serialized_start=2234
-  _globals['_SCOREDPOSTSSERVICE']._serialized_end=2578
+  _globals['_SCOREDPOST']._serialized_end=631
+  _globals['_GETSCOREDPOSTSRESPONSE']._serialized_start=634
+  _globals['_GETSCOREDPOSTSRESPONSE']._serialized_end=772
+  _globals['_GETDEBUGSCOREDPOSTSREQUEST']._serialized_start=775
+  _globals['_GETDEBUGSCOREDPOSTSREQUEST']._serialized_end=1007
+  _globals['_GETDEBUGSCOREDPOSTSREQUEST_PARAMOVERRIDESENTRY']._serialized_start=954
+  _globals['_GETDEBUGSCOREDPOSTSREQUEST_PARAMOVERRIDESENTRY']._serialized_end=1007
+  _globals['_MULTIPLIER']._serialized_start=1009
+  _globals['_MULTIPLIER']._serialized_end=1050
+  _globals['_DEBUGCANDIDATE']._serialized_start=1053
+  _globals['_DEBUGCANDIDATE']._serialized_end=1530
+  _globals['_DEBUGCANDIDATE_ACTIONPROBSENTRY']._serialized_start=1433
+  _globals['_DEBUGCANDIDATE_ACTIONPROBSENTRY']._serialized_end=1483
+  _globals['_DEBUGCANDIDATE_FIELDSENTRY']._serialized_start=1485
+  _globals['_DEBUGCANDIDATE_FIELDSENTRY']._serialized_end=1530
+  _globals['_STAGESUMMARY']._serialized_start=1532
+  _globals['_STAGESUMMARY']._serialized_end=1646
+  _globals['_GETDEBUGSCOREDPOSTSRESPONSE']._serialized_start=1649
+  _globals['_GETDEBUGSCOREDPOSTSRESPONSE']._serialized_end=2138
+  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_PARAMSENTRY']._serialized_start=2039
+  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_PARAMSENTRY']._serialized_end=2084
+  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_QUERYFEATURESENTRY']._serialized_start=2086
+  _globals['_GETDEBUGSCOREDPOSTSRESPONSE_QUERYFEATURESENTRY']._serialized_end=2138
+  _globals['_LOGENGAGEMENTSREQUEST']._serialized_start=2140
+  _globals['_LOGENGAGEMENTSREQUEST']._serialized_end=2211
+  _globals['_LOGENGAGEMENTSRESPONSE']._serialized_start=2213
+  _globals['_LOGENGAGEMENTSRESPONSE']._serialized_end=2255
+  _globals['_SCOREDPOSTSSERVICE']._serialized_start=2258
+  _globals['_SCOREDPOSTSSERVICE']._serialized_end=2602
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class GetScoredPostsRequest(_message.Message):
     def __init__(self, viewer_id: _Optional[int] = ..., seen_ids: _Optional[_Iterable[int]] = ..., served_ids: _Optional[_Iterable[int]] = ..., in_network_only: _Optional[bool] = ..., is_bottom_request: _Optional[bool] = ..., client_app_id: _Optional[int] = ..., country_code: _Optional[str] = ..., language_code: _Optional[str] = ...) -> None: ...
 
 class ScoredPost(_message.Message):
-    __slots__ = ("post_id", "author_id", "score", "in_network", "retweeted_post_id", "retweeted_user_id", "in_reply_to_post_id", "conversation_id", "source", "screen_name")
+    __slots__ = ("post_id", "author_id", "score", "in_network", "retweeted_post_id", "retweeted_user_id", "in_reply_to_post_id", "conversation_id", "source", "screen_name", "video_carousel")
     POST_ID_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class ScoredPost(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SCREEN_NAME_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_CAROUSEL_FIELD_NUMBER: _ClassVar[int]
     post_id: int
     author_id: int
     score: float
@@ -49,7 +50,8 @@ class ScoredPost(_message.Message):
     conversation_id: int
     source: str
     screen_name: str
-    def __init__(self, post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., score: _Optional[float] = ..., in_network: _Optional[bool] = ..., retweeted_post_id: _Optional[int] = ..., retweeted_user_id: _Optional[int] = ..., in_reply_to_post_id: _Optional[int] = ..., conversation_id: _Optional[int] = ..., source: _Optional[str] = ..., screen_name: _Optional[str] = ...) -> None: ...
+    video_carousel: bool
+    def __init__(self, post_id: _Optional[int] = ..., author_id: _Optional[int] = ..., score: _Optional[float] = ..., in_network: _Optional[bool] = ..., retweeted_post_id: _Optional[int] = ..., retweeted_user_id: _Optional[int] = ..., in_reply_to_post_id: _Optional[int] = ..., conversation_id: _Optional[int] = ..., source: _Optional[str] = ..., screen_name: _Optional[str] = ..., video_carousel: _Optional[bool] = ...) -> None: ...
 
 class GetScoredPostsResponse(_message.Message):
     __slots__ = ("scored_posts", "request_id", "model_version", "degraded")

@@ -56,11 +56,27 @@ class WorldConfig:
     mm_dim: int = 64  # reference: 1024
     sid_levels: int = 6
     sid_codebook: int = 256
+    # features for the October ranking policy (issue 19). Each is drawn from its own random stream
+    # (seeded from `seed`), so every frame drawn before them is identical with or without them.
+    # mutual follows: an author follows back each follower with P = frac * (1 - author popularity)
+    mutual_follow_frac: float = 0.2
+    # media-only posts: this share of original video posts carries no text
+    media_only_frac: float = 0.1
+    # new users: accounts created new_user_min_age_min..new_user_max_age_min before `now` (ids are
+    # their creation snowflakes), following new_user_min_follows..new_user_max_follows authors,
+    # with no history (no impressions); they are not in `n_users`
+    n_new_users: int = 20
+    new_user_min_age_min: float = 2.0
+    new_user_max_age_min: float = 25.0
+    new_user_min_follows: int = 5
+    new_user_max_follows: int = 8
 
     @classmethod
     def tiny(cls, seed: int = 0, **overrides: Any) -> WorldConfig:
         """~300 users, ~60 authors, ~2,000 posts, ~15k impressions: generates in well under 2 s."""
-        base = dict(n_users=300, n_authors=60, n_posts=2_000, n_impressions=15_000, mean_follows=8.0)
+        base = dict(
+            n_users=300, n_authors=60, n_posts=2_000, n_impressions=15_000, mean_follows=8.0, n_new_users=5
+        )
         base.update(overrides)
         return cls(seed=seed, **base)
 
@@ -91,3 +107,12 @@ class WorldConfig:
             raise ValueError("reply_frac + repost_frac + quote_frac must be < 1")
         if self.post_window_h * 60 <= self.min_post_age_min:
             raise ValueError("post_window_h must exceed min_post_age_min")
+        if self.n_new_users < 0:
+            raise ValueError("n_new_users must be >= 0")
+        if not 0 < self.new_user_min_age_min <= self.new_user_max_age_min:
+            raise ValueError("need 0 < new_user_min_age_min <= new_user_max_age_min")
+        if not 0 <= self.new_user_min_follows <= self.new_user_max_follows:
+            raise ValueError("need 0 <= new_user_min_follows <= new_user_max_follows")
+        for name in ("mutual_follow_frac", "media_only_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")

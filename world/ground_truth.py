@@ -45,15 +45,21 @@ class GroundTruth:
         self.has_video = posts["has_video"].to_numpy()
         self.spam = posts["labels"].list.contains("spam").to_numpy()
         self.nsfw = posts["labels"].list.contains("nsfw").to_numpy()
+        # user follows author ("follow_back" edges, an author following a user, do not make a post
+        # in-network for anyone: authors are not viewers)
         follows = pl.read_parquet(w / FILES["follows"]).filter(pl.col("kind") == "follow")
         self.follow_keys = np.unique(
-            _pair_key(follows["user_id"].to_numpy(), follows["target_user_id"].to_numpy())
+            self._keys(follows["user_id"].to_numpy(), follows["target_user_id"].to_numpy())
         )
+
+    def _keys(self, user_ids: np.ndarray, author_ids: np.ndarray) -> np.ndarray:
+        """Pair keys by user row (new users' ids are snowflakes, too wide to shift into a key)."""
+        return _pair_key(_lookup(self.user_ids, np.asarray(user_ids, np.int64)), author_ids)
 
     def add_follows(self, user_ids: np.ndarray, author_ids: np.ndarray) -> None:
         """New follow edges (a simulated user followed an author): the in-network boost applies to
         that pair from now on, as it does in the world's engagement model."""
-        keys = _pair_key(np.asarray(user_ids, np.int64), np.asarray(author_ids, np.int64))
+        keys = self._keys(np.asarray(user_ids, np.int64), np.asarray(author_ids, np.int64))
         self.follow_keys = np.union1d(self.follow_keys, keys)
 
     def probabilities(self, user_id: int | np.ndarray, post_ids: np.ndarray) -> dict[int, np.ndarray]:
@@ -71,7 +77,7 @@ class GroundTruth:
             pref=self.pref[ui, self.topic[pi]],
             author_quality=self.author_quality[ai],
             post_quality=self.quality[pi],
-            in_network=np.isin(_pair_key(users, author), self.follow_keys),
+            in_network=np.isin(_pair_key(u, author), self.follow_keys),
             has_video=self.has_video[pi],
             spam=self.spam[pi],
             nsfw=self.nsfw[pi],
@@ -89,5 +95,5 @@ def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def _pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """One int64 per (user id, author id) pair (ids are < 2^31 in synthetic worlds)."""
+    """One int64 per (user row, author id) pair (both < 2^31 in synthetic worlds; row -1 = unknown)."""
     return (np.asarray(a, dtype=np.int64) << 32) ^ np.asarray(b, dtype=np.int64)

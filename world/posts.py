@@ -68,8 +68,10 @@ def draw_posts(c: WorldConfig, rng: np.random.Generator, authors: Authors, vocab
     post_ids = make_ids(created, np.arange(c.n_posts, dtype=np.int64))
     root = _conversation_roots(s)
     texts = _texts(rng, s, content.topic, vocab, authors.names)
+    _media_only(c, s, content.has_video, texts, authors.names)
+    aspect = _aspect_ratios(c, s, content.has_video)
     deleted_at = _deletions(c, rng, created)
-    frame = _frame(s, content, authors, post_ids, root, texts, deleted_at, sids)
+    frame = _frame(s, content, authors, post_ids, root, texts, deleted_at, sids, aspect)
     return Posts(
         post_ids,
         author,
@@ -194,6 +196,38 @@ def _texts(
     return texts
 
 
+def _media_only(
+    c: WorldConfig, s: _Structure, has_video: np.ndarray, texts: list[str], a_names: list[str]
+) -> np.ndarray:
+    """Media-only posts: `media_only_frac` of the original video posts carry no text (empty string; the
+    reference's core-data filter keeps them). A repost of one is "RT @author: ". Own random stream
+    (`[seed, 0x3ED1A]`): every other draw is unchanged. Returns the media-only mask."""
+    rng = np.random.default_rng([c.seed, 0x3ED1A])
+    media_only = (s.kind == KIND_ORIGINAL) & has_video & (rng.random(len(s.kind)) < c.media_only_frac)
+    for i in np.flatnonzero(media_only):
+        texts[i] = ""
+    reposts = np.flatnonzero((s.kind == KIND_REPOST) & media_only[np.maximum(s.target, 0)])
+    for i in reposts:
+        texts[i] = f"RT @{a_names[s.author[s.target[i]]]}: "
+    return media_only
+
+
+# video shapes (width / height) and their shares: vertical 9:16, landscape 16:9, square
+VIDEO_ASPECT_RATIOS = np.array([9 / 16, 16 / 9, 1.0])
+VIDEO_ASPECT_SHARES = np.array([0.35, 0.5, 0.15])
+
+
+def _aspect_ratios(c: WorldConfig, s: _Structure, has_video: np.ndarray) -> np.ndarray:
+    """Video aspect ratio (width / height; 0 without video): 35% vertical 9:16, 50% landscape 16:9,
+    15% square; a repost has its source's. Own random stream (`[seed, 0xA5EC7]`)."""
+    rng = np.random.default_rng([c.seed, 0xA5EC7])
+    shape = rng.choice(len(VIDEO_ASPECT_RATIOS), size=len(s.kind), p=VIDEO_ASPECT_SHARES)
+    ratio = VIDEO_ASPECT_RATIOS[shape]
+    is_repost = s.kind == KIND_REPOST
+    ratio[is_repost] = ratio[s.target[is_repost]]
+    return np.where(has_video, ratio, 0.0).astype(np.float32)
+
+
 def _deletions(c: WorldConfig, rng: np.random.Generator, created: np.ndarray) -> np.ndarray:
     """deleted_at_ms per post (0 = live): a few old-enough posts, 10 min-3 h after creation."""
     N = len(created)
@@ -214,6 +248,7 @@ def _frame(
     texts: list[str],
     deleted_at: np.ndarray,
     sids: np.ndarray,
+    aspect: np.ndarray,
 ) -> pl.DataFrame:
     """Absent target ids are 0, never null."""
     kind, author = s.kind, s.author
@@ -238,6 +273,7 @@ def _frame(
             "conversation_id": post_ids[root],
             "has_video": content.has_video,
             "video_duration_ms": content.duration,
+            "video_aspect_ratio": aspect,
             "subscriber_only": content.subscriber_only,
             "labels": [
                 (["spam"] if sp else []) + (["nsfw"] if ns else [])

@@ -23,6 +23,7 @@ from world import World
 UE = ev.UserEventType
 GRAPH_EVENT = {
     "follow": UE.USER_EVENT_FOLLOW,
+    "follow_back": UE.USER_EVENT_FOLLOW,  # an author follows one of its followers (mutual follow)
     "block": UE.USER_EVENT_BLOCK,
     "mute": UE.USER_EVENT_MUTE,
     "subscribe": UE.USER_EVENT_SUBSCRIBE,
@@ -58,6 +59,7 @@ def post_to_proto(row: dict[str, Any]) -> ev.Post:
         video_duration_ms=row["video_duration_ms"],
         subscriber_only=row["subscriber_only"],
         labels=row["labels"] or [],
+        video_aspect_ratio=row.get("video_aspect_ratio") or 0.0,
     )
     for name in POST_REF_FIELDS:
         if row[name]:
@@ -66,19 +68,24 @@ def post_to_proto(row: dict[str, Any]) -> ev.Post:
 
 
 def user_events(world: World) -> pl.DataFrame:
-    """Every user event of the world, time ordered: a profile per user and author, the graph edges
-    and muted keywords. Columns: user_id, type, target_user_id, keyword, screen_name, timestamp_ms."""
+    """Every user event of the world, time ordered: a profile per user and author (before everything
+    else; a new user's when its account is created), the graph edges (`follow_back` is a FOLLOW of
+    the author's) and muted keywords. Columns: user_id, type, target_user_id, keyword, screen_name,
+    timestamp_ms."""
     first = int(min(world.follows["created_at_ms"].min() or 0, world.posts["created_at_ms"].min())) - 60_000
+    created = pl.col("created_at_ms") if "created_at_ms" in world.users.columns else pl.lit(0, pl.Int64)
     profiles = pl.concat(
         [
-            world.users.select("user_id", "screen_name"),
-            world.authors.select(pl.col("author_id").alias("user_id"), "screen_name"),
+            world.users.select("user_id", "screen_name", created.alias("created")),
+            world.authors.select(
+                pl.col("author_id").alias("user_id"), "screen_name", pl.lit(0, pl.Int64).alias("created")
+            ),
         ]
     ).with_columns(
         pl.lit(int(UE.USER_EVENT_PROFILE), pl.Int32).alias("type"),
         pl.lit(0, pl.Int64).alias("target_user_id"),
         pl.lit("").alias("keyword"),
-        pl.lit(first, pl.Int64).alias("timestamp_ms"),
+        pl.max_horizontal(pl.lit(first, pl.Int64), pl.col("created")).alias("timestamp_ms"),
     )
     graph = world.follows.select(
         "user_id",

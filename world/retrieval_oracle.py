@@ -42,9 +42,11 @@ def oracle_scorer(world_dir: str | Path, corpus: Corpus) -> Scorer | None:
     nsfw = np.array(["nsfw" in x for x in labels])
     authors = posts["author_id"].fill_null(0).to_numpy()
     n_topics = cfg.n_topics
-    pref = np.zeros((int(w.users["user_id"].max()) + 1, n_topics))
+    # by user row: new users' ids are snowflakes (not usable as an index)
+    row_of = {uid: i for i, uid in enumerate(w.users["user_id"].to_list())}
+    pref = np.zeros((len(row_of), n_topics))
     for uid, ts, ws in w.users.select("user_id", "topics", "topic_weights").iter_rows():
-        pref[uid, ts] = ws
+        pref[row_of[uid], ts] = ws
     fol = w.follows.filter(pl.col("kind") == "follow").group_by("user_id").agg("target_user_id")
     followed = dict(zip(fol["user_id"].to_list(), fol["target_user_id"].to_list(), strict=True))
 
@@ -53,7 +55,7 @@ def oracle_scorer(world_dir: str | Path, corpus: Corpus) -> Scorer | None:
         for i, u in enumerate(users.tolist()):
             in_net = np.isin(authors, followed.get(u, []))
             f = em.ImpressionFeatures(
-                pref=pref[u, topic] if u < len(pref) else np.zeros(len(topic)),
+                pref=pref[row_of[u], topic] if u in row_of else np.zeros(len(topic)),
                 author_quality=a_quality,
                 post_quality=q_post,
                 in_network=in_net,

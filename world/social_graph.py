@@ -1,5 +1,6 @@
 """World generator sections "follow graph", "blocks / mutes", "subscriptions" and "muted keywords":
-the static social graph, all of whose edges exist before the first post."""
+the static social graph, all of whose edges exist before the first post; plus the authors' follow
+backs (mutual follows) and the new users' onboarding follows, each from its own random stream."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from world.config import HOUR_MS, WorldConfig
 from world.population import Authors, Users
 from world.sampling import csr, draw_members, gumbel_topk, row_choice
 
+MINUTE_MS = 60_000
 _FOLLOW_CHUNK = 2048  # users per chunk of the user x author follow-score matrix
 _MAX_DENSE_MASK = 50_000_000  # user x author cells of the dense follow mask
 _EDGE_SCHEMA = {"user_id": pl.Int64, "target_user_id": pl.Int64, "kind": pl.Utf8, "created_at_ms": pl.Int64}
@@ -40,12 +42,14 @@ def draw_follow_graph(
     negative = _blocks_and_mutes(c, rng, users, authors, fu, fa)
     subs_u, subs_a = _subscriptions(c, rng, fu, fa)
     t0 = graph_start_ms(c)
+    follow = _edges_frame(rng, t0, users, authors, fu, fa, "follow")
     edges = pl.concat(
         [
-            _edges_frame(rng, t0, users, authors, fu, fa, "follow"),
+            follow,
             _edges_frame(rng, t0, users, authors, *negative["block"], "block"),
             _edges_frame(rng, t0, users, authors, *negative["mute"], "mute"),
             _edges_frame(rng, t0, users, authors, subs_u, subs_a, "subscribe"),
+            _follow_backs(c, follow, authors, fa),
         ]
     ).sort(["created_at_ms", "user_id", "target_user_id", "kind"])
     A = c.n_authors
@@ -101,6 +105,54 @@ def _subscriptions(
     f_order, f_start, deg = csr(fu, U)
     subs_u = np.flatnonzero((rng.random(U) < c.subscribe_frac) & (deg > 0))
     return subs_u, fa[draw_members(f_order, f_start, deg, subs_u, rng)]
+
+
+def _follow_backs(c: WorldConfig, follow: pl.DataFrame, authors: Authors, fa: np.ndarray) -> pl.DataFrame:
+    """Mutual follows: the author of a follow edge follows the user back with P = mutual_follow_frac ·
+    (1 − author popularity) (small accounts follow back more), 1–55 min after the follow, so before
+    the first post. Kind `follow_back`, user_id = the author, target = the user: published as a FOLLOW
+    (the user's `followers` set then holds the author). Own random stream: the rest of the world is
+    unchanged."""
+    rng = np.random.default_rng([c.seed, 0xF0B])
+    p = c.mutual_follow_frac * (1.0 - authors.popularity[fa])
+    back = rng.random(len(fa)) < p
+    delay = rng.integers(MINUTE_MS, 55 * MINUTE_MS, size=len(fa))
+    return pl.DataFrame(
+        {
+            "user_id": follow["target_user_id"].to_numpy()[back],
+            "target_user_id": follow["user_id"].to_numpy()[back],
+            "kind": ["follow_back"] * int(back.sum()),
+            "created_at_ms": (follow["created_at_ms"].to_numpy() + delay)[back].astype(np.int64),
+        },
+        schema=_EDGE_SCHEMA,
+    )
+
+
+def draw_new_user_follows(
+    c: WorldConfig, rng: np.random.Generator, new_users: Users, created_at_ms: np.ndarray, authors: Authors
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """The new users' onboarding follows: new_user_min_follows..new_user_max_follows authors each, by
+    the same topic x popularity weights as everyone's follows, 10-90 s after the account was created.
+    Returns (the `follow` edges, the follower count they add per author row)."""
+    n, A = len(new_users.ids), c.n_authors
+    if n == 0:
+        return pl.DataFrame(schema=_EDGE_SCHEMA), np.zeros(A, np.int64)
+    k = np.minimum(rng.integers(c.new_user_min_follows, c.new_user_max_follows + 1, size=n), A)
+    pref = new_users.pref
+    score = pref[:, authors.primary] + 0.5 * pref[:, authors.secondary] + 0.02
+    logw = 2.0 * np.log(score) + 0.5 * np.log(authors.popularity)[None, :]
+    rows, cols = gumbel_topk(logw, k, rng)
+    ts = created_at_ms[rows] + rng.integers(10_000, 90_000, size=len(rows))
+    edges = pl.DataFrame(
+        {
+            "user_id": new_users.ids[rows],
+            "target_user_id": authors.ids[cols],
+            "kind": ["follow"] * len(rows),
+            "created_at_ms": ts.astype(np.int64),
+        },
+        schema=_EDGE_SCHEMA,
+    ).sort(["created_at_ms", "user_id", "target_user_id"])
+    return edges, np.bincount(cols, minlength=A)
 
 
 def _edges_frame(

@@ -131,14 +131,28 @@ class World:
             f.with_columns(*shift_ids("post_id"), pl.col("timestamp_ms") + dt)
             for f in (self.engagements, self.oracle)
         ]
+        # new users' ids are snowflakes of their account creation: they move with time too
+        new_user = pl.col("user_id") >= (1 << TIMESTAMP_SHIFT)
+        shift_user = (
+            pl.when(new_user).then(pl.col("user_id") + did).otherwise(pl.col("user_id")).alias("user_id")
+        )
+        users = self.users
+        if "created_at_ms" in users.columns:
+            users = users.with_columns(
+                shift_user,
+                pl.when(pl.col("created_at_ms") > 0)
+                .then(pl.col("created_at_ms") + dt)
+                .otherwise(0)
+                .alias("created_at_ms"),
+            )
         return World(
             config=self.config.replace(now_ms=int(now_ms)),
             posts=posts,
             engagements=events[0],
             oracle=events[1],
-            follows=self.follows.with_columns(pl.col("created_at_ms") + dt),
-            muted_keywords=self.muted_keywords.with_columns(pl.col("created_at_ms") + dt),
-            users=self.users,
+            follows=self.follows.with_columns(shift_user, pl.col("created_at_ms") + dt),
+            muted_keywords=self.muted_keywords.with_columns(shift_user, pl.col("created_at_ms") + dt),
+            users=users,
             authors=self.authors,
             topics=self.topics,
             topic_words=self.topic_words,

@@ -1,5 +1,7 @@
 """Post-selection: one post per conversation (min of ancestors, else the post). A later post with a
-strictly higher score takes the kept one's slot; the displaced one is removed. None scores count 0."""
+strictly higher score takes the kept one's slot; the displaced one is removed. None scores count 0.
+The video carousel's extra videos are a separate module: they pass through untouched (after the
+feed) and never displace a feed post."""
 
 from __future__ import annotations
 
@@ -20,7 +22,11 @@ class DedupConversationFilter(Filter[ScoredPostsQuery, PostCandidate]):
         slots: list[PostCandidate] = []
         slot_of: dict[int, int] = {}
         removed: list[PostCandidate] = []
+        extras: list[PostCandidate] = []
         for c in candidates:
+            if c.video_carousel_extra:
+                extras.append(c)
+                continue
             key = c.conversation_key()
             i = slot_of.get(key)
             if i is None:
@@ -31,4 +37,4 @@ class DedupConversationFilter(Filter[ScoredPostsQuery, PostCandidate]):
                 slots[i] = c
             else:
                 removed.append(c)
-        return FilterResult(slots, removed)
+        return FilterResult(slots + extras, removed)

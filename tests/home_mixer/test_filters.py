@@ -16,6 +16,7 @@ from home_mixer.filters.author_socialgraph_filter import AuthorSocialgraphFilter
 from home_mixer.filters.core_data_hydration_filter import CoreDataHydrationFilter
 from home_mixer.filters.dedup_conversation_filter import DedupConversationFilter
 from home_mixer.filters.drop_duplicates_filter import DropDuplicatesFilter
+from home_mixer.filters.fav_holdout_filter import FavHoldoutFilter
 from home_mixer.filters.ineligible_subscription_filter import IneligibleSubscriptionFilter
 from home_mixer.filters.muted_keyword_filter import MutedKeywordFilter
 from home_mixer.filters.new_user_min_engagement_filter import NewUserMinEngagementFilter
@@ -24,6 +25,7 @@ from home_mixer.filters.previously_seen_posts_filter import PreviouslySeenPostsF
 from home_mixer.filters.previously_served_posts_filter import PreviouslyServedPostsFilter
 from home_mixer.filters.repost_deduplication_filter import RepostDeduplicationFilter
 from home_mixer.filters.self_post_filter import SelfPostFilter
+from home_mixer.filters.video_carousel_filter import VideoCarouselFilter
 from home_mixer.filters.visibility_filter import VisibilityFilter
 from home_mixer.params import Params
 from home_mixer.query import UserFeatures
@@ -34,6 +36,7 @@ ALL_FILTERS: list[type[Filter]] = [
     CoreDataHydrationFilter,
     DedupConversationFilter,
     DropDuplicatesFilter,
+    FavHoldoutFilter,
     IneligibleSubscriptionFilter,
     MutedKeywordFilter,
     NewUserMinEngagementFilter,
@@ -42,6 +45,7 @@ ALL_FILTERS: list[type[Filter]] = [
     PreviouslyServedPostsFilter,
     RepostDeduplicationFilter,
     SelfPostFilter,
+    VideoCarouselFilter,
     VisibilityFilter,
 ]
 
@@ -52,7 +56,7 @@ def ids(cs: list) -> list[int]:
 
 def test_all_filters_listed() -> None:
     files = list(Path(home_mixer.filters.__path__[0]).glob("*_filter.py"))
-    assert len(files) == len(ALL_FILTERS) == 14
+    assert len(files) == len(ALL_FILTERS) == 16
 
 
 @pytest.mark.parametrize("cls", ALL_FILTERS, ids=lambda c: c.__name__)

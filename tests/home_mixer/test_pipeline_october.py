@@ -44,6 +44,7 @@ OCTOBER_ORDER = {
         "MutedKeywordFilter",
         "AuthorSocialgraphFilter",
         "NewUserMinEngagementFilter",
+        "FavHoldoutFilter",
     ],
     "scorer": [
         "PhoenixScorer",
@@ -53,6 +54,9 @@ OCTOBER_ORDER = {
         "OONScorer",
     ],
     "selector": ["DppSelector"],
+    "post_selection_hydrator": ["AuthorRelationCandidateHydrator", "VideoAspectRatioHydrator"],
+    # VideoCarouselFilter last (the reference's test asserts it)
+    "post_selection_filter": ["VisibilityFilter", "DedupConversationFilter", "VideoCarouselFilter"],
 }
 
 
@@ -200,3 +204,16 @@ def test_value_model_failure_serves_local_scores(
         assert "dpp" not in x.fields
     c = by_id(resp)
     assert c[w.twin_b].final_score > 0  # DPP did not drop the duplicate
+
+
+def test_phoenix_oon_replies_switch(fakes: SimpleNamespace) -> None:
+    """EnablePhoenixOonReplies (sheet §5.4): with the switch on, the OON reply from Phoenix retrieval
+    (its ancestors hydrated from core data) survives OONRetweetReplyFilter; the OON repost does not."""
+    w = build(fakes)
+    w.request.param_overrides["enable_phoenix_oon_replies"] = "true"
+    c = by_id(asyncio.run(w.handler.get_debug_scored_posts(w.request)))
+    assert (
+        c[w.oon_reply].outcome != "filtered"
+        and c[w.oon_reply].fields["served_type"] == "ForYouPhoenixRetrieval"
+    )
+    assert c[w.oon_repost].filtered_by == "OONRetweetReplyFilter"

@@ -136,7 +136,15 @@ def test_publish_ingest_read_back_replay_and_dlq(settings: Settings) -> None:
     names = dict(zip(world.authors["author_id"], world.authors["screen_name"], strict=True))
     names |= dict(zip(world.users["user_id"], world.users["screen_name"], strict=True))
     counts = dict(zip(world.authors["author_id"], world.authors["follower_count"], strict=True))
+    # a user's followers are the authors who followed it back (mutual follows)
+    backs = f.filter(pl.col("kind") == "follow_back")
+    assert backs.height > 0
+    back_counts = backs.group_by("target_user_id").len()
+    counts |= dict(zip(back_counts["target_user_id"], back_counts["len"], strict=True))
     assert got == [us.AuthorData(i, names[i], int(counts.get(i, 0))) for i in ids]
+    for uid in backs["target_user_id"].unique().head(5).to_list():
+        followers = {int(x) for x in r.smembers(us.social_key("followers", uid, p))}
+        assert followers == set(backs.filter(pl.col("target_user_id") == uid)["user_id"].to_list())
 
     # post core data: every live post exactly as published, deleted ones gone, TTL past retention
     post_ids = world.posts["post_id"].to_list()

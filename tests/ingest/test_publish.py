@@ -55,10 +55,17 @@ def test_world_messages_are_complete_and_time_ordered() -> None:
         elif m[4] == STREAM_DELETE:
             pe = ev.PostEvent.FromString(m[2])
             assert created[pe.delete.post_id] < i
-    # profiles come first, so screen names exist before the graph references them
-    kinds = [ev.UserEvent.FromString(m[2]).type for m in by_stream[STREAM_USER]]
-    n_profiles = world.users.height + world.authors.height
+    # profiles come first, so screen names exist before the graph references them; a new user's
+    # profile comes when its account is created, before its own follows
+    events = [ev.UserEvent.FromString(m[2]) for m in by_stream[STREAM_USER]]
+    kinds = [e.type for e in events]
+    new_users = world.users.filter(pl.col("created_at_ms") > 0)["user_id"].to_list()
+    assert new_users
+    n_profiles = world.users.height + world.authors.height - len(new_users)
     assert set(kinds[:n_profiles]) == {ev.USER_EVENT_PROFILE}
+    for u in new_users:
+        mine = [e.type for e in events if e.user_id == u]
+        assert mine[0] == ev.USER_EVENT_PROFILE and set(mine[1:]) == {ev.USER_EVENT_FOLLOW}
 
 
 def test_post_to_proto_optional_fields() -> None:

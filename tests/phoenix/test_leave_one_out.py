@@ -109,9 +109,9 @@ def test_evaluate_loo_pools_and_history_ablation(tmp_path) -> None:  # type: ign
         # test: post 35, requested at minute 36 (posts 36..39 do not exist yet)
         tests.append((u, posts[35], 100 + 35 % 4, t0 + 60_000 * 36))
     u, p, a, act, ts = zip(*rows, strict=True)
-    pl.DataFrame({"user_id": u, "post_id": p, "author_id": a, "action": act, "timestamp_ms": ts}).write_parquet(
-        tmp_path / "engagements.parquet"
-    )
+    pl.DataFrame(
+        {"user_id": u, "post_id": p, "author_id": a, "action": act, "timestamp_ms": ts}
+    ).write_parquet(tmp_path / "engagements.parquet")
     u, p, a, ts = zip(*tests, strict=True)
     pl.DataFrame({"user_id": u, "post_id": p, "author_id": a, "timestamp_ms": ts}).write_parquet(
         tmp_path / "test.parquet"

@@ -35,3 +35,31 @@ def test_any_pair_and_unknown_ids(world_dir: Path) -> None:
     assert np.isfinite(fav[:-1]).all() and np.isnan(fav[-1])
     assert ((fav[:-1] > 0) & (fav[:-1] < 1)).all() and fav[:-1].std() > 0  # it varies by post
     assert np.isnan(truth.probabilities(-5, posts[:3])[em.FAV]).all()  # unknown user
+
+
+def test_new_users_and_follow_backs(world_dir: Path) -> None:
+    """New users (snowflake ids, no history) have ground truth like everyone; their follows make
+    posts in-network. Follow backs (author -> user) make nothing in-network."""
+    truth = GroundTruth(world_dir)
+    users = pl.read_parquet(world_dir / "users.parquet")
+    follows = pl.read_parquet(world_dir / "follows.parquet")
+    posts = pl.read_parquet(world_dir / "posts.parquet")
+    new = users.filter(pl.col("created_at_ms") > 0)["user_id"].to_list()
+    assert new
+    for user in new:
+        followed = set(
+            follows.filter((pl.col("user_id") == user) & (pl.col("kind") == "follow"))["target_user_id"]
+        )
+        p = truth.probabilities(user, posts["post_id"].to_numpy())
+        assert np.isfinite(p[em.FAV]).all()
+        in_net = posts["author_id"].is_in(list(followed)).to_numpy()
+        # FOLLOW_AUTHOR is 0.001 x gate in network, 0.02 x gate out of it
+        ratio = p[em.FOLLOW_AUTHOR] / p[em.FAV]
+        np.testing.assert_allclose(ratio[in_net], 0.001 / 0.14)
+        np.testing.assert_allclose(ratio[~in_net], 0.02 / 0.14)
+    back = follows.filter(pl.col("kind") == "follow_back").row(0, named=True)
+    user, author = back["target_user_id"], back["user_id"]
+    follows_author = follows.filter(
+        (pl.col("user_id") == user) & (pl.col("target_user_id") == author) & (pl.col("kind") == "follow")
+    ).height
+    assert follows_author == 1  # the follow back answers the user's follow

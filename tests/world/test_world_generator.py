@@ -80,7 +80,7 @@ def test_saved_world_is_a_phoenix_log_directory(tiny: World, tmp_path: Path) -> 
 
 def test_sizes_follow_config(tiny: World) -> None:
     c = tiny.config
-    assert tiny.users.height == c.n_users and tiny.authors.height == c.n_authors
+    assert tiny.users.height == c.n_users + c.n_new_users and tiny.authors.height == c.n_authors
     assert tiny.posts.height == c.n_posts
     assert tiny.oracle.height == c.n_impressions
     assert tiny.impressions.height == c.n_impressions
@@ -179,7 +179,7 @@ def test_engagement_log_invariants(tiny: World) -> None:
 
 def test_follow_graph_matches_topics_and_popularity(demo: World) -> None:
     f = demo.follows
-    assert set(f["kind"].unique()) == {"follow", "block", "mute", "subscribe"}
+    assert set(f["kind"].unique()) == {"follow", "block", "mute", "subscribe", "follow_back"}
     assert f.select("user_id", "target_user_id", "kind").is_unique().all()
     fol = f.filter(pl.col("kind") == "follow")
     utop = demo.users.select("user_id", "topics")
@@ -302,7 +302,105 @@ def test_rebased_world_moves_time_and_ids_consistently(tiny: World) -> None:
     assert set(moved.deleted_post_ids.tolist()) <= ids and len(moved.deleted_post_ids) == len(
         tiny.deleted_post_ids
     )
+    # new users' ids are creation snowflakes: they move with time, their follows with them
+    new = moved.users.filter(pl.col("created_at_ms") > 0)
+    assert new.height == tiny.config.n_new_users
+    assert np.array_equal(timestamps_ms(new["user_id"].to_numpy()), new["created_at_ms"].to_numpy())
+    assert set(moved.follows["user_id"].to_list()) <= set(moved.users["user_id"]) | set(
+        moved.authors["author_id"]
+    )
     back = moved.rebased(tiny.config.now_ms)
     assert all(
-        getattr(back, n).equals(getattr(tiny, n)) for n in ("posts", "engagements", "oracle", "follows")
+        getattr(back, n).equals(getattr(tiny, n))
+        for n in ("posts", "engagements", "oracle", "follows", "users")
     )
+
+
+def test_october_features_leave_the_shared_stream_alone() -> None:
+    """Mutual follows, media-only posts and new users come from their own random streams: with all
+    three off, every impression, label and every other frame is the same (issue 19)."""
+    on = generate_world(WorldConfig.tiny(seed=5))
+    off = generate_world(WorldConfig.tiny(seed=5, mutual_follow_frac=0.0, media_only_frac=0.0, n_new_users=0))
+    assert on.engagements.equals(off.engagements) and on.oracle.equals(off.oracle)
+    assert on.posts.drop("text").equals(off.posts.drop("text"))
+    assert on.muted_keywords.equals(off.muted_keywords)
+    old = pl.col("user_id") < (1 << 22)
+    assert on.follows.filter(old & (pl.col("kind") != "follow_back")).equals(off.follows)
+    assert on.users.filter(old).equals(off.users)
+
+
+def test_mutual_follows(demo: World) -> None:
+    f = demo.follows
+    fol = f.filter(pl.col("kind") == "follow").select("user_id", "target_user_id")
+    back = f.filter(pl.col("kind") == "follow_back")
+    assert back.height > 0.05 * fol.height
+    # every follow back answers a follow of the same pair (author -> its follower), and comes later
+    j = back.join(
+        f.filter(pl.col("kind") == "follow").select(
+            pl.col("user_id").alias("target_user_id"),
+            pl.col("target_user_id").alias("user_id"),
+            pl.col("created_at_ms").alias("followed_at"),
+        ),
+        on=["user_id", "target_user_id"],
+    )
+    assert j.height == back.height and (j["created_at_ms"] > j["followed_at"]).all()
+    assert set(back["user_id"].to_list()) <= set(demo.authors["author_id"].to_list())
+    # before the first post, like the rest of the graph
+    assert back["created_at_ms"].max() < demo.posts["created_at_ms"].min()
+    # small authors follow back more often than the most popular ones
+    a = demo.authors.join(
+        back.group_by(pl.col("user_id").alias("author_id")).len(), on="author_id", how="left"
+    ).with_columns((pl.col("len").fill_null(0) / pl.col("follower_count").clip(1)).alias("rate"))
+    top = a.sort("popularity", descending=True)
+    assert top["rate"].head(10).mean() < top["rate"].tail(100).mean()
+
+
+def test_media_only_posts(demo: World) -> None:
+    p = demo.posts
+    empty = p.filter(pl.col("text") == "")
+    assert empty.height > 50
+    assert empty["has_video"].all() and not empty["is_reply"].any() and not empty["is_retweet"].any()
+    assert (empty["quoted_post_id"] == 0).all()
+    # a repost of a media-only post is "RT @author: " and nothing else
+    reposts = p.filter(pl.col("source_post_id").is_in(empty["post_id"].implode()))
+    assert reposts.height > 0 and reposts["text"].str.ends_with(": ").all()
+
+
+def test_new_users(tiny: World) -> None:
+    c = tiny.config
+    new = tiny.users.filter(pl.col("created_at_ms") > 0)
+    assert new.height == c.n_new_users
+    assert (tiny.users.filter(pl.col("created_at_ms") == 0)["user_id"] <= c.n_users).all()
+    ids = new["user_id"].to_numpy()
+    # snowflake ids of the account creation, minutes before now
+    assert np.array_equal(timestamps_ms(ids), new["created_at_ms"].to_numpy())
+    age_min = (c.now_ms - new["created_at_ms"].to_numpy()) / 60_000
+    assert ((age_min >= c.new_user_min_age_min) & (age_min <= c.new_user_max_age_min)).all()
+    assert not set(ids.tolist()) & set(tiny.posts["post_id"].to_list())
+    # a few onboarding follows (at least NEW_USER_MIN_FOLLOWING = 5), after the account exists
+    fol = tiny.follows.filter(pl.col("user_id").is_in(ids.tolist()))
+    assert set(fol["kind"].to_list()) == {"follow"}
+    per_user = fol.group_by("user_id").len()["len"]
+    assert len(per_user) == c.n_new_users
+    assert per_user.min() >= c.new_user_min_follows and per_user.max() <= c.new_user_max_follows
+    created = dict(zip(new["user_id"], new["created_at_ms"], strict=True))
+    assert all(t > created[u] and t < c.now_ms for u, t in fol.select("user_id", "created_at_ms").rows())
+    # no history: nothing in the log
+    assert not tiny.engagements.filter(pl.col("user_id").is_in(ids.tolist())).height
+    # their follows count in the authors' follower counts
+    counts = tiny.follows.filter(pl.col("kind") == "follow").group_by("target_user_id").len()
+    a = tiny.authors.join(counts.rename({"target_user_id": "author_id"}), on="author_id", how="left")
+    assert (a["follower_count"] == a["len"].fill_null(0)).all()
+
+
+def test_video_aspect_ratios(demo: World) -> None:
+    p = demo.posts
+    videos = p.filter(pl.col("has_video"))
+    assert (p.filter(~pl.col("has_video"))["video_aspect_ratio"] == 0).all()
+    shares = videos["video_aspect_ratio"].round(4).value_counts(normalize=True).sort("video_aspect_ratio")
+    assert np.allclose(shares["video_aspect_ratio"].to_numpy(), [9 / 16, 1.0, 16 / 9], atol=1e-4)
+    assert np.allclose(shares["proportion"].to_numpy(), [0.35, 0.15, 0.5], atol=0.03)
+    # a repost shows its source's video
+    src = p.select(pl.col("post_id").alias("source_post_id"), pl.col("video_aspect_ratio").alias("src"))
+    rep = p.filter(pl.col("is_retweet")).join(src, on="source_post_id")
+    assert (rep["video_aspect_ratio"] == rep["src"]).all()
