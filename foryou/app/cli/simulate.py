@@ -36,6 +36,10 @@ def simulate(
     listwise_weight: Annotated[
         float, typer.Option(help="Weight of the listwise loss over a request's candidates in retrains")
     ] = 0.0,
+    user_dropout: Annotated[
+        float,
+        typer.Option(help="Share of a retrain's requests with the user id hidden (read the history instead)"),
+    ] = 0.5,
     horizon: Annotated[float, typer.Option(help="Minutes during which the world's new posts arrive")] = 15.0,
     threads: Annotated[int, typer.Option(help="torch threads of a retrain")] = 1,
     seed: Annotated[int, typer.Option(help="World and simulation seed")] = 0,
@@ -81,6 +85,7 @@ def simulate(
         cold_from_scratch=cold_from_scratch,
         cold_epochs=cold_epochs,
         listwise_weight=listwise_weight,
+        user_dropout=user_dropout,
         train_max_steps=max_steps,
         threads=threads,
         out_dir=out,
