@@ -105,6 +105,7 @@ class LooData:
     req: Requests  # [U] history = the user's training impressions, no candidates
     seen: list[np.ndarray]  # [U] corpus indices of the user's training posts (not ranked)
     request_ms: np.ndarray | None = None  # [U] request time (the test row's, else the last training row's)
+    created_ms: np.ndarray | None = None  # [N] creation time of each corpus post (its snowflake id)
 
     def corpus_index(self, post_ids: np.ndarray) -> np.ndarray:
         order = np.argsort(self.corpus_posts, kind="stable")
@@ -149,6 +150,7 @@ def load_loo(
     req = Requests(starts, starts, hs, ends, np.ones(len(users), dtype=bool))
     d = LooData(t, cp, ca, np.zeros(len(cp), np.int64), users, np.zeros(0, np.int64), req, [])
     d.targets = d.corpus_index(tposts)
+    d.created_ms = timestamps_ms(cp)
     pos = (t.action_mask & np.uint64(sum(1 << a for a in POSITIVE_ACTIONS))) != 0
     d.pos_count = np.bincount(d.corpus_index(t.post_id[pos]), minlength=len(cp))
     d.seen = [d.corpus_index(np.unique(t.post_id[s:e])) for s, e in zip(starts, ends, strict=True)]
@@ -173,7 +175,7 @@ def random_scores(d: LooData, rows: np.ndarray, seed: int = 0) -> np.ndarray:
 def newest_scores(d: LooData, rows: np.ndarray) -> np.ndarray:
     """Newest first [len(rows), N]: a post's creation time (its snowflake id), -inf for posts
     created after the request: a recency pool like in-network sources, not personalised by topic."""
-    created = timestamps_ms(d.corpus_posts).astype(np.float64)
+    created = (d.created_ms if d.created_ms is not None else timestamps_ms(d.corpus_posts)).astype(np.float64)
     req_ms = (d.request_ms[rows] if d.request_ms is not None else np.full(len(rows), np.inf))[:, None]
     return np.where(created[None, :] <= req_ms, created[None, :], -np.inf)
 

@@ -14,12 +14,7 @@ from __future__ import annotations
 from candidate_pipeline import Filter, FilterResult
 from home_mixer.candidate import PostCandidate
 from home_mixer.query import ScoredPostsQuery
-from home_mixer.selectors.video_carousel_extras import video_carousel_enabled
-
-
-def _video_open(c: PostCandidate) -> float:
-    p = c.head_scores().get("video_open")
-    return p if p is not None and p == p else 0.0
+from home_mixer.selectors.video_carousel_extras import video_carousel_enabled, video_open
 
 
 def carousel_videos(query: ScoredPostsQuery, extras: list[PostCandidate]) -> list[PostCandidate]:
@@ -30,7 +25,7 @@ def carousel_videos(query: ScoredPostsQuery, extras: list[PostCandidate]) -> lis
         for c in extras
         if c.video_aspect_ratio is not None and c.video_aspect_ratio < p.video_carousel_max_aspect_ratio
     ]
-    vertical.sort(key=lambda c: -_video_open(c))
+    vertical.sort(key=lambda c: -(video_open(c) or 0.0))
     chosen = vertical[: p.video_carousel_max_videos]
     return chosen if len(chosen) >= p.video_carousel_min_videos else []
 

@@ -15,11 +15,17 @@ def video_carousel_enabled(query: ScoredPostsQuery) -> bool:
     return query.params.enable_video_carousel and not query.in_network_only and query.video_carousel_eligible
 
 
+def video_open(c: PostCandidate) -> float | None:
+    """The candidate's P(video_open); None when missing or NaN."""
+    p = c.head_scores().get("video_open")
+    return p if p is not None and p == p else None
+
+
 def _video_open(c: PostCandidate) -> float | None:
+    """P(video_open) of a carousel-eligible candidate (a video, not a reply), else None."""
     if c.video_duration_ms is None or c.is_reply():
         return None
-    p = c.head_scores().get("video_open")
-    return p if p is not None and p == p else None  # NaN counts as missing
+    return video_open(c)
 
 
 def append_video_carousel_extras(

@@ -71,13 +71,17 @@ def impressions_from_log(df: pl.DataFrame) -> pl.DataFrame:
 def impressions_with_history(logs: LogPaths) -> pl.DataFrame:
     """`impressions_from_log` of the log, plus its history file's impressions (if any) marked
     `context` = True, sorted by user, time, post."""
-    imp = impressions_from_log(read_log(logs.engagements))
-    if logs.history is None:
+    return with_history_context(impressions_from_log(read_log(logs.engagements)), logs.history)
+
+
+def with_history_context(imp: pl.DataFrame, history: Path | None) -> pl.DataFrame:
+    """`imp` plus the impressions of the engagement log at `history` (None: nothing) marked
+    `context` = True (history only), sorted by user, time, post."""
+    if history is None:
         return imp
-    ctx = impressions_from_log(read_log(logs.history))
-    return pl.concat([ctx.with_columns(context=pl.lit(True)), imp.with_columns(context=pl.lit(False))]).sort(
-        "user_id", "timestamp_ms", "post_id"
-    )
+    ctx = impressions_from_log(read_log(history)).with_columns(context=pl.lit(True))
+    both = pl.concat([ctx, imp.with_columns(context=pl.lit(False))])
+    return both.sort("user_id", "timestamp_ms", "post_id")
 
 
 @dataclass

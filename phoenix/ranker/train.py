@@ -39,9 +39,10 @@ from phoenix.ranker.data import (
     build_requests,
     exposure_labels,
     hide_user_ids,
-    impressions_with_history,
+    impressions_from_log,
     make_batch,
     read_log,
+    with_history_context,
 )
 from phoenix.ranker.evaluate import HEADLINE, action_name, evaluate_split, predict_requests
 from phoenix.ranker.metrics import roc_auc
@@ -234,8 +235,9 @@ def _train_ranker(
 
     t0 = time.monotonic()
     logs = resolve_logs(logs_path)
-    positives_only = is_positives_only(read_log(logs.engagements))
-    imp = impressions_with_history(logs)
+    log = read_log(logs.engagements)  # read once: the positives-only check and the impressions
+    positives_only = is_positives_only(log)
+    imp = with_history_context(impressions_from_log(log), logs.history)
     sids = resolve_sids(logs_path, cfg.sids_path)
     holdout = Holdout.resolve(cfg.holdout, cfg.eval_fraction)
     table = ImpressionTable.build(imp, mcfg.hash_config, holdout, sids, mcfg)

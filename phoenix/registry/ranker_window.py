@@ -26,6 +26,7 @@ from phoenix.ranker.data import (
     impressions_from_log,
     make_batch,
     read_log,
+    with_history_context,
 )
 from phoenix.ranker.evaluate import MIN_POSITIVES, action_name, predict_requests, request_ids
 from phoenix.ranker.features import action_multi_hot
@@ -111,12 +112,7 @@ def build_window(
         ts = imp["timestamp_ms"].to_numpy()
     held = ts >= split
     (t0, t1), (e0, e1) = _span(ts[~held]), _span(ts[held])
-    history = resolve_logs(logs_path).history
-    if history is not None:  # history context only (phoenix.ranker.data.impressions_with_history)
-        ctx = impressions_from_log(read_log(history)).with_columns(context=pl.lit(True))
-        imp = pl.concat([ctx, imp.with_columns(context=pl.lit(False))]).sort(
-            "user_id", "timestamp_ms", "post_id"
-        )
+    imp = with_history_context(imp, resolve_logs(logs_path).history)  # history context only
     description = {
         "logs": str(Path(logs_path).resolve()),
         "eval_logs": None if eval_logs is None else str(Path(eval_logs).resolve()),

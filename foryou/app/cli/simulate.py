@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from foryou.app.cli.common import console, ctx_settings, fail
+from foryou.app.cli.train import ListwiseWeight, UserDropout
 
 
 def simulate(
@@ -33,13 +34,8 @@ def simulate(
     cold_epochs: Annotated[
         float, typer.Option(help="Cold start: ranking epochs of a retrain continuing the promoted model")
     ] = 3.0,
-    listwise_weight: Annotated[
-        float, typer.Option(help="Weight of the listwise loss over a request's candidates in retrains")
-    ] = 0.0,
-    user_dropout: Annotated[
-        float,
-        typer.Option(help="Share of a retrain's requests with the user id hidden (read the history instead)"),
-    ] = 0.5,
+    listwise_weight: ListwiseWeight = 0.0,
+    user_dropout: UserDropout = 0.5,
     horizon: Annotated[float, typer.Option(help="Minutes during which the world's new posts arrive")] = 15.0,
     threads: Annotated[int, typer.Option(help="torch threads of a retrain")] = 1,
     seed: Annotated[int, typer.Option(help="World and simulation seed")] = 0,

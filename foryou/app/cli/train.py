@@ -16,6 +16,12 @@ app = group("Train models from an engagement log.")
 MaxSteps = Annotated[int, typer.Option(help="0 = from epochs")]
 Threads = Annotated[int, typer.Option(help="torch threads, 0 = torch default")]
 Seed = Annotated[int, typer.Option()]
+ListwiseWeight = Annotated[
+    float, typer.Option(help="Weight of the listwise softmax loss over a request's candidates")
+]
+UserDropout = Annotated[
+    float, typer.Option(help="Share of training requests with the user id hidden (it reads the history)")
+]
 TrainSids = Annotated[
     str,
     typer.Option(help="Parquet with post_id + sid; default: the world directory's posts table"),
@@ -57,13 +63,8 @@ def train_ranker_cmd(
         ),
     ] = "popularity",
     negatives_from: Annotated[str, typer.Option(help="Retrieval checkpoint for hard negatives")] = "",
-    listwise_weight: Annotated[
-        float, typer.Option(help="Weight of the listwise softmax loss over a request's candidates")
-    ] = 0.0,
-    user_dropout: Annotated[
-        float,
-        typer.Option(help="Share of training requests with the user id hidden: personalise from the history"),
-    ] = 0.0,
+    listwise_weight: ListwiseWeight = 0.0,
+    user_dropout: UserDropout = 0.0,
     threads: Threads = 0,
     seed: Seed = 0,
     device: DeviceOpt = "cpu",
