@@ -29,8 +29,8 @@ def simulate(
         float, typer.Option(help="Learning rates of a warm-started retrain, x the from-scratch ones")
     ] = 0.01,
     cold_from_scratch: Annotated[
-        bool, typer.Option(help="Cold start: every retrain from scratch on the whole window")
-    ] = False,
+        bool, typer.Option(help="Cold start: each retrain from scratch on the whole window (else: continue)")
+    ] = True,
     cold_epochs: Annotated[
         float, typer.Option(help="Cold start: ranking epochs of a retrain continuing the promoted model")
     ] = 3.0,
